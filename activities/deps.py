@@ -1,0 +1,29 @@
+"""What activities need at hand: the database and the external systems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.carriers import SimulatedCarriers
+from adapters.notifications import SimulatedNotifier
+from adapters.payments import SimulatedPaymentGateway
+from nodal.db import Database
+from nodal.settings import Settings
+
+
+@dataclass
+class Deps:
+    db: Database
+    payments: SimulatedPaymentGateway
+    carriers: SimulatedCarriers
+    notifier: SimulatedNotifier
+
+    @classmethod
+    def build(cls, db: Database, settings: Settings) -> "Deps":
+        common = dict(latency_ms=settings.adapter_latency_ms, failure_rate=settings.adapter_failure_rate)
+        return cls(
+            db=db,
+            payments=SimulatedPaymentGateway(db, decline_rate=settings.payment_decline_rate, **common),
+            carriers=SimulatedCarriers(db, **common),
+            notifier=SimulatedNotifier(db, **common),
+        )

@@ -1,0 +1,67 @@
+"""Read the network into the routing engine's plain data (one query per table, for one request)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inventory.arithmetic import ATS_SQL
+from routing.model import NetworkView, NodeInfo, SkuRules
+
+
+def node_info(row, used_today: int = 0) -> NodeInfo:
+    cal = row.calendar or {}
+    remaining = None if row.units_per_day is None else max(row.units_per_day - used_today, 0)
+    return NodeInfo(
+        node_id=row.node_id, type=row.type, lat=row.lat, lon=row.lon,
+        capabilities=frozenset(row.capabilities or []), enabled=row.enabled,
+        handling_cost=float(row.handling_cost), remaining_units=remaining,
+        processing_minutes=row.processing_time_minutes, cutoff_time=row.cutoff_time,
+        timezone=row.timezone, closed_weekdays=frozenset(cal.get("closed_weekdays", [])),
+        holidays=frozenset(str(h) for h in cal.get("holidays", [])),
+    )
+
+
+def local_day(tz: str, at: datetime) -> date:
+    return at.astimezone(ZoneInfo(tz)).date()
+
+
+async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime) -> NetworkView:
+    nodes = (await conn.execute(text("SELECT * FROM nodes"))).all()
+    utc_day = at.date()
+    used_rows = (await conn.execute(
+        text(
+            "SELECT node_id, capacity_day, SUM(qty) AS units FROM reservations"
+            " WHERE capacity_day BETWEEN :a AND :b AND status <> 'released' GROUP BY node_id, capacity_day"
+        ),
+        dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)),
+    )).all()
+    used = {(r.node_id, r.capacity_day): int(r.units) for r in used_rows}
+    view = NetworkView(nodes={
+        r.node_id: node_info(r, used.get((r.node_id, local_day(r.timezone, at)), 0)) for r in nodes
+    })
+    for r in (await conn.execute(
+        text("SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
+        {"p": postal_codes},
+    )).all():
+        view.service_areas.setdefault(r.postal_code, {})[r.node_id] = r.priority
+    for r in (await conn.execute(
+        text(f"SELECT node_id, sku, {ATS_SQL} AS ats FROM inventory_positions WHERE sku = ANY(:s)"),
+        {"s": skus},
+    )).all():
+        view.available[(r.node_id, r.sku)] = int(r.ats)
+    for r in (await conn.execute(
+        text("SELECT sku, allowed_node_types FROM skus WHERE sku = ANY(:s)"), {"s": skus}
+    )).all():
+        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []))
+    return view
+
+
+async def postal_coordinates(conn: AsyncConnection, postal_codes: list[str]) -> dict[str, tuple[float, float]]:
+    rows = (await conn.execute(
+        text("SELECT postal_code, lat, lon FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal_codes}
+    )).all()
+    return {r.postal_code: (r.lat, r.lon) for r in rows}

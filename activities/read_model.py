@@ -1,0 +1,124 @@
+"""read_model.* and order.capture: mirror workflow state into Postgres for the API and reports.
+
+Writes are idempotent and ordered by a version the workflow increments, so a retried or late
+snapshot never overwrites a newer one. Timeline entries are keyed and written once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import Deps
+from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry
+from models.status import DeliveryMethod
+from models.tables import Fulfillment, Order, OrderLine, Return, TimelineEvent
+from nodal.logging import get_logger
+
+
+async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> None:
+    if not entries:
+        return
+    stmt = insert(TimelineEvent.__table__).values([
+        dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
+        for e in entries
+    ]).on_conflict_do_nothing(index_elements=["order_id", "key"])
+    await conn.execute(stmt)
+
+
+def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None):
+    stmt = insert(table).values(rows)
+    update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    where = None
+    if guard:
+        where = table.c[guard] <= stmt.excluded[guard]
+    return stmt.on_conflict_do_update(index_elements=keys, set_=update, where=where)
+
+
+class ReadModelActivities:
+    def __init__(self, deps: Deps):
+        self.deps = deps
+
+    @activity.defn(name="order.capture")
+    async def capture(self, order: OrderInput) -> None:
+        """Validate the order against the catalog and network as they are now."""
+        skus = sorted({l.sku for l in order.lines})
+        pickup = sorted({l.delivery.pickup_node_id for l in order.lines if l.delivery.pickup_node_id})
+        async with self.deps.db.engine.connect() as conn:
+            known = {r.sku for r in (await conn.execute(
+                text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus})).all()}
+            nodes = {r.node_id for r in (await conn.execute(
+                text("SELECT node_id FROM nodes WHERE node_id = ANY(:n)"), {"n": pickup})).all()}
+        problems = [f"unknown sku {s}" for s in skus if s not in known]
+        problems += [f"unknown pickup node {n}" for n in pickup if n not in nodes]
+        for l in order.lines:
+            if l.delivery.method in (DeliveryMethod.pickup, DeliveryMethod.curbside) and not l.delivery.pickup_node_id:
+                problems.append(f"line {l.line_id}: {l.delivery.method.value} needs pickup_node_id")
+        if problems:
+            raise ApplicationError("; ".join(problems), type="InvalidOrder", non_retryable=True)
+
+    @activity.defn(name="read_model.record_order")
+    async def record_order(self, snap: OrderSnapshot) -> None:
+        s = snap.state
+        order_row = dict(
+            order_id=s.order_id, external_id=s.external_id, channel=s.channel, customer_id=s.customer_id,
+            customer_tier=s.customer_tier, customer_email=snap.customer_email, status=s.status.value,
+            currency=s.currency, total=snap.total, policy=s.policy.model_dump(mode="json"),
+            requested_delivery_date=s.requested_delivery_date, promised_by=s.promised_by,
+            delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version,
+            created_at=snap.created_at, updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at,
+        )
+        async with self.deps.db.engine.begin() as conn:
+            # The API may have written the intake row first; the version guard keeps the newest state.
+            res = await conn.execute(_upsert(Order.__table__, [order_row], ["order_id"], guard="version")
+                                     .returning(Order.__table__.c.order_id))
+            if res.first() is None:
+                return  # a newer snapshot is already there
+            await conn.execute(_upsert(OrderLine.__table__, [
+                dict(order_id=s.order_id, line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price,
+                     status=l.status, delivery=l.delivery.model_dump(mode="json", exclude_none=True),
+                     cancelled_qty=l.cancelled_qty, shipped_qty=l.shipped_qty, delivered_qty=l.delivered_qty,
+                     returned_qty=l.returned_qty, promised_by=l.promised_by)
+                for l in s.lines
+            ], ["order_id", "line_id"]))
+            # Lines removed by a modification in the remorse window.
+            await conn.execute(
+                text("DELETE FROM order_lines WHERE order_id = :o AND NOT (line_id = ANY(:ids))"),
+                dict(o=s.order_id, ids=[l.line_id for l in s.lines]),
+            )
+            if s.returns:
+                await conn.execute(_upsert(Return.__table__, [
+                    dict(return_id=r.return_id, order_id=s.order_id, status=r.status.value, method=r.method,
+                         node_id=r.node_id, reason=r.reason, lines=[l.model_dump(mode="json") for l in r.lines],
+                         label=r.label.model_dump(mode="json") if r.label else None, refund_amount=r.refund_amount)
+                    for r in s.returns
+                ], ["return_id"]))
+            await _timeline(conn, s.order_id, snap.timeline)
+
+    @activity.defn(name="read_model.record_fulfillment")
+    async def record_fulfillment(self, snap: FulfillmentSnapshot) -> None:
+        f = snap.fulfillment
+        row = dict(
+            fulfillment_id=f.fulfillment_id, order_id=snap.order_id, node_id=f.node_id, status=f.status.value,
+            lines=[l.model_dump(mode="json") for l in f.lines], carrier=f.carrier, tracking=f.tracking,
+            ship_by=f.ship_by, reason=f.reason, version=snap.version,
+        )
+        async with self.deps.db.engine.begin() as conn:
+            await conn.execute(_upsert(Fulfillment.__table__, [row], ["fulfillment_id"], guard="version"))
+            await _timeline(conn, snap.order_id, snap.timeline)
+        get_logger(order_id=snap.order_id, fulfillment_id=f.fulfillment_id).info(
+            "fulfillment.recorded", status=f.status.value, node_id=f.node_id)
+
+    @activity.defn(name="notify.send")
+    async def notify(self, n: Notification) -> None:
+        async with self.deps.db.engine.connect() as conn:
+            row = (await conn.execute(
+                text("SELECT customer_email FROM orders WHERE order_id = :o"), {"o": n.order_id})).first()
+        if row is None or not row.customer_email:
+            get_logger(order_id=n.order_id).info("notify.skipped_no_contact", notification=n.event)
+            return
+        await self.deps.notifier.send(n.key, n.order_id, n.event, {**n.detail, "to": row.customer_email})
+        get_logger(order_id=n.order_id).info("notify.sent", notification=n.event, key=n.key)

@@ -1,0 +1,30 @@
+"""All activities of the worker, built around one set of dependencies."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from activities.carriers import CarrierActivities
+from activities.deps import Deps
+from activities.inventory import InventoryActivities
+from activities.payments import PaymentActivities
+from activities.read_model import ReadModelActivities
+from activities.routing import RoutingActivities
+
+
+class NodalActivities:
+    def __init__(self, deps: Deps):
+        self.deps = deps
+        self.inventory = InventoryActivities(deps)
+        self.routing = RoutingActivities(deps)
+        self.payments = PaymentActivities(deps)
+        self.carriers = CarrierActivities(deps)
+        self.read_model = ReadModelActivities(deps)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.read_model.capture, self.read_model.record_order, self.read_model.record_fulfillment,
+            self.read_model.notify, self.routing.plan, self.inventory.reserve, self.inventory.set_reservations,
+            self.inventory.consume, self.inventory.restock, self.payments.call, self.carriers.label,
+            self.carriers.return_label,
+        ]

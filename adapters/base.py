@@ -1,0 +1,56 @@
+"""What every simulated external system shares: latency, injected failures, durable idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any, Awaitable, Callable
+
+from sqlalchemy import text
+
+from nodal.db import Database
+
+
+class ExternalSystemError(Exception):
+    """A transient failure of an external system (timeout, 5xx): safe to retry with the same key."""
+
+
+class SimulatedSystem:
+    system = "external"
+
+    def __init__(self, db: Database, latency_ms: int = 20, failure_rate: float = 0.0, seed: int | None = None):
+        self.db = db
+        self.latency_ms = latency_ms
+        self.failure_rate = failure_rate
+        self._rng = random.Random(seed)
+
+    async def _idempotent(self, key: str, produce: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Answer a call once per key, as a gateway with idempotency keys does."""
+        async with self.db.engine.begin() as conn:
+            row = (await conn.execute(
+                text("SELECT response FROM adapter_calls WHERE system = :s AND idempotency_key = :k"),
+                dict(s=self.system, k=key),
+            )).first()
+        if row is not None:
+            return dict(row.response)
+        if self.latency_ms:
+            await asyncio.sleep(self._rng.uniform(0.5, 1.5) * self.latency_ms / 1000)
+        if self._rng.random() < self.failure_rate:
+            raise ExternalSystemError(f"{self.system} unavailable (simulated)")
+        response = await produce()
+        async with self.db.engine.begin() as conn:
+            # A concurrent retry may have answered first: its answer is the one that counts.
+            row = (await conn.execute(
+                text(
+                    "INSERT INTO adapter_calls (system, idempotency_key, response, created_at)"
+                    " VALUES (:s, :k, CAST(:r AS jsonb), now())"
+                    " ON CONFLICT (system, idempotency_key) DO UPDATE SET system = EXCLUDED.system"
+                    " RETURNING response"
+                ),
+                dict(s=self.system, k=key, r=json.dumps(response, default=str)),
+            )).first()
+        return dict(row.response)
+
+    def rng(self) -> random.Random:
+        return self._rng

@@ -1,0 +1,1 @@
+"""Thin FastAPI layer: authenticate, validate, start workflows or send Updates, read the read model."""

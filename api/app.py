@@ -1,0 +1,42 @@
+"""The FastAPI application (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Optional
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.auth import ensure_admin_key
+from api.routes import fulfillments, inventory, keys, network, ops, orders
+from nodal import __version__
+from nodal.db import Database, resolve_database_url
+from nodal.logging import configure_logging
+from nodal.settings import Settings, get_settings
+from nodal.temporal import connect
+
+
+def create_app(settings: Optional[Settings] = None, db: Optional[Database] = None,
+               temporal: Optional[Client] = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging(settings.log_level, settings.log_json)
+        own_db = db is None
+        app.state.db = db or Database(resolve_database_url(settings))
+        app.state.temporal = temporal or await connect(settings)
+        if settings.admin_key:
+            await ensure_admin_key(app.state.db, settings.admin_key)
+        yield
+        if own_db:
+            await app.state.db.dispose()
+
+    app = FastAPI(title="Nodal", version=__version__, lifespan=lifespan,
+                  description="Distributed order management: orders, fulfillment, inventory, returns.")
+    app.state.settings = settings
+    app.middleware("http")(ops.metrics_middleware)
+    for r in (orders.router, fulfillments.router, network.router, inventory.router, keys.router, ops.router):
+        app.include_router(r)
+    return app

@@ -1,0 +1,81 @@
+"""API keys: ``Authorization: Bearer <key>``; only a SHA-256 of each key is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Optional
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+
+from models.status import Role
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (key_id, key); the key is shown once and never stored."""
+    key_id = "k_" + secrets.token_hex(6)
+    return key_id, f"ndl_{key_id[2:]}_{secrets.token_urlsafe(24)}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+    channel: Optional[str] = None
+    node_id: Optional[str] = None
+
+    def can_see_channel(self, channel: str) -> bool:
+        return self.role in (Role.admin, Role.support) or (self.role == Role.client and self.channel == channel)
+
+    def can_touch_node(self, node_id: str) -> bool:
+        return self.role in (Role.admin, Role.support) or (self.role == Role.partner and self.node_id == node_id)
+
+
+async def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    async with request.app.state.db.engine.connect() as conn:
+        row = (await conn.execute(
+            text("SELECT key_id, role, channel, node_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
+            {"h": hash_key(creds.credentials)},
+        )).first()
+    if row is None:
+        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(row.key_id, Role(row.role), row.channel, row.node_id)
+
+
+def require(*roles: Role):
+    async def dep(p: Principal = Depends(principal)) -> Principal:
+        if p.role not in roles:
+            raise HTTPException(403, f"role {p.role.value} may not do this")
+        return p
+
+    return dep
+
+
+ANY_ROLE = require(Role.admin, Role.support, Role.client, Role.partner)
+ADMIN = require(Role.admin)
+STAFF = require(Role.admin, Role.support)
+
+
+async def ensure_admin_key(db, key: str) -> None:
+    """Install the bootstrap admin key (NODAL_ADMIN_KEY)."""
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO api_keys (key_id, key_hash, role, label, created_at) VALUES"
+                " ('admin-bootstrap', :h, 'admin', 'NODAL_ADMIN_KEY', now())"
+                " ON CONFLICT (key_id) DO UPDATE SET key_hash = EXCLUDED.key_hash, revoked_at = NULL"
+            ),
+            {"h": hash_key(key)},
+        )

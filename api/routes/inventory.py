@@ -1,0 +1,107 @@
+"""Inventory feeds (snapshots, adjustments) and available-to-sell."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import text
+
+from api.auth import ANY_ROLE, Principal, require
+from api.schemas import AdjustmentIn, SnapshotIn
+from inventory import service
+from inventory.arithmetic import ATS_SQL
+from models.status import NATIONAL_NODE_TYPES, Role
+
+router = APIRouter(tags=["inventory"])
+FEEDERS = require(Role.admin, Role.partner)
+
+
+async def _known(conn, table: str, key: str, values: list[str]) -> set[str]:
+    rows = await conn.execute(text(f"SELECT {key} FROM {table} WHERE {key} = ANY(:v)"), {"v": values})
+    return {r[0] for r in rows}
+
+
+@router.put("/inventory/{node_id}", summary="Full snapshot of a node's stock; an older as_of is ignored")
+async def put_snapshot(node_id: str, body: SnapshotIn, request: Request, who: Principal = Depends(FEEDERS)) -> dict:
+    if not who.can_touch_node(node_id):
+        raise HTTPException(403, "this key may not feed another node's stock")
+    skus = sorted({i.sku for i in body.items})
+    if len(skus) != len(body.items):
+        raise HTTPException(422, "each sku may appear once in a snapshot")
+    async with request.app.state.db.engine.begin() as conn:
+        if not await _known(conn, "nodes", "node_id", [node_id]):
+            raise HTTPException(404, f"no node {node_id}")
+        missing = sorted(set(skus) - await _known(conn, "skus", "sku", skus))
+        if missing:
+            raise HTTPException(422, f"unknown skus: {', '.join(missing)}")
+        applied, ignored = [], []
+        for item in sorted(body.items, key=lambda i: i.sku):
+            ok = await service.set_snapshot(conn, node_id, item.sku, item.on_hand, item.safety_stock, body.as_of,
+                                            actor=who.key_id)
+            (applied if ok else ignored).append(item.sku)
+    return {"node_id": node_id, "as_of": body.as_of.isoformat(), "applied": len(applied),
+            "ignored_older": ignored}
+
+
+@router.post("/inventory/adjustments", summary="Stock deltas, idempotent by event_id")
+async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
+    for a in body:
+        if not who.can_touch_node(a.node_id):
+            raise HTTPException(403, f"this key may not adjust node {a.node_id}")
+    async with request.app.state.db.engine.begin() as conn:
+        missing_nodes = sorted({a.node_id for a in body} - await _known(conn, "nodes", "node_id",
+                                                                        [a.node_id for a in body]))
+        missing_skus = sorted({a.sku for a in body} - await _known(conn, "skus", "sku", [a.sku for a in body]))
+        if missing_nodes or missing_skus:
+            raise HTTPException(422, "unknown " + "; ".join(
+                x for x in (f"nodes: {', '.join(missing_nodes)}" if missing_nodes else "",
+                            f"skus: {', '.join(missing_skus)}" if missing_skus else "") if x))
+        applied, duplicates = 0, []
+        for a in sorted(body, key=lambda a: (a.node_id, a.sku, a.event_id)):
+            if await service.adjust(conn, a.node_id, a.sku, a.delta, a.reason, a.event_id, actor=who.key_id):
+                applied += 1
+            else:
+                duplicates.append(a.event_id)
+    return {"applied": applied, "duplicates": duplicates}
+
+
+@router.get("/inventory/{node_id}", summary="A node's positions")
+async def get_inventory(node_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+    if who.role == Role.partner and who.node_id != node_id:
+        raise HTTPException(403, "this key reads its own node only")
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            f"SELECT sku, on_hand, reserved, safety_stock, {ATS_SQL} AS available, as_of FROM inventory_positions"
+            " WHERE node_id = :n ORDER BY sku"), {"n": node_id})).all()
+    return {"node_id": node_id, "items": [{
+        "sku": r.sku, "on_hand": r.on_hand, "reserved": r.reserved, "safety_stock": r.safety_stock,
+        "available": r.available, "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]}
+
+
+@router.get("/availability", summary="Available-to-sell per SKU, per eligible node")
+async def availability(
+    request: Request, who: Principal = Depends(ANY_ROLE),
+    skus: str = Query(..., description="comma-separated SKUs"),
+    postal_code: Optional[str] = None, channel: Optional[str] = None,
+) -> dict[str, Any]:
+    wanted = [s for s in (x.strip() for x in skus.split(",")) if s]
+    if not wanted or len(wanted) > 200:
+        raise HTTPException(422, "give 1 to 200 skus")
+    params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES)}
+    area = ""
+    if postal_code:
+        area = (" AND (n.type = ANY(:national) OR EXISTS (SELECT 1 FROM service_areas a"
+                " WHERE a.node_id = n.node_id AND a.postal_code = :pc))")
+        params["pc"] = postal_code
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            f"SELECT p.sku, p.node_id, p.on_hand, p.reserved, p.safety_stock, {ATS_SQL} AS available"
+            " FROM inventory_positions p JOIN nodes n USING (node_id)"
+            f" WHERE p.sku = ANY(:skus) AND n.enabled{area} ORDER BY p.sku, p.node_id"), params)).all()
+    out: dict[str, Any] = {s: {"sku": s, "available": 0, "nodes": []} for s in wanted}
+    for r in rows:
+        out[r.sku]["available"] += r.available
+        out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
+                                    "safety_stock": r.safety_stock, "available": r.available})
+    return {"postal_code": postal_code, "channel": channel, "skus": list(out.values())}

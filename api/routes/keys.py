@@ -1,0 +1,54 @@
+"""API keys: admins create them per role (a partner key is bound to one node) and revoke them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import text
+
+from api.auth import ADMIN, Principal, hash_key, new_key
+from api.schemas import ApiKeyIn
+from models.status import Role
+
+router = APIRouter(tags=["access"])
+
+
+@router.post("/api-keys", status_code=201, summary="Create a key; the key itself is shown only in this answer")
+async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    if body.role == Role.partner and not body.node_id:
+        raise HTTPException(422, "a partner key needs node_id")
+    if body.role == Role.client and not body.channel:
+        raise HTTPException(422, "a client key needs channel")
+    if body.role != Role.partner and body.node_id:
+        raise HTTPException(422, "only partner keys are bound to a node")
+    async with request.app.state.db.engine.begin() as conn:
+        if body.node_id and (await conn.execute(
+                text("SELECT 1 FROM nodes WHERE node_id = :n"), {"n": body.node_id})).first() is None:
+            raise HTTPException(422, f"unknown node {body.node_id}")
+        key_id, key = new_key()
+        await conn.execute(text(
+            "INSERT INTO api_keys (key_id, key_hash, role, channel, node_id, label, created_at)"
+            " VALUES (:i, :h, :r, :c, :n, :l, now())"),
+            dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, l=body.label))
+    return {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel, "node_id": body.node_id}
+
+
+@router.get("/api-keys")
+async def list_keys(request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT key_id, role, channel, node_id, label, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        ))).all()
+    return {"api_keys": [{
+        "key_id": r.key_id, "role": r.role, "channel": r.channel, "node_id": r.node_id, "label": r.label,
+        "created_at": r.created_at.isoformat(), "revoked": r.revoked_at is not None} for r in rows]}
+
+
+@router.delete("/api-keys/{key_id}", summary="Revoke a key")
+async def revoke_key(key_id: str, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.db.engine.begin() as conn:
+        row = (await conn.execute(text(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE key_id = :i RETURNING key_id"),
+            {"i": key_id})).first()
+    if row is None:
+        raise HTTPException(404, f"no key {key_id}")
+    return {"key_id": key_id, "revoked": True}

@@ -1,0 +1,165 @@
+"""The network and catalog: nodes, service areas (store mapping), SKUs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+
+from activities.network import local_day
+from api.auth import ADMIN, ANY_ROLE, Principal
+from api.schemas import NodeIn, NodePatch, ServiceAreaIn, SkuIn
+from models.tables import Node, PostalCode, ServiceArea, Sku
+from nodal.durations import parse_duration
+
+router = APIRouter(tags=["network"])
+
+
+def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"node_id": node_id}
+    for k, v in body.items():
+        if k == "capacity":
+            row["units_per_day"] = v["units_per_day"] if v else None
+        elif k == "processing_time":
+            row["processing_time_minutes"] = int(parse_duration(v).total_seconds() // 60)
+        elif k == "calendar":
+            row["calendar"] = {"closed_weekdays": v["closed_weekdays"],
+                               "holidays": [str(h) for h in v["holidays"]]}
+        elif k == "capabilities":
+            row[k] = [str(c) for c in v]
+        elif k == "type":
+            row[k] = str(v)
+        else:
+            row[k] = v
+    row["updated_at"] = datetime.now(timezone.utc)
+    return row
+
+
+async def _node_view(conn, node_id: str) -> dict[str, Any]:
+    n = (await conn.execute(text("SELECT * FROM nodes WHERE node_id = :n"), {"n": node_id})).first()
+    if n is None:
+        raise HTTPException(404, f"no node {node_id}")
+    day = local_day(n.timezone, datetime.now(timezone.utc))
+    used = (await conn.execute(text(
+        "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n AND capacity_day = :d"
+        " AND status <> 'released'"), {"n": node_id, "d": day})).scalar_one()
+    counts = dict((await conn.execute(text(
+        "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
+    decided = sum(counts.get(s, 0) for s in ("accepted", "picked", "packed", "shipped", "delivered",
+                                             "rejected", "timed_out"))
+    accepted = sum(counts.get(s, 0) for s in ("accepted", "picked", "packed", "shipped", "delivered"))
+    return {
+        "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
+        "postal_code": n.postal_code, "capabilities": n.capabilities, "enabled": n.enabled,
+        "capacity": {"units_per_day": n.units_per_day, "used_today": int(used)},
+        "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
+        "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
+        "scorecard": {
+            "fulfillments": sum(counts.values()), "by_status": counts,
+            "acceptance_rate": round(accepted / decided, 4) if decided else None,
+        },
+    }
+
+
+@router.put("/nodes/{node_id}", summary="Create or replace a node")
+async def put_node(node_id: str, body: NodeIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    if not node_id or len(node_id) > 64:
+        raise HTTPException(422, "node_id must be 1 to 64 characters")
+    row = _node_row(node_id, body.model_dump(mode="json"))
+    stmt = insert(Node.__table__).values(row)
+    stmt = stmt.on_conflict_do_update(index_elements=["node_id"], set_={k: stmt.excluded[k] for k in row if k != "node_id"})
+    async with request.app.state.db.engine.begin() as conn:
+        await conn.execute(stmt)
+        return await _node_view(conn, node_id)
+
+
+@router.patch("/nodes/{node_id}", summary="Change some fields of a node, e.g. {enabled: false}")
+async def patch_node(node_id: str, body: NodePatch, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    if not changes:
+        raise HTTPException(422, "nothing to change")
+    row = _node_row(node_id, changes)
+    async with request.app.state.db.engine.begin() as conn:
+        sets = ", ".join(f"{k} = :{k}" for k in row if k != "node_id")
+        for k in ("capabilities", "calendar"):
+            if k in row:
+                sets = sets.replace(f"{k} = :{k}", f"{k} = CAST(:{k} AS jsonb)")
+                row[k] = json.dumps(row[k])
+        res = await conn.execute(text(f"UPDATE nodes SET {sets} WHERE node_id = :node_id RETURNING node_id"), row)
+        if res.first() is None:
+            raise HTTPException(404, f"no node {node_id}")
+        return await _node_view(conn, node_id)
+
+
+@router.get("/nodes")
+async def list_nodes(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        ids = [r.node_id for r in (await conn.execute(text("SELECT node_id FROM nodes ORDER BY node_id"))).all()]
+        return {"nodes": [await _node_view(conn, i) for i in ids]}
+
+
+@router.get("/nodes/{node_id}", summary="A node with today's used capacity and its partner scorecard")
+async def get_node(node_id: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        return await _node_view(conn, node_id)
+
+
+@router.put("/service-areas", summary="Store mapping: postal code → nodes by priority (bulk upsert)")
+async def put_service_areas(body: list[ServiceAreaIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    node_ids = sorted({n.node_id for a in body for n in a.nodes})
+    async with request.app.state.db.engine.begin() as conn:
+        known = {r.node_id for r in (await conn.execute(
+            text("SELECT node_id FROM nodes WHERE node_id = ANY(:n)"), {"n": node_ids})).all()}
+        missing = [n for n in node_ids if n not in known]
+        if missing:
+            raise HTTPException(422, f"unknown nodes: {', '.join(missing)}")
+        coords = [dict(postal_code=a.postal_code, lat=a.lat, lon=a.lon) for a in body
+                  if a.lat is not None and a.lon is not None]
+        if coords:
+            stmt = insert(PostalCode.__table__).values(coords)
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=["postal_code"], set_={"lat": stmt.excluded.lat, "lon": stmt.excluded.lon}))
+        codes = [a.postal_code for a in body]
+        await conn.execute(text("DELETE FROM service_areas WHERE postal_code = ANY(:p)"), {"p": codes})
+        rows = [dict(postal_code=a.postal_code, node_id=n.node_id, priority=n.priority) for a in body for n in a.nodes]
+        if rows:
+            await conn.execute(insert(ServiceArea.__table__).values(rows))
+    return {"postal_codes": len(body), "mappings": len(rows)}
+
+
+@router.get("/service-areas/{postal_code}")
+async def get_service_area(postal_code: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT node_id, priority FROM service_areas WHERE postal_code = :p ORDER BY priority, node_id"),
+            {"p": postal_code})).all()
+    return {"postal_code": postal_code, "nodes": [{"node_id": r.node_id, "priority": r.priority} for r in rows]}
+
+
+@router.put("/skus/{sku}", summary="Create or replace a SKU")
+async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    if not sku or len(sku) > 64:
+        raise HTTPException(422, "sku must be 1 to 64 characters")
+    row = {"sku": sku, **body.model_dump(mode="json"), "updated_at": datetime.now(timezone.utc)}
+    row["preorder_release_date"] = body.preorder_release_date
+    stmt = insert(Sku.__table__).values(row)
+    stmt = stmt.on_conflict_do_update(index_elements=["sku"], set_={k: stmt.excluded[k] for k in row if k != "sku"})
+    async with request.app.state.db.engine.begin() as conn:
+        await conn.execute(stmt)
+    return {"sku": sku, **body.model_dump(mode="json")}
+
+
+@router.get("/skus/{sku}")
+async def get_sku(sku: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        r = (await conn.execute(text("SELECT * FROM skus WHERE sku = :s"), {"s": sku})).first()
+    if r is None:
+        raise HTTPException(404, f"no sku {sku}")
+    return {"sku": r.sku, "name": r.name, "weight_kg": r.weight_kg, "oversized": r.oversized, "hazmat": r.hazmat,
+            "digital": r.digital, "ship_alone": r.ship_alone,
+            "preorder_release_date": r.preorder_release_date.isoformat() if r.preorder_release_date else None,
+            "allowed_node_types": r.allowed_node_types}

@@ -1,0 +1,298 @@
+"""Orders: place (idempotent by channel + external_id), read, list, modify, cancel, reorchestrate, return."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy import text
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import ANY_ROLE, STAFF, Principal, require
+from api.schemas import OrderCreate, OrderPatch
+from api.temporal_errors import WorkflowClosed, run_update
+from api.views import order_view
+from models.messages import (
+    Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
+    ReorchestrateIn, ReturnIn, Windows,
+)
+from models.status import DeliveryMethod, Role
+from nodal.logging import get_logger
+from workflows.common import CHANNEL, CUSTOMER_ID, ORDER_STATUS
+from workflows.order import OrderWorkflow
+
+router = APIRouter(tags=["orders"])
+CLIENTS = require(Role.admin, Role.client)
+SHIP_METHODS = {DeliveryMethod.ship_standard, DeliveryMethod.ship_express, DeliveryMethod.same_day}
+
+
+def order_id_for(channel: str, external_id: str) -> str:
+    digest = hashlib.sha256(f"{channel}\x00{external_id}".encode()).digest()
+    return "ORD-" + base64.b32encode(digest).decode()[:16]
+
+
+async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
+    """What is wrong with these lines against the catalog and the network (empty = fine)."""
+    problems = []
+    ids = [l.line_id for l in lines if l.line_id]
+    if len(ids) != len(set(ids)):
+        problems.append("line_id values must be unique")
+    skus = sorted({l.sku for l in lines})
+    known = {r.sku for r in (await conn.execute(text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus}))}
+    problems += [f"unknown sku {s}" for s in skus if s not in known]
+    postal = sorted({l.delivery.address.postal_code for l in lines
+                     if l.delivery.address and (l.delivery.address.lat is None or l.delivery.address.lon is None)})
+    located = {r.postal_code for r in (await conn.execute(
+        text("SELECT postal_code FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal}))}
+    pickup = sorted({l.delivery.pickup_node_id for l in lines if l.delivery.pickup_node_id})
+    nodes = {r.node_id: r for r in (await conn.execute(
+        text("SELECT node_id, capabilities FROM nodes WHERE node_id = ANY(:n)"), {"n": pickup}))}
+    for i, l in enumerate(lines):
+        where = f"lines[{i}]"
+        d = l.delivery
+        if d.method in SHIP_METHODS:
+            if d.address is None:
+                problems.append(f"{where}: {d.method.value} needs delivery.address")
+            elif d.address.postal_code not in located and (d.address.lat is None or d.address.lon is None):
+                problems.append(f"{where}: unknown postal code {d.address.postal_code}; give lat and lon")
+        else:
+            if not d.pickup_node_id:
+                problems.append(f"{where}: {d.method.value} needs delivery.pickup_node_id")
+            elif d.pickup_node_id not in nodes:
+                problems.append(f"{where}: unknown node {d.pickup_node_id}")
+            elif d.method.value not in (nodes[d.pickup_node_id].capabilities or []):
+                problems.append(f"{where}: node {d.pickup_node_id} does not offer {d.method.value}")
+    return problems
+
+
+def _lines(lines: list[OrderLineIn]) -> list[Line]:
+    out, used, n = [], {l.line_id for l in lines if l.line_id}, 0
+    for l in lines:
+        lid = l.line_id
+        if not lid:
+            n += 1
+            while f"L{n}" in used:
+                n += 1
+            lid = f"L{n}"
+            used.add(lid)
+        out.append(Line(line_id=lid, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery))
+    return out
+
+
+def _placed_body(p: PlacedOrder) -> dict[str, Any]:
+    return p.model_dump(mode="json")
+
+
+async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
+    app = request.app.state
+    start = WithStartWorkflowOperation(
+        OrderWorkflow.run, inp, id=inp.order_id, task_queue=app.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
+            SearchAttributePair(CUSTOMER_ID, inp.customer.id)]),
+    )
+    return await app.temporal.execute_update_with_start_workflow(
+        OrderWorkflow.await_promise, start_workflow_operation=start)
+
+
+@router.post("/orders", status_code=201, summary="Place an order (idempotent by channel + external_id)")
+async def create_order(body: OrderCreate, request: Request, response: Response,
+                       who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
+    if who.role == Role.client and who.channel != body.channel:
+        raise HTTPException(403, f"this key places orders for channel {who.channel} only")
+    app = request.app.state
+    order_id = order_id_for(body.channel, body.external_id)
+    log = get_logger(order_id=order_id, channel=body.channel)
+    async with app.db.engine.begin() as conn:
+        existing = (await conn.execute(
+            text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
+        if existing is None:
+            problems = await validate_lines(conn, body.lines)
+            if problems:
+                raise HTTPException(422, "; ".join(problems))
+            s = app.settings
+            inp = OrderInput(
+                order_id=order_id, external_id=body.external_id, channel=body.channel, customer=body.customer,
+                lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency,
+                requested_delivery_date=body.requested_delivery_date,
+                windows=Windows(remorse=s.remorse_window, accept_timeout=s.accept_timeout,
+                                return_window=s.return_window, max_reroutes=s.max_reroutes),
+            )
+            inserted = (await conn.execute(
+                text(
+                    "INSERT INTO orders (order_id, external_id, channel, customer_id, customer_tier, customer_email,"
+                    " status, currency, total, policy, intake, version, created_at, updated_at)"
+                    " VALUES (:o, :e, :c, :cu, :t, :em, 'received', :cur, :tot, CAST(:p AS jsonb),"
+                    " CAST(:i AS jsonb), 0, now(), now()) ON CONFLICT DO NOTHING RETURNING order_id"
+                ),
+                dict(o=order_id, e=body.external_id, c=body.channel, cu=body.customer.id, t=body.customer.tier,
+                     em=body.customer.email, cur=body.currency, tot=sum(l.unit_price * l.qty for l in body.lines),
+                     p=inp.policy.model_dump_json(), i=inp.model_dump_json()),
+            )).first()
+            if inserted is None:
+                existing = (await conn.execute(
+                    text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
+    if existing is None:
+        log.info("order.placing", lines=len(body.lines))
+        placed = await _start(request, inp)
+        log.info("order.placed", status=placed.status.value)
+        return _placed_body(placed)
+    # Seen before: answer with what exists, and make sure its workflow runs (a placement cut short
+    # between the intake row and the workflow start is completed here).
+    response.status_code = 200
+    handle = app.temporal.get_workflow_handle(order_id)
+    try:
+        await handle.describe()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise HTTPException(503, f"workflow service unavailable: {e.message}")
+        return _placed_body(await _start(request, OrderInput.model_validate(existing.intake)))
+    async with app.db.engine.connect() as conn:
+        view = await order_view(conn, order_id)
+    assert view is not None
+    return {"order_id": order_id, "status": view["status"],
+            "promise": {"promised_by": view["promised_by"],
+                        "lines": [{"line_id": l["line_id"], "promised_by": l["promised_by"]} for l in view["lines"]]}}
+
+
+async def _visible_order(request: Request, order_id: str, who: Principal) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        view = await order_view(conn, order_id)
+    if view is None:
+        raise HTTPException(404, f"no order {order_id}")
+    if who.role == Role.partner or not who.can_see_channel(view["channel"]):
+        raise HTTPException(403, "this key may not see this order")
+    return view
+
+
+@router.get("/orders/{order_id}", summary="An order with its fulfillments, returns, payments and timeline")
+async def get_order(order_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    return await _visible_order(request, order_id, who)
+
+
+def _cursor(created_at: datetime, order_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode()
+
+
+@router.get("/orders", summary="Orders from the read model, newest first")
+async def list_orders(
+    request: Request, who: Principal = Depends(ANY_ROLE),
+    status: Optional[str] = None, customer_id: Optional[str] = None, channel: Optional[str] = None,
+    node_id: Optional[str] = None, limit: int = Query(50, ge=1, le=500), cursor: Optional[str] = None,
+) -> dict[str, Any]:
+    if who.role == Role.partner:
+        raise HTTPException(403, "partners read their node's work at /fulfillments")
+    if who.role == Role.client:
+        if channel and channel != who.channel:
+            raise HTTPException(403, f"this key reads channel {who.channel} only")
+        channel = who.channel
+    where, params = ["TRUE"], {"limit": limit + 1}
+    if status:
+        where.append("o.status = :status"); params["status"] = status
+    if customer_id:
+        where.append("o.customer_id = :cid"); params["cid"] = customer_id
+    if channel:
+        where.append("o.channel = :channel"); params["channel"] = channel
+    if node_id:
+        where.append("EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = o.order_id AND f.node_id = :node)")
+        params["node"] = node_id
+    if cursor:
+        try:
+            at, oid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+            params["c_at"], params["c_id"] = datetime.fromisoformat(at), oid
+        except Exception:
+            raise HTTPException(422, "invalid cursor")
+        where.append("(o.created_at, o.order_id) < (:c_at, :c_id)")
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT o.order_id, o.external_id, o.channel, o.customer_id, o.status, o.promised_by, o.created_at,"
+            " o.total, o.currency FROM orders o WHERE " + " AND ".join(where) +
+            " ORDER BY o.created_at DESC, o.order_id DESC LIMIT :limit"), params)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "orders": [{
+            "order_id": r.order_id, "external_id": r.external_id, "channel": r.channel,
+            "customer_id": r.customer_id, "status": r.status, "total": f"{r.total:.2f}", "currency": r.currency,
+            "promised_by": r.promised_by.isoformat() if r.promised_by else None,
+            "created_at": r.created_at.isoformat(),
+        } for r in rows],
+        "next_cursor": _cursor(rows[-1].created_at, rows[-1].order_id) if more else None,
+    }
+
+
+async def _update(request: Request, order_id: str, update: Any, arg: Any, closed_message: str,
+                  rpc_timeout_s: float = 60) -> Any:
+    handle = request.app.state.temporal.get_workflow_handle(order_id)
+    try:
+        return await run_update(lambda: handle.execute_update(update, arg))
+    except WorkflowClosed:
+        raise HTTPException(409, closed_message)
+
+
+async def _order_for_change(request: Request, order_id: str, who: Principal) -> dict[str, Any]:
+    view = await _visible_order(request, order_id, who)
+    if who.role not in (Role.admin, Role.support, Role.client):
+        raise HTTPException(403, "this key may not change orders")
+    return view
+
+
+@router.patch("/orders/{order_id}", summary="Modify an order inside its remorse window")
+async def modify_order(order_id: str, body: OrderPatch, request: Request,
+                       who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    await _order_for_change(request, order_id, who)
+    address = None
+    if body.address is not None:
+        try:
+            address = Address.model_validate(body.address)
+        except Exception as e:
+            raise HTTPException(422, f"invalid address: {e}")
+    if body.lines is not None or address is not None:
+        check_lines = body.lines or []
+        if address is not None:
+            check_lines = check_lines + [OrderLineIn(sku="_", qty=1, unit_price=0, delivery=Delivery(
+                method=DeliveryMethod.ship_standard, address=address))]
+        async with request.app.state.db.engine.connect() as conn:
+            problems = [p for p in await validate_lines(conn, check_lines) if "unknown sku _" not in p]
+        if problems:
+            raise HTTPException(422, "; ".join(problems))
+    mod = ModifyIn(
+        lines=None if body.lines is None else [
+            ModifyLine(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery)
+            for l in body.lines],
+        address=address, policy=body.policy,
+    )
+    placed = await _update(request, order_id, OrderWorkflow.modify, mod,
+                           "order is closed: it can no longer be modified")
+    return _placed_body(placed)
+
+
+@router.post("/orders/{order_id}/cancel", summary="Cancel an order or some of its lines")
+async def cancel_order(order_id: str, body: CancelIn, request: Request,
+                       who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    await _order_for_change(request, order_id, who)
+    await _update(request, order_id, OrderWorkflow.cancel, body, "order is closed: nothing left to cancel")
+    return await _visible_order(request, order_id, who)
+
+
+@router.post("/orders/{order_id}/reorchestrate", summary="Support: re-source a stuck or rejected fulfillment")
+async def reorchestrate(order_id: str, body: ReorchestrateIn, request: Request,
+                        who: Principal = Depends(STAFF)) -> dict[str, Any]:
+    await _visible_order(request, order_id, who)
+    await _update(request, order_id, OrderWorkflow.reorchestrate, body, "order is closed")
+    return await _visible_order(request, order_id, who)
+
+
+@router.post("/orders/{order_id}/returns", status_code=201, summary="Request a return within the return window")
+async def request_return(order_id: str, body: ReturnIn, request: Request,
+                         who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    await _order_for_change(request, order_id, who)
+    result = await _update(request, order_id, OrderWorkflow.request_return, body,
+                           "the return window has closed for this order")
+    return result.model_dump(mode="json")

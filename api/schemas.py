@@ -1,0 +1,174 @@
+"""Request bodies of the public contract (API.md) that are not workflow messages."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.messages import Customer, OrderLineIn, Policy
+from models.status import Capability, NodeType, Role
+from nodal.durations import parse_duration
+
+ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Capacity(Body):
+    units_per_day: Optional[int] = Field(default=None, ge=0)
+
+
+class Calendar(Body):
+    closed_weekdays: list[int] = []
+    holidays: list[date] = []
+
+    @field_validator("closed_weekdays")
+    @classmethod
+    def _weekdays(cls, v: list[int]) -> list[int]:
+        if any(d < 0 or d > 6 for d in v):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        return v
+
+
+def _check_tz(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r}")
+    return v
+
+
+def _check_cutoff(v: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+        raise ValueError("cutoff_time is HH:MM (24 h)")
+    return v
+
+
+class NodeIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    type: NodeType
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    postal_code: str = Field(default="", max_length=32)
+    capabilities: list[Capability] = [Capability.ship]
+    enabled: bool = True
+    capacity: Capacity = Capacity()
+    handling_cost: Decimal = Field(default=Decimal("0"), ge=0, max_digits=10, decimal_places=2)
+    processing_time: str = "2h"
+    cutoff_time: str = "15:00"
+    timezone: str = "UTC"
+    calendar: Calendar = Calendar()
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
+    _cut = field_validator("cutoff_time")(classmethod(lambda cls, v: _check_cutoff(v)))
+
+    @field_validator("processing_time")
+    @classmethod
+    def _processing(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class NodePatch(Body):
+    name: Optional[str] = Field(default=None, min_length=1, max_length=200)
+    lat: Optional[float] = Field(default=None, ge=-90, le=90)
+    lon: Optional[float] = Field(default=None, ge=-180, le=180)
+    postal_code: Optional[str] = Field(default=None, max_length=32)
+    capabilities: Optional[list[Capability]] = None
+    enabled: Optional[bool] = None
+    capacity: Optional[Capacity] = None
+    handling_cost: Optional[Decimal] = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    processing_time: Optional[str] = None
+    cutoff_time: Optional[str] = None
+    timezone: Optional[str] = None
+    calendar: Optional[Calendar] = None
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: v if v is None else _check_tz(v)))
+    _cut = field_validator("cutoff_time")(classmethod(lambda cls, v: v if v is None else _check_cutoff(v)))
+
+    @field_validator("processing_time")
+    @classmethod
+    def _processing(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class AreaNode(Body):
+    node_id: str
+    priority: int = Field(default=1, ge=1, le=1000)
+
+
+class ServiceAreaIn(Body):
+    postal_code: str = Field(min_length=1, max_length=32)
+    # Where the postal code is (its centroid), so distances can be priced.
+    lat: Optional[float] = Field(default=None, ge=-90, le=90)
+    lon: Optional[float] = Field(default=None, ge=-180, le=180)
+    nodes: list[AreaNode]
+
+
+class SkuIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    weight_kg: float = Field(default=0.5, ge=0, le=5000)
+    oversized: bool = False
+    hazmat: bool = False
+    digital: bool = False
+    ship_alone: bool = False
+    preorder_release_date: Optional[date] = None
+    allowed_node_types: list[NodeType] = []
+
+
+class SnapshotItem(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    on_hand: int = Field(ge=0)
+    safety_stock: Optional[int] = Field(default=None, ge=0)
+
+
+class SnapshotIn(Body):
+    as_of: datetime
+    items: list[SnapshotItem]
+
+    @field_validator("as_of")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("as_of needs a time zone (use ISO 8601 with Z)")
+        return v
+
+
+class AdjustmentIn(Body):
+    event_id: str = Field(min_length=1, max_length=200)
+    node_id: str
+    sku: str
+    delta: int = Field(ge=-1_000_000, le=1_000_000)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class OrderCreate(Body):
+    external_id: str = Field(min_length=1, max_length=128)
+    channel: str = Field(min_length=1, max_length=64)
+    customer: Customer
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=5000)
+    policy: Optional[Policy] = None
+    requested_delivery_date: Optional[date] = None
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+
+class OrderPatch(Body):
+    lines: Optional[list[OrderLineIn]] = Field(default=None, min_length=1, max_length=5000)
+    address: Optional[dict[str, Any]] = None
+    policy: Optional[Policy] = None
+
+
+class ApiKeyIn(Body):
+    role: Role
+    channel: Optional[str] = Field(default=None, max_length=64)
+    node_id: Optional[str] = None
+    label: str = Field(default="", max_length=200)

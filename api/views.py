@@ -1,0 +1,70 @@
+"""Read-model queries behind the GET endpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def _money(v: Any) -> Optional[str]:
+    return None if v is None else f"{v:.2f}"
+
+
+async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str, Any]]:
+    o = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).first()
+    if o is None:
+        return None
+    lines = (await conn.execute(
+        text("SELECT * FROM order_lines WHERE order_id = :o ORDER BY line_id"), {"o": order_id})).all()
+    fulfillments = (await conn.execute(
+        text("SELECT * FROM fulfillments WHERE order_id = :o ORDER BY created_at, fulfillment_id"),
+        {"o": order_id})).all()
+    returns = (await conn.execute(
+        text("SELECT * FROM returns WHERE order_id = :o ORDER BY created_at, return_id"), {"o": order_id})).all()
+    payments = (await conn.execute(
+        text("SELECT * FROM payments WHERE order_id = :o ORDER BY at, payment_id"), {"o": order_id})).all()
+    timeline = (await conn.execute(
+        text("SELECT at, event, detail FROM timeline_events WHERE order_id = :o ORDER BY at, id"),
+        {"o": order_id})).all()
+    return {
+        "order_id": o.order_id, "external_id": o.external_id, "channel": o.channel,
+        "customer": {"id": o.customer_id, "tier": o.customer_tier},
+        "status": o.status, "currency": o.currency, "total": _money(o.total), "policy": o.policy,
+        "requested_delivery_date": _iso(o.requested_delivery_date), "promised_by": _iso(o.promised_by),
+        "return_deadline": _iso(o.return_deadline), "created_at": _iso(o.created_at),
+        "lines": [{
+            "line_id": l.line_id, "sku": l.sku, "qty": l.qty, "unit_price": _money(l.unit_price),
+            "status": l.status, "promised_by": _iso(l.promised_by), "delivery": l.delivery,
+            "cancelled_qty": l.cancelled_qty, "shipped_qty": l.shipped_qty, "delivered_qty": l.delivered_qty,
+            "returned_qty": l.returned_qty,
+        } for l in lines],
+        "fulfillments": [fulfillment_view(f) for f in fulfillments],
+        "returns": [return_view(r) for r in returns],
+        "payments": [{
+            "payment_id": p.payment_id, "kind": p.kind, "amount": _money(p.amount), "currency": p.currency,
+            "status": p.status, "fulfillment_id": p.fulfillment_id, "return_id": p.return_id, "at": _iso(p.at),
+        } for p in payments],
+        "timeline": [{"at": _iso(t.at), "event": t.event, "detail": t.detail} for t in timeline],
+    }
+
+
+def fulfillment_view(f: Any) -> dict[str, Any]:
+    return {
+        "fulfillment_id": f.fulfillment_id, "order_id": f.order_id, "node_id": f.node_id, "status": f.status,
+        "lines": f.lines, "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
+        "reason": f.reason,
+    }
+
+
+def return_view(r: Any) -> dict[str, Any]:
+    return {
+        "return_id": r.return_id, "order_id": r.order_id, "status": r.status, "method": r.method,
+        "node_id": r.node_id, "reason": r.reason, "lines": r.lines, "label": r.label,
+        "refund_amount": _money(r.refund_amount),
+    }

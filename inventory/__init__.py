@@ -1,0 +1,1 @@
+"""Inventory: available-to-sell arithmetic (``arithmetic``) and the Postgres-backed service (``service``)."""

@@ -1,0 +1,11 @@
+"""Available-to-sell, in one place: the Python function and the SQL expression say the same thing."""
+
+from __future__ import annotations
+
+
+def available_to_sell(on_hand: int, reserved: int, safety_stock: int) -> int:
+    return max(on_hand - reserved - safety_stock, 0)
+
+
+# The same rule for queries over inventory_positions (alias-free column names).
+ATS_SQL = "GREATEST(on_hand - reserved - safety_stock, 0)"

@@ -1,0 +1,200 @@
+"""Stock in Postgres: reservations as rows, positions changed only by conditional updates.
+
+Oversell is impossible because a reservation only lands through
+``UPDATE ... SET reserved = reserved + q WHERE on_hand - reserved - safety_stock >= q``;
+positions are always touched in (node_id, sku) order so concurrent orders cannot deadlock.
+Every operation is idempotent: reservations are keyed by fulfillment and line, and every other
+change carries a ledger event id that is unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable, Optional
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inventory.arithmetic import ATS_SQL
+
+
+def reservation_id(fulfillment_id: str, line_id: str) -> str:
+    return f"{fulfillment_id}:{line_id}"
+
+
+@dataclass(frozen=True)
+class Hold:
+    fulfillment_id: str
+    line_id: str
+    node_id: str
+    sku: str
+    qty: int
+
+
+async def _ledger(
+    conn: AsyncConnection, node_id: str, sku: str, on_hand_delta: int, reserved_delta: int,
+    reason: str, event_id: Optional[str], order_id: Optional[str] = None, actor: str = "system",
+) -> bool:
+    """Append to the ledger; False when the event was already applied."""
+    row = await conn.execute(
+        text(
+            "INSERT INTO inventory_ledger (node_id, sku, on_hand_delta, reserved_delta, reason, event_id,"
+            " order_id, actor, at) VALUES (:n, :s, :oh, :rd, :r, :e, :o, :a, now())"
+            " ON CONFLICT (event_id) DO NOTHING RETURNING id"
+        ),
+        dict(n=node_id, s=sku, oh=on_hand_delta, rd=reserved_delta, r=reason, e=event_id, o=order_id, a=actor),
+    )
+    return row.first() is not None
+
+
+async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], capacity_day: date) -> list[Hold]:
+    """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
+
+    Already-held reservations are kept as they are, so a retried activity is a no-op.
+    The caller owns the transaction and must roll back when the result is not empty.
+    """
+    short: list[Hold] = []
+    for h in sorted(holds, key=lambda h: (h.node_id, h.sku, h.fulfillment_id, h.line_id)):
+        rid = reservation_id(h.fulfillment_id, h.line_id)
+        existing = (await conn.execute(
+            text("SELECT qty, status FROM reservations WHERE reservation_id = :r FOR UPDATE"), {"r": rid}
+        )).first()
+        if existing is not None:
+            continue
+        ok = (await conn.execute(
+            text(
+                f"UPDATE inventory_positions SET reserved = reserved + :q, updated_at = now()"
+                f" WHERE node_id = :n AND sku = :s AND {ATS_SQL} >= :q RETURNING 1"
+            ),
+            dict(q=h.qty, n=h.node_id, s=h.sku),
+        )).first()
+        if ok is None:
+            short.append(h)
+            continue
+        await conn.execute(
+            text(
+                "INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty,"
+                " status, capacity_day, created_at, updated_at)"
+                " VALUES (:r, :o, :f, :l, :n, :s, :q, 'held', :d, now(), now())"
+            ),
+            dict(r=rid, o=order_id, f=h.fulfillment_id, l=h.line_id, n=h.node_id, s=h.sku, q=h.qty, d=capacity_day),
+        )
+        await _ledger(conn, h.node_id, h.sku, 0, h.qty, "reserve", f"reserve:{rid}", order_id)
+    return short
+
+
+async def set_reserved_qty(
+    conn: AsyncConnection, order_id: str, fulfillment_id: str, line_id: str, qty: int,
+    reason: str, not_found: int = 0,
+) -> int:
+    """Bring one reservation down to ``qty`` (0 = released). Idempotent: it sets a target.
+
+    ``not_found`` units were missing on the shelf at pick time: on hand goes down by them too.
+    Returns the units freed by this call.
+    """
+    rid = reservation_id(fulfillment_id, line_id)
+    row = (await conn.execute(
+        text("SELECT node_id, sku, qty, status FROM reservations WHERE reservation_id = :r FOR UPDATE"),
+        {"r": rid},
+    )).first()
+    freed = 0
+    if row is not None and row.status == "held" and qty < row.qty:
+        freed = row.qty - qty
+        await conn.execute(
+            text(
+                "UPDATE inventory_positions SET reserved = reserved - :f, updated_at = now()"
+                " WHERE node_id = :n AND sku = :s"
+            ),
+            dict(f=freed, n=row.node_id, s=row.sku),
+        )
+        await conn.execute(
+            text(
+                "UPDATE reservations SET qty = :q, status = CASE WHEN :q = 0 THEN 'released' ELSE status END,"
+                " updated_at = now() WHERE reservation_id = :r"
+            ),
+            dict(q=qty, r=rid),
+        )
+        await _ledger(conn, row.node_id, row.sku, 0, -freed, reason, f"release:{rid}:{qty}", order_id)
+    if row is not None and not_found > 0:
+        if await _ledger(conn, row.node_id, row.sku, -not_found, 0, "short_pick", f"not_found:{rid}", order_id):
+            await conn.execute(
+                text(
+                    "UPDATE inventory_positions SET on_hand = GREATEST(on_hand - :k, reserved), updated_at = now()"
+                    " WHERE node_id = :n AND sku = :s"
+                ),
+                dict(k=not_found, n=row.node_id, s=row.sku),
+            )
+    return freed
+
+
+async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, line_ids: Iterable[str]) -> int:
+    """Shipped: the held units leave on hand and reserved together. Idempotent by reservation status."""
+    units = 0
+    for line_id in sorted(line_ids):
+        rid = reservation_id(fulfillment_id, line_id)
+        row = (await conn.execute(
+            text(
+                "UPDATE reservations SET status = 'consumed', updated_at = now()"
+                " WHERE reservation_id = :r AND status = 'held' RETURNING node_id, sku, qty"
+            ),
+            {"r": rid},
+        )).first()
+        if row is None or row.qty == 0:
+            continue
+        await conn.execute(
+            text(
+                "UPDATE inventory_positions SET on_hand = on_hand - :q, reserved = reserved - :q, updated_at = now()"
+                " WHERE node_id = :n AND sku = :s"
+            ),
+            dict(q=row.qty, n=row.node_id, s=row.sku),
+        )
+        await _ledger(conn, row.node_id, row.sku, -row.qty, -row.qty, "ship", f"consume:{rid}", order_id)
+        units += row.qty
+    return units
+
+
+async def adjust(
+    conn: AsyncConnection, node_id: str, sku: str, delta: int, reason: str, event_id: str,
+    order_id: Optional[str] = None, actor: str = "system",
+) -> bool:
+    """Add ``delta`` to on hand (a receipt, a restock, a count correction). False if already applied."""
+    if not await _ledger(conn, node_id, sku, delta, 0, reason, event_id, order_id, actor):
+        return False
+    await conn.execute(
+        text(
+            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+            " VALUES (:n, :s, GREATEST(:d, 0), 0, 0, now())"
+            " ON CONFLICT (node_id, sku) DO UPDATE SET"
+            " on_hand = GREATEST(inventory_positions.on_hand + :d, 0), updated_at = now()"
+        ),
+        dict(n=node_id, s=sku, d=delta),
+    )
+    return True
+
+
+async def set_snapshot(
+    conn: AsyncConnection, node_id: str, sku: str, on_hand: int, safety_stock: Optional[int],
+    as_of: datetime, actor: str,
+) -> bool:
+    """Apply a counted on-hand figure unless a newer snapshot is already in. Reservations stay as they are."""
+    row = (await conn.execute(
+        text("SELECT on_hand, as_of FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
+        dict(n=node_id, s=sku),
+    )).first()
+    if row is not None and row.as_of is not None and row.as_of > as_of:
+        return False
+    before = row.on_hand if row is not None else 0
+    await conn.execute(
+        text(
+            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, as_of, updated_at)"
+            " VALUES (:n, :s, :oh, 0, COALESCE(:ss, 0), :a, now())"
+            " ON CONFLICT (node_id, sku) DO UPDATE SET on_hand = :oh,"
+            " safety_stock = COALESCE(:ss, inventory_positions.safety_stock), as_of = :a, updated_at = now()"
+        ),
+        dict(n=node_id, s=sku, oh=on_hand, ss=safety_stock, a=as_of),
+    )
+    if on_hand != before:
+        await _ledger(conn, node_id, sku, on_hand - before, 0, "snapshot",
+                      f"snapshot:{node_id}:{sku}:{as_of.isoformat()}:{on_hand}", actor=actor)
+    return True

@@ -1,0 +1,485 @@
+"""Pydantic messages that cross the workflow boundary (workflow inputs, activity payloads, Updates).
+
+Plain data only: importable inside the Temporal sandbox, never touching the database.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.status import DeliveryMethod, FulfillmentStatus, OrderStatus, ReturnStatus
+
+
+class Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- order intake
+class Address(BaseModel):
+    # Free-form address fields are kept (extra allowed); only these drive routing.
+    model_config = ConfigDict(extra="allow")
+    postal_code: str = Field(min_length=1, max_length=32)
+    lat: Optional[float] = Field(default=None, ge=-90, le=90)
+    lon: Optional[float] = Field(default=None, ge=-180, le=180)
+
+
+class Delivery(Msg):
+    method: DeliveryMethod
+    address: Optional[Address] = None
+    pickup_node_id: Optional[str] = None
+
+
+class OrderLineIn(Msg):
+    line_id: Optional[str] = Field(default=None, min_length=1, max_length=64)
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(gt=0, le=100_000)
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    delivery: Delivery
+
+
+class Policy(Msg):
+    ship_complete: bool = False
+    fill_or_kill: bool = False
+    min_fill_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_splits: int = Field(default=2, ge=0, le=10)
+
+
+class Customer(Msg):
+    id: str = Field(min_length=1, max_length=128)
+    tier: Optional[str] = Field(default=None, max_length=32)
+    email: Optional[str] = Field(default=None, max_length=254)
+
+
+class Line(Msg):
+    """An order line as the workflow holds it (line_id assigned)."""
+
+    line_id: str
+    sku: str
+    qty: int
+    unit_price: Decimal
+    delivery: Delivery
+
+
+class Windows(Msg):
+    remorse: timedelta
+    accept_timeout: timedelta
+    return_window: timedelta
+    max_reroutes: int = 5
+
+
+class OrderInput(Msg):
+    order_id: str
+    external_id: str
+    channel: str
+    customer: Customer
+    lines: list[Line]
+    policy: Policy = Policy()
+    currency: str = "USD"
+    requested_delivery_date: Optional[date] = None
+    windows: Windows
+
+
+# ---------------------------------------------------------------- routing and inventory
+class LineQty(Msg):
+    line_id: str
+    sku: str = ""
+    qty: int
+
+
+class PlanLine(Msg):
+    line_id: str
+    sku: str
+    qty: int
+    delivery: Delivery
+    exclude_nodes: list[str] = []
+
+
+class PlanRequest(Msg):
+    order_id: str
+    channel: str
+    customer_tier: Optional[str] = None
+    lines: list[PlanLine]
+    policy: Policy = Policy()
+    exclude_nodes: list[str] = []
+    to_node: Optional[str] = None
+    at: datetime
+
+
+class Candidate(Msg):
+    """A node the router looked at, and why it won or lost."""
+
+    node_id: str
+    outcome: Literal["chosen", "lost", "ineligible"]
+    reason: str
+    cost: Optional[Decimal] = None
+
+
+class Allocation(Msg):
+    node_id: str
+    method: DeliveryMethod
+    postal_code: Optional[str] = None
+    lines: list[LineQty]
+    cost: Decimal
+    distance_km: float = 0.0
+    promised_by: Optional[datetime] = None
+    ship_by: Optional[datetime] = None
+
+
+class Plan(Msg):
+    feasible: bool
+    reason: str = ""
+    allocations: list[Allocation] = []
+    unfilled: list[LineQty] = []
+    total_cost: Decimal = Decimal("0")
+    candidates: list[Candidate] = []
+
+
+class FulfillmentAssignment(Msg):
+    fulfillment_id: str
+    node_id: str
+    lines: list[LineQty]
+
+
+class ReserveRequest(Msg):
+    order_id: str
+    fulfillments: list[FulfillmentAssignment]
+    at: datetime
+
+
+class ReserveResult(Msg):
+    ok: bool
+    short: list[LineQty] = []
+    short_nodes: list[str] = []
+
+
+class ReservationTarget(Msg):
+    """Set one fulfillment line's reservation to ``qty`` (0 releases it): idempotent by target."""
+
+    order_id: str
+    fulfillment_id: str
+    line_id: str
+    node_id: str
+    sku: str
+    qty: int
+    reason: str
+    # Units the node could not find when picking: on hand goes down by this (phantom stock).
+    not_found: int = 0
+
+
+class ConsumeRequest(Msg):
+    order_id: str
+    fulfillment_id: str
+    node_id: str
+    lines: list[LineQty]
+
+
+class RestockRequest(Msg):
+    order_id: str
+    return_id: str
+    node_id: str
+    lines: list[LineQty]
+
+
+# ---------------------------------------------------------------- money, carriers, notifications
+class PaymentRequest(Msg):
+    order_id: str
+    idempotency_key: str
+    kind: Literal["authorization", "capture", "void", "refund"]
+    amount: Decimal
+    currency: str = "USD"
+    fulfillment_id: Optional[str] = None
+    return_id: Optional[str] = None
+    at: datetime
+
+
+class PaymentRecord(Msg):
+    payment_id: str
+    kind: str
+    amount: Decimal
+    currency: str = "USD"
+    status: Literal["succeeded", "declined"]
+    gateway_ref: str = ""
+    fulfillment_id: Optional[str] = None
+    return_id: Optional[str] = None
+    at: datetime
+
+
+class ShipmentRequest(Msg):
+    order_id: str
+    fulfillment_id: str
+    node_id: str
+    postal_code: Optional[str]
+    method: DeliveryMethod
+    units: int
+    weight_kg: float = 0.0
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+
+
+class Label(Msg):
+    carrier: str
+    service: str
+    tracking: str
+    rate: Decimal
+    currency: str = "USD"
+
+
+class ReturnLabelRequest(Msg):
+    order_id: str
+    return_id: str
+    node_id: str
+    units: int
+
+
+class Notification(Msg):
+    order_id: str
+    event: Literal["confirmed", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed"]
+    key: str
+    detail: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- fulfillment workflow
+class FulfillmentInput(Msg):
+    fulfillment_id: str
+    order_id: str
+    parent_workflow_id: str
+    node_id: str
+    lines: list[LineQty]
+    unit_prices: dict[str, Decimal]
+    currency: str = "USD"
+    method: DeliveryMethod
+    postal_code: Optional[str] = None
+    accept_timeout: timedelta
+    ship_by: Optional[datetime] = None
+
+
+class FulfillmentEvent(Msg):
+    """What a fulfillment tells its order: a status change, a shortfall, a cancellation answer."""
+
+    fulfillment_id: str
+    node_id: str
+    status: FulfillmentStatus
+    lines: list[LineQty]
+    # Units the order must source elsewhere (rejection, timeout, short pick).
+    unsourced: list[LineQty] = []
+    cancelled: list[LineQty] = []
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+    reason: Optional[str] = None
+    payment: Optional[PaymentRecord] = None
+    at: datetime
+    seq: int
+    request_id: Optional[str] = None
+
+
+class CancelLines(Msg):
+    """Ask a fulfillment to drop unshipped units; ``lines`` None means everything."""
+
+    request_id: str
+    lines: Optional[list[LineQty]] = None
+    reason: str
+
+
+class RejectIn(Msg):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PickLine(Msg):
+    line_id: str
+    qty: int = Field(ge=0)
+
+
+class PickIn(Msg):
+    lines: list[PickLine] = Field(min_length=1)
+
+
+class ShipIn(Msg):
+    carrier: Optional[str] = Field(default=None, max_length=64)
+    tracking: Optional[str] = Field(default=None, max_length=128)
+
+
+class MilestoneResult(Msg):
+    fulfillment_id: str
+    status: FulfillmentStatus
+    changed: bool
+
+
+class FulfillmentView(Msg):
+    fulfillment_id: str
+    order_id: str
+    node_id: str
+    status: FulfillmentStatus
+    lines: list[LineQty]
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+    ship_by: Optional[datetime] = None
+    reason: Optional[str] = None
+
+
+# ---------------------------------------------------------------- order Updates
+class ModifyLine(Msg):
+    line_id: Optional[str] = None
+    sku: str
+    qty: int = Field(gt=0, le=100_000)
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    delivery: Optional[Delivery] = None
+
+
+class ModifyIn(Msg):
+    lines: Optional[list[ModifyLine]] = None
+    address: Optional[Address] = None
+    policy: Optional[Policy] = None
+
+
+class CancelLine(Msg):
+    line_id: str
+    qty: Optional[int] = Field(default=None, gt=0)
+
+
+class CancelIn(Msg):
+    lines: Optional[list[CancelLine]] = None
+    reason: str = Field(default="customer_request", min_length=1, max_length=500)
+
+
+class ReorchestrateIn(Msg):
+    fulfillment_id: Optional[str] = None
+    exclude_nodes: list[str] = []
+    to_node: Optional[str] = None
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReturnLineIn(Msg):
+    line_id: str
+    qty: int = Field(gt=0)
+
+
+class ReturnIn(Msg):
+    lines: list[ReturnLineIn] = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=500)
+    method: Literal["ship_back", "in_store"] = "ship_back"
+    node_id: Optional[str] = None
+
+
+class ReceiveLineIn(Msg):
+    line_id: str
+    qty: int = Field(ge=0)
+    disposition: Literal["sellable", "damaged"]
+
+
+class ReceiveIn(Msg):
+    lines: list[ReceiveLineIn] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- order state (Query, read model)
+class TimelineEntry(Msg):
+    key: str
+    at: datetime
+    event: str
+    detail: dict[str, Any] = {}
+
+
+class LineState(Msg):
+    line_id: str
+    sku: str
+    qty: int
+    unit_price: Decimal
+    delivery: Delivery
+    status: str = OrderStatus.received.value
+    cancelled_qty: int = 0
+    shipped_qty: int = 0
+    delivered_qty: int = 0
+    returned_qty: int = 0
+    promised_by: Optional[datetime] = None
+
+
+class FulfillmentState(Msg):
+    fulfillment_id: str
+    node_id: str
+    status: FulfillmentStatus
+    lines: list[LineQty]
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+    ship_by: Optional[datetime] = None
+    promised_by: Optional[datetime] = None
+    reason: Optional[str] = None
+    shipped_at: Optional[datetime] = None
+    delivered_at: Optional[datetime] = None
+    last_seq: int = 0
+
+
+class ReturnLineState(Msg):
+    line_id: str
+    qty: int
+    received_qty: int = 0
+    disposition: Optional[str] = None
+
+
+class ReturnState(Msg):
+    return_id: str
+    status: ReturnStatus
+    method: str
+    node_id: str
+    reason: str
+    lines: list[ReturnLineState]
+    label: Optional[Label] = None
+    refund_amount: Decimal = Decimal("0")
+
+
+class ReturnResult(Msg):
+    return_id: str
+    status: ReturnStatus
+    label: Optional[Label] = None
+    refund_amount: Decimal = Decimal("0")
+
+
+class OrderState(Msg):
+    order_id: str
+    external_id: str
+    channel: str
+    customer_id: str
+    customer_tier: Optional[str] = None
+    status: OrderStatus
+    currency: str
+    policy: Policy
+    requested_delivery_date: Optional[date] = None
+    lines: list[LineState]
+    fulfillments: list[FulfillmentState] = []
+    returns: list[ReturnState] = []
+    payments: list[PaymentRecord] = []
+    promised_by: Optional[datetime] = None
+    delivered_at: Optional[datetime] = None
+    return_deadline: Optional[datetime] = None
+    reason: Optional[str] = None
+    version: int = 0
+
+
+class OrderSnapshot(Msg):
+    """What the read model needs after a step: the state plus the timeline entries not yet written."""
+
+    state: OrderState
+    customer_email: Optional[str] = None
+    total: Decimal
+    timeline: list[TimelineEntry] = []
+    created_at: datetime
+
+
+class FulfillmentSnapshot(Msg):
+    order_id: str
+    fulfillment: FulfillmentState
+    timeline: list[TimelineEntry] = []
+    version: int
+
+
+class PromiseView(Msg):
+    promised_by: Optional[datetime] = None
+    lines: list[dict[str, Any]] = []
+
+
+class PlacedOrder(Msg):
+    order_id: str
+    status: OrderStatus
+    promise: PromiseView

@@ -1,0 +1,263 @@
+"""SQLModel tables: the network, inventory, the order read model and the records of money and messages."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, **kw))
+
+
+def _json(default: Any = None) -> Any:
+    factory = (lambda: list(default)) if isinstance(default, list) else (lambda: dict(default or {}))
+    return Field(default_factory=factory, sa_column=Column(JSONType, nullable=False))
+
+
+def _money() -> Any:
+    return Field(default=Decimal("0"), sa_column=Column(Numeric(14, 2), nullable=False))
+
+
+# ---------------------------------------------------------------- network and catalog
+class Node(SQLModel, table=True):
+    __tablename__ = "nodes"
+    node_id: str = Field(primary_key=True, max_length=64)
+    name: str
+    type: str = Field(index=True)  # dc|store|distributor|retailer|dropship|3pl
+    lat: float
+    lon: float
+    postal_code: str = Field(default="", index=True)
+    capabilities: list[str] = _json([])
+    enabled: bool = True
+    units_per_day: Optional[int] = None
+    handling_cost: Decimal = _money()
+    processing_time_minutes: int = 120
+    cutoff_time: str = "15:00"
+    timezone: str = "UTC"
+    calendar: dict[str, Any] = _json({})
+    updated_at: datetime = _ts()
+
+
+class PostalCode(SQLModel, table=True):
+    """Where a postal code is, so distance can be priced without the customer's coordinates."""
+
+    __tablename__ = "postal_codes"
+    postal_code: str = Field(primary_key=True, max_length=32)
+    lat: float
+    lon: float
+
+
+class ServiceArea(SQLModel, table=True):
+    """Store mapping: which nodes serve a postal code, by priority (1 = first)."""
+
+    __tablename__ = "service_areas"
+    postal_code: str = Field(primary_key=True, max_length=32)
+    node_id: str = Field(primary_key=True, foreign_key="nodes.node_id", max_length=64, index=True)
+    priority: int = 1
+
+
+class Sku(SQLModel, table=True):
+    __tablename__ = "skus"
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str
+    weight_kg: float = 0.5
+    oversized: bool = False
+    hazmat: bool = False
+    digital: bool = False
+    ship_alone: bool = False
+    preorder_release_date: Optional[date] = None
+    allowed_node_types: list[str] = _json([])
+    updated_at: datetime = _ts()
+
+
+# ---------------------------------------------------------------- inventory
+class InventoryPosition(SQLModel, table=True):
+    __tablename__ = "inventory_positions"
+    node_id: str = Field(primary_key=True, foreign_key="nodes.node_id", max_length=64)
+    sku: str = Field(primary_key=True, foreign_key="skus.sku", max_length=64, index=True)
+    on_hand: int = 0
+    reserved: int = 0
+    safety_stock: int = 0
+    as_of: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    updated_at: datetime = _ts()
+
+
+class Reservation(SQLModel, table=True):
+    """Stock held for one order line at one node: held → consumed (shipped) or released."""
+
+    __tablename__ = "reservations"
+    reservation_id: str = Field(primary_key=True, max_length=160)
+    order_id: str = Field(index=True, max_length=64)
+    fulfillment_id: str = Field(index=True, max_length=96)
+    line_id: str = Field(max_length=64)
+    node_id: str = Field(max_length=64)
+    sku: str = Field(max_length=64)
+    qty: int
+    status: str = "held"
+    capacity_day: date
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+    __table_args__ = (Index("ix_reservations_node_day", "node_id", "capacity_day"),)
+
+
+class InventoryLedger(SQLModel, table=True):
+    """Append-only: every change of on-hand or reserved, with who, why and the event behind it."""
+
+    __tablename__ = "inventory_ledger"
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    node_id: str = Field(max_length=64)
+    sku: str = Field(max_length=64)
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
+    reason: str
+    event_id: Optional[str] = Field(default=None, max_length=200, unique=True)
+    order_id: Optional[str] = Field(default=None, max_length=64)
+    actor: str = "system"
+    at: datetime = _ts()
+
+    __table_args__ = (Index("ix_inventory_ledger_node_sku", "node_id", "sku", "id"),)
+
+
+# ---------------------------------------------------------------- orders (the read model)
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    order_id: str = Field(primary_key=True, max_length=64)
+    external_id: str = Field(max_length=128)
+    channel: str = Field(max_length=64, index=True)
+    customer_id: str = Field(max_length=128, index=True)
+    customer_tier: Optional[str] = None
+    customer_email: Optional[str] = None
+    status: str = Field(default="received", index=True)
+    currency: str = "USD"
+    total: Decimal = _money()
+    policy: dict[str, Any] = _json({})
+    requested_delivery_date: Optional[date] = None
+    promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    return_deadline: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The order as it was placed (the workflow input), so an interrupted placement can be started again.
+    intake: dict[str, Any] = _json({})
+    version: int = 0
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
+        Index("ix_orders_created", "created_at", "order_id"),
+    )
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    order_id: str = Field(primary_key=True, foreign_key="orders.order_id", max_length=64)
+    line_id: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(max_length=64)
+    qty: int
+    unit_price: Decimal = _money()
+    status: str = "received"
+    delivery: dict[str, Any] = _json({})
+    cancelled_qty: int = 0
+    shipped_qty: int = 0
+    delivered_qty: int = 0
+    returned_qty: int = 0
+    promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Fulfillment(SQLModel, table=True):
+    __tablename__ = "fulfillments"
+    fulfillment_id: str = Field(primary_key=True, max_length=96)
+    order_id: str = Field(foreign_key="orders.order_id", max_length=64, index=True)
+    node_id: str = Field(max_length=64)
+    status: str = "released"
+    lines: list[dict[str, Any]] = _json([])
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+    ship_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reason: Optional[str] = None
+    version: int = 0
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+    __table_args__ = (Index("ix_fulfillments_node_status", "node_id", "status"),)
+
+
+class Return(SQLModel, table=True):
+    __tablename__ = "returns"
+    return_id: str = Field(primary_key=True, max_length=96)
+    order_id: str = Field(foreign_key="orders.order_id", max_length=64, index=True)
+    status: str = "requested"
+    method: str = "ship_back"
+    node_id: Optional[str] = None
+    reason: str = ""
+    lines: list[dict[str, Any]] = _json([])
+    label: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
+    refund_amount: Decimal = _money()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Payment(SQLModel, table=True):
+    """One movement of money; the payment_id is the gateway idempotency key."""
+
+    __tablename__ = "payments"
+    payment_id: str = Field(primary_key=True, max_length=160)
+    order_id: str = Field(max_length=64, index=True)
+    kind: str  # authorization|capture|void|refund
+    amount: Decimal = _money()
+    currency: str = "USD"
+    status: str = "succeeded"
+    gateway_ref: str = ""
+    fulfillment_id: Optional[str] = None
+    return_id: Optional[str] = None
+    at: datetime = _ts()
+
+
+class TimelineEvent(SQLModel, table=True):
+    __tablename__ = "timeline_events"
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    order_id: str = Field(max_length=64)
+    key: str = Field(max_length=160)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    event: str
+    detail: dict[str, Any] = _json({})
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "key", name="uq_timeline_order_key"),
+        Index("ix_timeline_order_at", "order_id", "at", "id"),
+    )
+
+
+# ---------------------------------------------------------------- access and external-system memory
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    key_id: str = Field(primary_key=True, max_length=32)
+    key_hash: str = Field(unique=True, max_length=128)
+    role: str  # admin|support|client|partner
+    channel: Optional[str] = None
+    node_id: Optional[str] = None
+    label: str = ""
+    created_at: datetime = _ts()
+    revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AdapterCall(SQLModel, table=True):
+    """What a simulated external system remembers per idempotency key, as a real gateway does."""
+
+    __tablename__ = "adapter_calls"
+    system: str = Field(primary_key=True, max_length=32)
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    response: dict[str, Any] = _json({})
+    created_at: datetime = _ts()

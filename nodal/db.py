@@ -1,0 +1,54 @@
+"""Database engines: the configured Postgres, or the embedded one (pgserver) under NODAL_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from nodal.settings import Settings
+
+
+def start_embedded_postgres(datadir: Path, keep_running: bool = True) -> str:
+    """Start (or attach to) the embedded PostgreSQL and return its URI."""
+    import pgserver
+
+    datadir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(datadir.resolve(), cleanup_mode=None if keep_running else "stop")
+    return server.get_uri()
+
+
+def sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return sqlalchemy_url(settings.database_url)
+    return sqlalchemy_url(start_embedded_postgres(settings.embedded_pg_dir))
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """One engine and session factory per process."""
+
+    def __init__(self, url: str, pool_size: int = 10):
+        self.url = sqlalchemy_url(url)
+        self.engine = make_engine(self.url, pool_size)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as s:
+            yield s
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,61 @@
+"""Runtime configuration: every knob is a ``NODAL_`` environment variable (see API.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nodal.durations import format_duration, parse_duration
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NODAL_", extra="ignore")
+
+    # Empty means the embedded defaults started by `nodal dev` (pgserver, temporal dev server).
+    database_url: str = ""
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "nodal-orders"
+
+    remorse_window: Duration = timedelta(minutes=30)
+    accept_timeout: Duration = timedelta(hours=2)
+    return_window: Duration = timedelta(days=30)
+
+    admin_key: str = ""
+    home: Path = Path(".nodal")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ui_port: int = 8233
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Simulated external systems (carrier, payment gateway, notifications).
+    adapter_latency_ms: int = 20
+    adapter_failure_rate: float = 0.0
+    payment_decline_rate: float = 0.0
+    # Re-sourcing attempts before a line is declared backordered.
+    max_reroutes: int = 5
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return self.home / "temporal.db"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,41 @@
+"""Which nodes may serve a line, and if not, why not (the first failed rule is the reason)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from models.status import METHOD_CAPABILITY, NATIONAL_NODE_TYPES, DeliveryMethod
+from routing.geo import haversine_km
+from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
+
+
+def ineligible_reason(
+    node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel
+) -> Optional[str]:
+    method = DeliveryMethod(line.method)
+    if req.to_node and node.node_id != req.to_node:
+        return f"support asked for {req.to_node}"
+    if node.node_id in req.exclude_nodes or node.node_id in line.exclude_nodes:
+        return "excluded: failed or was excluded for this order"
+    if not node.enabled:
+        return "disabled"
+    if METHOD_CAPABILITY[method].value not in node.capabilities:
+        return f"cannot do {method.value}"
+    rules = net.skus.get(line.sku)
+    if rules and rules.allowed_node_types and node.type not in rules.allowed_node_types:
+        return f"{line.sku} not allowed from a {node.type}"
+    if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
+        if node.node_id != line.pickup_node_id:
+            return "not the pickup node"
+    elif method == DeliveryMethod.same_day:
+        if line.lat is None or line.lon is None:
+            return "destination unknown"
+        if haversine_km(node.lat, node.lon, line.lat, line.lon) > cost.same_day_radius_km:
+            return f"beyond the {cost.same_day_radius_km:.0f} km same-day radius"
+    elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
+        return f"does not serve {line.postal_code}"
+    if net.available.get((node.node_id, line.sku), 0) <= 0:
+        return f"no stock of {line.sku}"
+    if node.remaining_units is not None and node.remaining_units <= 0:
+        return "at daily capacity"
+    return None

@@ -1,0 +1,183 @@
+"""Choose the cheapest node set for an order under its policy, and say why every other node lost.
+
+v1 is exact for ordinary orders: it enumerates node sets of up to ``max_splits + 1`` nodes per
+delivery group among the best candidates, fills each set greedily by unit cost (optimal for a
+fixed set, because unit costs are separable), and keeps the cheapest. Fixed package costs make the
+choice of set the hard part; the candidate cap bounds the enumeration.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import combinations
+from typing import Optional
+
+from routing.cost import distance_km, package_cost, unit_cost
+from routing.eligibility import ineligible_reason
+from routing.model import (
+    Assignment, CostModel, NetworkView, NodeVerdict, RouteLine, RouteRequest, RouteResult,
+)
+
+MAX_CANDIDATES = 12
+
+
+def _group_key(line: RouteLine) -> tuple:
+    # Lines going to the same place the same way can share a package.
+    return (line.method, line.postal_code, line.lat, line.lon, line.pickup_node_id)
+
+
+class _Group:
+    def __init__(self, lines: list[RouteLine]):
+        self.lines = lines
+        self.eligible: dict[str, list[str]] = {}  # line_id → node ids
+
+
+def _fill(
+    nodes: tuple[str, ...],
+    group: _Group,
+    net: NetworkView,
+    stock: dict[tuple[str, str], int],
+    capacity: dict[str, Optional[int]],
+    model: CostModel,
+) -> tuple[float, list[Assignment], dict[str, int]]:
+    stock = dict(stock)
+    capacity = dict(capacity)
+    assignments: list[Assignment] = []
+    unfilled: dict[str, int] = {}
+    cost = 0.0
+    used: set[str] = set()
+    for line in group.lines:
+        options = [n for n in nodes if n in group.eligible[line.line_id]]
+        options.sort(key=lambda n: (unit_cost(net.nodes[n], line, model), n))
+        left = line.qty
+        for n in options:
+            if left == 0:
+                break
+            cap = capacity[n]
+            take = min(left, stock.get((n, line.sku), 0), left if cap is None else cap)
+            if take <= 0:
+                continue
+            stock[(n, line.sku)] -= take
+            if cap is not None:
+                capacity[n] = cap - take
+            left -= take
+            used.add(n)
+            cost += take * unit_cost(net.nodes[n], line, model)
+            assignments.append(Assignment(n, line.line_id, line.sku, take))
+        if left:
+            unfilled[line.line_id] = left
+            cost += left * model.unfilled_penalty
+    cost += sum(package_cost(group.lines[0], model) for _ in used)
+    return cost, assignments, unfilled
+
+
+def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
+    groups: dict[tuple, _Group] = {}
+    for line in req.lines:
+        groups.setdefault(_group_key(line), _Group([])).lines.append(line)
+
+    reasons: dict[str, str] = {}
+    stock = {k: v for k, v in net.available.items() if v > 0}
+    capacity: dict[str, Optional[int]] = {n.node_id: n.remaining_units for n in net.nodes.values()}
+    all_assignments: list[Assignment] = []
+    unfilled: dict[str, int] = {}
+    total = 0.0
+    verdicts: dict[str, NodeVerdict] = {}
+    distances: dict[str, float] = {}
+    max_nodes = 1 if req.ship_complete else req.max_splits + 1
+
+    for group in groups.values():
+        candidates: set[str] = set()
+        for line in group.lines:
+            ok = []
+            for node in net.nodes.values():
+                why = ineligible_reason(node, line, req, net, model)
+                if why is None:
+                    ok.append(node.node_id)
+                else:
+                    reasons.setdefault(node.node_id, why)
+            group.eligible[line.line_id] = ok
+            candidates.update(ok)
+        # Keep the candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter.
+        ranked = sorted(
+            candidates,
+            key=lambda n: (min(unit_cost(net.nodes[n], l, model) for l in group.lines
+                               if n in group.eligible[l.line_id]), n),
+        )
+        for n in ranked[MAX_CANDIDATES:]:
+            reasons.setdefault(n, "farther than the closest candidates")
+        ranked = ranked[:MAX_CANDIDATES]
+
+        best: Optional[tuple[float, int, tuple[str, ...], list[Assignment], dict[str, int]]] = None
+        best_with: dict[str, float] = {}
+        for size in range(1, min(max_nodes, len(ranked)) + 1):
+            for subset in combinations(ranked, size):
+                cost, assigned, left = _fill(subset, group, net, stock, capacity, model)
+                if len({a.node_id for a in assigned}) < size:
+                    continue  # a node in the set took nothing: the smaller set covers it
+                for n in subset:
+                    best_with[n] = min(best_with.get(n, float("inf")), cost)
+                key = (cost, size, subset)
+                if best is None or key < best[:3]:
+                    best = (cost, size, subset, assigned, left)
+        if best is None:
+            cost, assigned, left = _fill((), group, net, stock, capacity, model)
+            best = (cost, 0, (), assigned, left)
+        cost, _, subset, assigned, left = best
+        for a in assigned:
+            stock[(a.node_id, a.sku)] -= a.qty
+            if capacity[a.node_id] is not None:
+                capacity[a.node_id] -= a.qty  # type: ignore[operator]
+            distances[a.node_id] = round(distance_km(net.nodes[a.node_id], group.lines[0]), 1)
+        _explain_group(verdicts, ranked, subset, best_with, cost)
+        all_assignments.extend(assigned)
+        for line_id, qty in left.items():
+            unfilled[line_id] = unfilled.get(line_id, 0) + qty
+        total += cost - sum(left.values()) * model.unfilled_penalty
+
+    ordered = sum(l.qty for l in req.lines)
+    filled = ordered - sum(unfilled.values())
+    feasible, reason = True, ""
+    if filled == 0:
+        feasible, reason = False, "no eligible node has stock"
+    elif unfilled and req.fill_or_kill:
+        feasible, reason = False, "fill or kill: not every unit can be filled now"
+    elif unfilled and req.ship_complete:
+        feasible, reason = False, "ship complete: no single node can serve every unit"
+    elif ordered and filled / ordered < req.min_fill_rate:
+        feasible, reason = False, f"fill rate {filled / ordered:.0%} below the minimum {req.min_fill_rate:.0%}"
+    if not feasible:
+        all_assignments, unfilled = [], {l.line_id: l.qty for l in req.lines}
+
+    for node_id, why in reasons.items():
+        verdicts.setdefault(node_id, NodeVerdict(node_id, "ineligible", why))
+    if not feasible:
+        verdicts = {n: v if v.outcome != "chosen" else NodeVerdict(n, "lost", reason, v.cost)
+                    for n, v in verdicts.items()}
+    ordered_verdicts = [verdicts[n] for n in sorted(verdicts)]
+    return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances)
+
+
+_RANK = {"chosen": 0, "lost": 1, "ineligible": 2}
+
+
+def _explain_group(
+    verdicts: dict[str, NodeVerdict],
+    ranked: list[str],
+    chosen: tuple[str, ...],
+    best_with: dict[str, float],
+    winner: float,
+) -> None:
+    """Record, for one delivery group, why each candidate won or lost; a node chosen anywhere is chosen."""
+    for node_id in ranked:
+        if node_id in chosen:
+            v = NodeVerdict(node_id, "chosen", "cheapest landed cost under the order policy", round(winner, 2))
+        elif node_id in best_with:
+            extra = best_with[node_id] - winner
+            why = f"more expensive by {extra:.2f}" if extra > 0.005 else "not needed: the chosen nodes cover the order"
+            v = NodeVerdict(node_id, "lost", why, round(best_with[node_id], 2))
+        else:
+            continue
+        old = verdicts.get(node_id)
+        if old is None or _RANK[v.outcome] < _RANK[old.outcome]:
+            verdicts[node_id] = v

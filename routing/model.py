@@ -1,0 +1,111 @@
+"""Plain data the engine works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    type: str
+    lat: float
+    lon: float
+    capabilities: frozenset[str]
+    enabled: bool = True
+    handling_cost: float = 0.0  # per unit picked and packed at this node
+    remaining_units: Optional[int] = None  # today's capacity left; None = unlimited
+    processing_minutes: int = 120
+    cutoff_time: str = "15:00"
+    timezone: str = "UTC"
+    closed_weekdays: frozenset[int] = frozenset()  # 0 = Monday
+    holidays: frozenset[str] = frozenset()  # ISO dates
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Landed cost of serving units from a node (defaults: the published benchmark's parameters).
+
+    cost(plan) = Σ_nodes used package_cost
+               + Σ_units (unit_base + per_km × distance(node, destination) + handling_cost(node))
+               + unfilled_penalty × units left unfilled
+    Express shipping multiplies the distance term; pickup and curbside carry no parcel cost.
+    """
+
+    package_cost: float = 8.759
+    unit_base: float = 0.423
+    per_km: float = 0.000541 / 1.609344
+    express_multiplier: float = 2.5
+    unfilled_penalty: float = 1000.0
+    same_day_radius_km: float = 50.0
+
+
+@dataclass(frozen=True)
+class RouteLine:
+    line_id: str
+    sku: str
+    qty: int
+    method: str
+    postal_code: Optional[str] = None
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    pickup_node_id: Optional[str] = None
+    exclude_nodes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SkuRules:
+    allowed_node_types: frozenset[str] = frozenset()  # empty = any
+
+
+@dataclass
+class NetworkView:
+    """The part of the network a request can touch, read at one instant."""
+
+    nodes: dict[str, NodeInfo]
+    # postal code → {node_id: priority} (the store mapping)
+    service_areas: dict[str, dict[str, int]] = field(default_factory=dict)
+    # (node_id, sku) → available-to-sell
+    available: dict[tuple[str, str], int] = field(default_factory=dict)
+    skus: dict[str, SkuRules] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    lines: tuple[RouteLine, ...]
+    ship_complete: bool = False
+    fill_or_kill: bool = False
+    min_fill_rate: float = 0.0
+    max_splits: int = 2
+    exclude_nodes: frozenset[str] = frozenset()
+    to_node: Optional[str] = None
+    at: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    node_id: str
+    line_id: str
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    node_id: str
+    outcome: str  # chosen | lost | ineligible
+    reason: str
+    cost: Optional[float] = None
+
+
+@dataclass
+class RouteResult:
+    feasible: bool
+    reason: str
+    assignments: list[Assignment]
+    unfilled: dict[str, int]  # line_id → units
+    cost: float
+    verdicts: list[NodeVerdict]
+    distance_km: dict[str, float] = field(default_factory=dict)  # node → km to its destination
