@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Numeric, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -18,7 +18,8 @@ def utcnow() -> datetime:
 
 
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, **kw))
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                          server_default=func.now(), **kw))
 
 
 def _json(default: Any = None) -> Any:
@@ -149,7 +150,8 @@ class Order(SQLModel, table=True):
     delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     return_deadline: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # The order as it was placed (the workflow input), so an interrupted placement can be started again.
-    intake: dict[str, Any] = _json({})
+    intake: dict[str, Any] = Field(default_factory=dict, sa_column=Column(
+        JSONType, nullable=False, server_default=text("'{}'::jsonb")))
     version: int = 0
     created_at: datetime = _ts()
     updated_at: datetime = _ts()

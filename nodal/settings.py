@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     return_window: Duration = timedelta(days=30)
 
     admin_key: str = ""
+    # How long POST /orders waits for the promise before answering with status received.
+    place_timeout_s: float = 20.0
     home: Path = Path(".nodal")
     api_host: str = "127.0.0.1"
     api_port: int = 8000

