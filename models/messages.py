@@ -282,6 +282,8 @@ class CancelLines(Msg):
     request_id: str
     lines: Optional[list[LineQty]] = None
     reason: str
+    # A move (support reorchestration) hands the units back to the order instead of cancelling them.
+    move: bool = False
 
 
 class RejectIn(Msg):

@@ -22,7 +22,7 @@ def pg_url(tmp_path_factory) -> str:
     from nodal.db import start_embedded_postgres
     from nodal.migrate import upgrade
 
-    url = start_embedded_postgres(tmp_path_factory.mktemp("pg"), keep_running=False)
+    url = start_embedded_postgres(Path(os.environ["NODAL_TEST_PG"]) if os.environ.get("NODAL_TEST_PG") else tmp_path_factory.mktemp("pg"), keep_running=False)
     upgrade(url)
     return url
 

@@ -145,9 +145,10 @@ class FulfillmentWorkflow:
             await call("inventory.release", targets, int)
         s.lines = kept
         status = s.status if kept else FS.cancelled
-        self._event("fulfillment_cancel", {"cancelled": [d.model_dump() for d in dropped], "reason": req.reason})
-        await self._change(status, req.reason if not kept else s.reason, cancelled=dropped,
-                           request_id=req.request_id)
+        self._event("fulfillment_cancel", {"cancelled": [d.model_dump() for d in dropped], "reason": req.reason,
+                                           "move": req.move})
+        await self._change(status, req.reason if not kept else s.reason, request_id=req.request_id,
+                           **({"unsourced": dropped} if req.move else {"cancelled": dropped}))
 
     # ------------------------------------------------------------------ partner milestones (Updates)
     def _check(self, kind: str) -> bool:

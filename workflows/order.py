@@ -95,9 +95,12 @@ class OrderWorkflow:
                     await self._release()
         if self.phase == OS.released:
             await self._follow_fulfillments()
-            await self._return_window()
         async with self.lock:
             await self._settle()
+        await self._return_window()
+        async with self.lock:
+            self._event("order_closed", {"status": self._status().value})
+            await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state()
 
@@ -186,8 +189,7 @@ class OrderWorkflow:
                                                                remainder), PaymentRecord)
             self.payments.append(payment)
             self._event("payment_voided", {"amount": str(remainder)})
-        self._event("order_closed", {"status": self._status().value})
-        await self._publish()
+            await self._publish()
 
     # ================================================================== sourcing
     async def _source(
@@ -348,7 +350,8 @@ class OrderWorkflow:
                                        {"carrier": f.carrier, "tracking": f.tracking})
                 elif ev.status == FS.delivered:
                     await self._notify("delivered", f"{f.fulfillment_id}:delivered", {})
-            if ev.unsourced and self.phase == OS.released:
+            # Units handed back on the order's own request (a move) are placed by that request.
+            if ev.unsourced and ev.request_id is None and self.phase == OS.released:
                 await self._resource_open(f"{ev.status.value} at {ev.node_id}")
             await self._publish()
 
@@ -435,7 +438,8 @@ class OrderWorkflow:
                 if not probe.feasible or probe.unfilled:
                     raise conflict(f"cannot re-source {target.fulfillment_id}: "
                                    f"{probe.reason or 'not enough stock at eligible nodes'}")
-                await self._cancel_fulfillments({target.fulfillment_id: None}, f"reorchestrated: {body.reason}")
+                await self._cancel_fulfillments({target.fulfillment_id: None}, f"reorchestrated: {body.reason}",
+                                                move=True)
                 for l in want:
                     self.excluded.setdefault(l, set()).add(target.node_id)
             self._event("reorchestrate", {"reason": body.reason, "fulfillment_id": body.fulfillment_id,
@@ -622,13 +626,14 @@ class OrderWorkflow:
                     want[l.line_id] -= take
         await self._cancel_fulfillments({fid: lines for fid, lines in per_f.items()}, reason)
 
-    async def _cancel_fulfillments(self, targets: dict[str, Optional[dict[str, int]]], reason: str) -> None:
+    async def _cancel_fulfillments(self, targets: dict[str, Optional[dict[str, int]]], reason: str,
+                                   move: bool = False) -> None:
         """Ask fulfillments to drop units and wait for their answers (they refuse once shipped)."""
         pending = []
         for fid, lines in targets.items():
             self.c_seq += 1
             rid = f"{self.inp.order_id}:cancel:{self.c_seq}"
-            req = CancelLines(request_id=rid, reason=reason, lines=None if lines is None else [
+            req = CancelLines(request_id=rid, reason=reason, move=move, lines=None if lines is None else [
                 LineQty(line_id=k, qty=v) for k, v in lines.items()])
             try:
                 await workflow.get_external_workflow_handle(fid).signal(FulfillmentWorkflow.cancel_lines, req)

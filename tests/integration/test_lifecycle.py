@@ -7,45 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from tests.integration.conftest import Api, Net, eventually, make_network, order_body
+from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.flow import fulfillment, order_status, place, release, walk
 
 pytestmark = pytest.mark.integration
-
-
-async def place(api: Api, net: Net, lines, **extra) -> dict:
-    return await api.ok("POST", "/orders", key=net.client_key, json=order_body(net, lines, **extra), expect=201)
-
-
-async def release(api: Api, env, order_id: str, settings) -> dict:
-    """Let the remorse window pass and wait for the fulfillments to be released."""
-    await env.fast_forward(env.client.get_workflow_handle(order_id), settings.remorse_window)
-    return await eventually(lambda: _released(api, order_id), what=f"{order_id} released")
-
-
-async def _released(api: Api, order_id: str):
-    o = await api.ok("GET", f"/orders/{order_id}")
-    return o if o["fulfillments"] and o["status"] != "awaiting_release" else None
-
-
-async def fulfillment(api: Api, order_id: str, node_id: str, status: str = "released") -> dict:
-    async def find():
-        o = await api.ok("GET", f"/orders/{order_id}")
-        return next((f for f in o["fulfillments"] if f["node_id"] == node_id and f["status"] == status), None)
-    return await eventually(find, what=f"{status} fulfillment at {node_id}")
-
-
-async def walk(api: Api, f: dict, key: str, upto: str = "deliver") -> None:
-    steps = ["accept", "pick", "pack", "ship", "deliver"]
-    for step in steps[: steps.index(upto) + 1]:
-        body = {"lines": [{"line_id": l["line_id"], "qty": l["qty"]} for l in f["lines"]]} if step == "pick" else None
-        await api.ok("POST", f"/fulfillments/{f['fulfillment_id']}/{step}", key=key, json=body)
-
-
-async def order_status(api: Api, order_id: str, status: str) -> dict:
-    async def check():
-        o = await api.ok("GET", f"/orders/{order_id}")
-        return o if o["status"] == status else None
-    return await eventually(check, what=f"{order_id} {status}")
 
 
 async def test_full_path_through_refund(api: Api, temporal_env, settings, db):

@@ -1,0 +1,146 @@
+"""Rerouting: a node that rejects or does not accept in time loses the fulfillment; short picks are re-sourced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.flow import fulfillment, order_status, place, release, walk
+
+pytestmark = pytest.mark.integration
+
+
+async def inventory(api: Api, node: str) -> dict:
+    return {i["sku"]: i for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
+
+
+async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, settings):
+    net = await make_network(api)
+    oid = (await place(api, net, [("SKU1", 2)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    north, south = net.node("DC-N"), net.node("DC-S")
+    f1 = await fulfillment(api, oid, north)
+    partner_n = await api.key("partner", node_id=north)
+    await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/reject", key=partner_n,
+                 json={"reason": "damaged stock"})
+    f2 = await fulfillment(api, oid, south)
+    assert (await inventory(api, north))[f"{net.prefix}-SKU1"]["reserved"] == 0
+    assert (await inventory(api, south))[f"{net.prefix}-SKU1"]["reserved"] == 2
+    order = await api.ok("GET", f"/orders/{oid}")
+    statuses = {f["fulfillment_id"]: f["status"] for f in order["fulfillments"]}
+    assert statuses[f1["fulfillment_id"]] == "rejected"
+    reroute = [t for t in order["timeline"] if t["event"] == "routing_decision"][-1]
+    verdict = {c["node_id"]: c for c in reroute["detail"]["candidates"]}[north]
+    assert verdict["outcome"] == "ineligible" and "excluded" in verdict["reason"]
+    # Rejecting again is a no-op; the old node cannot act on the lost fulfillment any more.
+    again = await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/reject", key=partner_n, json={"reason": "x"})
+    assert again["changed"] is False
+    r = await api.call("POST", f"/fulfillments/{f1['fulfillment_id']}/accept", key=partner_n)
+    assert r.status_code == 409
+    await walk(api, f2, await api.key("partner", node_id=south))
+    await order_status(api, oid, "delivered")
+
+
+async def test_reroute_on_acceptance_timeout(api: Api, temporal_env, settings):
+    net = await make_network(api)
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    child = temporal_env.client.get_workflow_handle(f1["fulfillment_id"])
+    await temporal_env.fast_forward(child, settings.accept_timeout + timedelta(minutes=1))
+    await fulfillment(api, oid, net.node("DC-N"), status="timed_out")
+    f2 = await fulfillment(api, oid, net.node("DC-S"))
+    assert f2["fulfillment_id"] != f1["fulfillment_id"]
+    assert (await inventory(api, net.node("DC-N")))[f"{net.prefix}-SKU1"]["reserved"] == 0
+
+
+async def test_short_pick_resources_the_rest(api: Api, temporal_env, settings):
+    net = await make_network(api)
+    oid = (await place(api, net, [("SKU1", 3)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    north = net.node("DC-N")
+    f1 = await fulfillment(api, oid, north)
+    key = await api.key("partner", node_id=north)
+    await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/accept", key=key)
+    # Picking more than released is bad input; picking less is a short pick.
+    r = await api.call("POST", f"/fulfillments/{f1['fulfillment_id']}/pick", key=key,
+                       json={"lines": [{"line_id": "L1", "qty": 4}]})
+    assert r.status_code == 422
+    await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/pick", key=key,
+                 json={"lines": [{"line_id": "L1", "qty": 1}]})
+    f2 = await fulfillment(api, oid, net.node("DC-S"))
+    assert [l["qty"] for l in f2["lines"]] == [2]
+    inv = (await inventory(api, north))[f"{net.prefix}-SKU1"]
+    # Two units were not on the shelf: on hand drops by them, and one unit stays held for the pick.
+    assert (inv["on_hand"], inv["reserved"]) == (8, 1)
+    picked = await fulfillment(api, oid, north, status="picked")
+    assert [l["qty"] for l in picked["lines"]] == [1]
+    await walk(api, f2, await api.key("partner", node_id=net.node("DC-S")))
+    for step in ("pack", "ship", "deliver"):
+        await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/{step}", key=key)
+    order = await order_status(api, oid, "delivered")
+    assert sorted(p["amount"] for p in order["payments"] if p["kind"] == "capture") == ["10.00", "20.00"]
+
+
+async def test_support_reorchestrates_to_a_chosen_node(api: Api, temporal_env, settings):
+    net = await make_network(api)
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    support = await api.key("support")
+    # A node without stock is refused and nothing moves.
+    r = await api.call("POST", f"/orders/{oid}/reorchestrate", key=support,
+                       json={"fulfillment_id": f1["fulfillment_id"], "to_node": net.node("STORE"), "reason": "x"})
+    assert r.status_code == 409, r.text
+    assert (await fulfillment(api, oid, net.node("DC-N")))["fulfillment_id"] == f1["fulfillment_id"]
+    # Clients may not reorchestrate.
+    r = await api.call("POST", f"/orders/{oid}/reorchestrate", key=net.client_key,
+                       json={"fulfillment_id": f1["fulfillment_id"], "reason": "x"})
+    assert r.status_code == 403
+    await api.ok("POST", f"/orders/{oid}/reorchestrate", key=support,
+                 json={"fulfillment_id": f1["fulfillment_id"], "to_node": net.node("DC-S"), "reason": "DC-N flooded"})
+    await fulfillment(api, oid, net.node("DC-N"), status="cancelled")
+    await fulfillment(api, oid, net.node("DC-S"))
+    order = await api.ok("GET", f"/orders/{oid}")
+    assert any(t["event"] == "reorchestrate" and t["detail"]["reason"] == "DC-N flooded" for t in order["timeline"])
+
+
+async def test_partial_cancel_after_release_and_shipped_lines_stay(api: Api, temporal_env, settings):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {"SKU2": 5}})
+    oid = (await place(api, net, [("SKU1", 1), ("SKU2", 2)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    fn = await fulfillment(api, oid, net.node("DC-N"))
+    fs = await fulfillment(api, oid, net.node("DC-S"))
+    await walk(api, fn, await api.key("partner", node_id=net.node("DC-N")), upto="ship")
+    await order_status(api, oid, "partially_shipped")
+    r = await api.call("POST", f"/orders/{oid}/cancel", key=net.client_key,
+                       json={"lines": [{"line_id": "L1"}], "reason": "too late"})
+    assert r.status_code == 409 and "shipped" in r.json()["detail"]
+    # One of the two unshipped units is cancelled: the node keeps one.
+    await api.ok("POST", f"/orders/{oid}/cancel", key=net.client_key,
+                 json={"lines": [{"line_id": "L2", "qty": 1}], "reason": "only need one"})
+    inv = (await inventory(api, net.node("DC-S")))[f"{net.prefix}-SKU2"]
+    assert inv["reserved"] == 1
+    order = await api.ok("GET", f"/orders/{oid}")
+    line2 = next(l for l in order["lines"] if l["line_id"] == "L2")
+    assert line2["cancelled_qty"] == 1
+    f = next(f for f in order["fulfillments"] if f["fulfillment_id"] == fs["fulfillment_id"])
+    assert [l["qty"] for l in f["lines"]] == [1]
+    # Then the rest of the order: the shipped line stays, the other fulfillment is cancelled.
+    await api.ok("POST", f"/orders/{oid}/cancel", key=net.client_key, json={"reason": "rest not needed"})
+    await fulfillment(api, oid, net.node("DC-S"), status="cancelled")
+    assert (await inventory(api, net.node("DC-S")))[f"{net.prefix}-SKU2"]["reserved"] == 0
+    await api.ok("POST", f"/fulfillments/{fn['fulfillment_id']}/deliver",
+                 key=await api.key("partner", node_id=net.node("DC-N")))
+    order = await order_status(api, oid, "delivered")
+    pays = [(p["kind"], p["amount"]) for p in order["payments"]]
+    assert ("capture", "10.00") in pays
+    # What was authorized and not captured is voided when the order can capture no more.
+    await eventually(lambda: _has_void(api, oid), what="void of the uncaptured remainder")
+
+
+async def _has_void(api: Api, oid: str):
+    order = await api.ok("GET", f"/orders/{oid}")
+    return [p for p in order["payments"] if p["kind"] == "void" and p["amount"] == "20.00"]
