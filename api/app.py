@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Optional
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.auth import ensure_admin_key
+from api.placement import recovery_loop
 from api.routes import fulfillments, inventory, keys, network, ops, orders
 from nodal import __version__
 from nodal.db import Database, resolve_database_url
@@ -29,7 +31,9 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
         app.state.temporal = temporal or await connect(settings)
         if settings.admin_key:
             await ensure_admin_key(app.state.db, settings.admin_key)
+        recovery = asyncio.create_task(recovery_loop(app.state.db, app.state.temporal, settings))
         yield
+        recovery.cancel()
         if own_db:
             await app.state.db.dispose()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -27,4 +29,5 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
         workflows=[OrderWorkflow, FulfillmentWorkflow],
         activities=acts.all(),
         max_concurrent_activities=50,
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )

@@ -10,10 +10,10 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import ANY_ROLE, STAFF, Principal, require
+from api.placement import record_intake, start_options
 from api.schemas import OrderCreate, OrderPatch
 from api.temporal_errors import WorkflowClosed, run_update
 from api.views import order_view
@@ -23,7 +23,6 @@ from models.messages import (
 )
 from models.status import DeliveryMethod, OrderStatus, Role
 from nodal.logging import get_logger
-from workflows.common import CHANNEL, CUSTOMER_ID, ORDER_STATUS
 from workflows.order import OrderWorkflow
 
 router = APIRouter(tags=["orders"])
@@ -90,13 +89,7 @@ def _placed_body(p: PlacedOrder) -> dict[str, Any]:
 
 async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
     app = request.app.state
-    start = WithStartWorkflowOperation(
-        OrderWorkflow.run, inp, id=inp.order_id, task_queue=app.settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
-            SearchAttributePair(CUSTOMER_ID, inp.customer.id)]),
-    )
+    start = WithStartWorkflowOperation(OrderWorkflow.run, inp, **start_options(inp, app.settings))
     try:
         return await app.temporal.execute_update_with_start_workflow(
             OrderWorkflow.await_promise, start_workflow_operation=start,
@@ -129,18 +122,8 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
                 windows=Windows(remorse=s.remorse_window, accept_timeout=s.accept_timeout,
                                 return_window=s.return_window, max_reroutes=s.max_reroutes),
             )
-            inserted = (await conn.execute(
-                text(
-                    "INSERT INTO orders (order_id, external_id, channel, customer_id, customer_tier, customer_email,"
-                    " status, currency, total, policy, intake, version, created_at, updated_at)"
-                    " VALUES (:o, :e, :c, :cu, :t, :em, 'received', :cur, :tot, CAST(:p AS jsonb),"
-                    " CAST(:i AS jsonb), 0, now(), now()) ON CONFLICT DO NOTHING RETURNING order_id"
-                ),
-                dict(o=order_id, e=body.external_id, c=body.channel, cu=body.customer.id, t=body.customer.tier,
-                     em=body.customer.email, cur=body.currency, tot=sum(l.unit_price * l.qty for l in body.lines),
-                     p=inp.policy.model_dump_json(), i=inp.model_dump_json()),
-            )).first()
-            if inserted is None:
+            inserted = await record_intake(conn, inp)
+            if not inserted:
                 existing = (await conn.execute(
                     text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
     if existing is None:

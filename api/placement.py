@@ -1,0 +1,77 @@
+"""Starting order workflows: at placement, and again for intakes a crash left without a workflow."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from models.messages import OrderInput
+from nodal.db import Database
+from nodal.logging import get_logger
+from nodal.settings import Settings
+from workflows.common import CHANNEL, CUSTOMER_ID, ORDER_STATUS
+from workflows.order import OrderWorkflow
+
+
+async def record_intake(conn, inp: OrderInput) -> bool:
+    """Write the order as placed; False if this channel + external id is already known."""
+    total = sum((l.unit_price * l.qty for l in inp.lines), 0)
+    row = (await conn.execute(
+        text(
+            "INSERT INTO orders (order_id, external_id, channel, customer_id, customer_tier, customer_email,"
+            " status, currency, total, policy, intake, version, created_at, updated_at)"
+            " VALUES (:o, :e, :c, :cu, :t, :em, 'received', :cur, :tot, CAST(:p AS jsonb),"
+            " CAST(:i AS jsonb), 0, now(), now()) ON CONFLICT DO NOTHING RETURNING order_id"
+        ),
+        dict(o=inp.order_id, e=inp.external_id, c=inp.channel, cu=inp.customer.id, t=inp.customer.tier,
+             em=inp.customer.email, cur=inp.currency, tot=total, p=inp.policy.model_dump_json(),
+             i=inp.model_dump_json()),
+    )).first()
+    return row is not None
+
+
+def start_options(inp: OrderInput, settings: Settings) -> dict[str, Any]:
+    # Starting twice attaches to the running workflow: placement is idempotent end to end.
+    return dict(
+        id=inp.order_id, task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
+            SearchAttributePair(CUSTOMER_ID, inp.customer.id)]),
+    )
+
+
+async def start_orphaned_orders(db: Database, client: Client, settings: Settings,
+                                older_than: timedelta = timedelta(seconds=30)) -> list[str]:
+    """Start the workflow of every intake no workflow has recorded yet (the API died in between)."""
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT order_id, intake FROM orders WHERE version = 0 AND created_at < now() - :age"
+            " ORDER BY created_at LIMIT 200"), {"age": older_than})).all()
+    started = []
+    for r in rows:
+        inp = OrderInput.model_validate(r.intake)
+        try:
+            await client.start_workflow(OrderWorkflow.run, inp, **start_options(inp, settings))
+            started.append(r.order_id)
+        except WorkflowAlreadyStartedError:
+            pass
+    if started:
+        get_logger().info("orders.recovered_intakes", count=len(started), order_ids=started[:20])
+    return started
+
+
+async def recovery_loop(db: Database, client: Client, settings: Settings, every_s: float = 30) -> None:
+    log = get_logger()
+    while True:
+        try:
+            await start_orphaned_orders(db, client, settings)
+        except Exception as e:  # keep sweeping; the next round retries
+            log.warning("orders.recovery_failed", error=type(e).__name__)
+        await asyncio.sleep(every_s)

@@ -1,0 +1,102 @@
+"""The `nodal` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+
+import typer
+
+app = typer.Typer(help="Nodal: distributed order management on Temporal and PostgreSQL.", no_args_is_help=True)
+
+# `nodal dev --demo` should show orders moving within a minute, so its windows are short unless set.
+DEMO_WINDOWS = {"NODAL_REMORSE_WINDOW": ("remorse_window", timedelta(seconds=15)),
+                "NODAL_ACCEPT_TIMEOUT": ("accept_timeout", timedelta(seconds=45)),
+                "NODAL_RETURN_WINDOW": ("return_window", timedelta(minutes=3))}
+
+
+@app.command()
+def dev(
+    demo: bool = typer.Option(False, "--demo", help="Also place demo orders and play the partners."),
+    orders_per_minute: int = typer.Option(30, help="Demo order rate."),
+) -> None:
+    """Run the whole stack on embedded defaults: Temporal dev server, PostgreSQL, worker, API, demo network."""
+    from nodal.dev import run_dev
+    from nodal.settings import Settings
+
+    settings = Settings()
+    if demo:
+        for env, (field, value) in DEMO_WINDOWS.items():
+            if env not in os.environ:
+                setattr(settings, field, value)
+    asyncio.run(run_dev(settings, demo, orders_per_minute))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against NODAL_TEMPORAL_ADDRESS and NODAL_DATABASE_URL."""
+    from nodal.db import Database, resolve_database_url
+    from nodal.logging import configure_logging, get_logger
+    from nodal.settings import Settings
+    from nodal.temporal import build_worker, connect
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        db = Database(resolve_database_url(settings))
+        client = await connect(settings)
+        w = build_worker(client, settings, db)
+        get_logger().info("worker.started", task_queue=settings.task_queue)
+        try:
+            await w.run()
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """Serve the HTTP API against NODAL_TEMPORAL_ADDRESS and NODAL_DATABASE_URL."""
+    import uvicorn
+
+    from api.app import create_app
+    from nodal.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="warning")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations to NODAL_DATABASE_URL (or the embedded database)."""
+    from nodal.db import resolve_database_url
+    from nodal.migrate import upgrade
+    from nodal.settings import Settings
+
+    upgrade(resolve_database_url(Settings()))
+    typer.echo("database is at the latest schema")
+
+
+@app.command()
+def seed() -> None:
+    """Load the demo network (nodes, service areas, SKUs, stock) into the database. Idempotent."""
+    from nodal.db import Database, resolve_database_url
+    from nodal.seed import seed_demo
+    from nodal.settings import Settings
+
+    async def main() -> None:
+        db = Database(resolve_database_url(Settings()))
+        try:
+            typer.echo(await seed_demo(db))
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,161 @@
+"""The demo: a stream of orders and a simulated partner network, all through the public API.
+
+Customers place orders on three channels; partners accept (sometimes reject, sometimes let the
+acceptance timer run out), pick (sometimes short), pack, ship and deliver; some customers return
+what they got. Everything goes through the same HTTP API real clients and partner apps use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from typing import Any, Optional
+
+import httpx
+
+from nodal.seed import DEMO_AREAS, demo_skus
+
+CHANNELS = ["web", "marketplace", "b2b-portal"]
+
+
+class DemoDriver:
+    def __init__(self, api_url: str, admin_key: str, orders_per_minute: int = 30, seed: int | None = None,
+                 console: Any = None, reject_rate: float = 0.07, ignore_rate: float = 0.03,
+                 short_pick_rate: float = 0.05, return_rate: float = 0.3):
+        self.api_url = api_url
+        self.admin = admin_key
+        self.opm = orders_per_minute
+        self.rng = random.Random(seed)
+        self.console = console
+        self.reject_rate, self.ignore_rate = reject_rate, ignore_rate
+        self.short_pick_rate, self.return_rate = short_pick_rate, return_rate
+        self.client_keys: dict[str, str] = {}
+        self.partner_keys: dict[str, str] = {}
+        self.seen: dict[str, float] = {}  # (fulfillment|return, status) first seen
+        self.ignored: set[str] = set()
+        self.returned: set[str] = set()
+        self.placed = 0
+
+    async def _call(self, http: httpx.AsyncClient, method: str, path: str, key: str, **kw) -> Optional[httpx.Response]:
+        try:
+            return await http.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kw)
+        except httpx.HTTPError:
+            return None  # the API is restarting or busy: try again next round
+
+    async def setup(self, http: httpx.AsyncClient) -> None:
+        for ch in CHANNELS:
+            r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "client", "channel": ch,
+                                                                                "label": "demo"})
+            self.client_keys[ch] = r.json()["key"]
+        nodes = (await self._call(http, "GET", "/nodes", self.admin)).json()["nodes"]
+        for n in nodes:
+            r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "partner", "node_id": n["node_id"],
+                                                                                "label": "demo partner"})
+            self.partner_keys[n["node_id"]] = r.json()["key"]
+        self.pickup_nodes = [n["node_id"] for n in nodes if "pickup" in n["capabilities"]]
+
+    def _order(self) -> dict[str, Any]:
+        channel = self.rng.choice(CHANNELS)
+        skus = self.rng.sample(demo_skus(), self.rng.randint(1, 3))
+        if self.rng.random() < 0.15 and self.pickup_nodes:
+            delivery = {"method": "pickup", "pickup_node_id": self.rng.choice(self.pickup_nodes)}
+        else:
+            postal = self.rng.choice(list(DEMO_AREAS))
+            method = "ship_express" if self.rng.random() < 0.2 else "ship_standard"
+            delivery = {"method": method, "address": {"postal_code": postal}}
+        return {
+            "external_id": f"demo-{uuid.uuid4().hex[:12]}", "channel": channel,
+            "customer": {"id": f"cust-{self.rng.randint(1, 400)}", "email": "customer@example.com",
+                         "tier": "b2b" if channel == "b2b-portal" else None},
+            "lines": [{"sku": s, "qty": self.rng.randint(1, 3 if channel != "b2b-portal" else 10),
+                       "unit_price": f"{self.rng.uniform(9, 120):.2f}", "delivery": delivery} for s in skus],
+        }
+
+    async def place_orders(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            body = self._order()
+            r = await self._call(http, "POST", "/orders", self.client_keys[body["channel"]], json=body)
+            if r is not None and r.status_code in (200, 201):
+                self.placed += 1
+            await asyncio.sleep(60 / max(self.opm, 1))
+
+    def _due(self, key: str, low: float = 1.0, high: float = 4.0) -> bool:
+        first = self.seen.setdefault(key, time.monotonic() + self.rng.uniform(low, high))
+        return time.monotonic() >= first
+
+    async def play_partners(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for node_id, key in self.partner_keys.items():
+                r = await self._call(http, "GET", f"/fulfillments?node_id={node_id}", key)
+                if r is None or r.status_code != 200:
+                    continue
+                for f in r.json()["fulfillments"]:
+                    await self._advance(http, key, f)
+            await self._returns(http)
+            await asyncio.sleep(1.0)
+
+    async def _advance(self, http: httpx.AsyncClient, key: str, f: dict) -> None:
+        fid, status = f["fulfillment_id"], f["status"]
+        if fid in self.ignored or not self._due(f"{fid}:{status}"):
+            return
+        path = f"/fulfillments/{fid}"
+        if status == "released":
+            roll = self.rng.random()
+            if roll < self.ignore_rate:
+                self.ignored.add(fid)  # the acceptance timer will reroute it
+            elif roll < self.ignore_rate + self.reject_rate:
+                await self._call(http, "POST", f"{path}/reject", key, json={"reason": "stock damaged"})
+            else:
+                await self._call(http, "POST", f"{path}/accept", key)
+        elif status == "accepted":
+            lines = [{"line_id": l["line_id"], "qty": l["qty"]} for l in f["lines"]]
+            if self.rng.random() < self.short_pick_rate and lines:
+                lines[0]["qty"] = max(lines[0]["qty"] - 1, 0)
+            await self._call(http, "POST", f"{path}/pick", key, json={"lines": lines})
+        elif status in ("picked", "packed", "shipped"):
+            step = {"picked": "pack", "packed": "ship", "shipped": "deliver"}[status]
+            await self._call(http, "POST", f"{path}/{step}", key)
+
+    async def _returns(self, http: httpx.AsyncClient) -> None:
+        r = await self._call(http, "GET", "/orders?status=delivered&limit=100", self.admin)
+        if r is None or r.status_code != 200:
+            return
+        for o in r.json()["orders"]:
+            oid = o["order_id"]
+            if oid in self.returned or not self._due(f"{oid}:delivered", 2, 6):
+                continue
+            self.returned.add(oid)
+            if self.rng.random() >= self.return_rate:
+                continue
+            order = (await self._call(http, "GET", f"/orders/{oid}", self.admin)).json()
+            line = next((l for l in order["lines"] if l["delivered_qty"]), None)
+            if line is None:
+                continue
+            ret = await self._call(http, "POST", f"/orders/{oid}/returns", self.client_keys[order["channel"]],
+                                   json={"lines": [{"line_id": line["line_id"], "qty": 1}], "reason": "did not fit"})
+            if ret is None or ret.status_code != 201:
+                continue
+            rid = ret.json()["return_id"]
+            node = (await self._call(http, "GET", f"/returns/{rid}", self.admin)).json()["node_id"]
+            await asyncio.sleep(self.rng.uniform(0.5, 2))
+            disposition = "sellable" if self.rng.random() < 0.8 else "damaged"
+            await self._call(http, "POST", f"/returns/{rid}/receive", self.partner_keys.get(node, self.admin),
+                             json={"lines": [{"line_id": line["line_id"], "qty": 1, "disposition": disposition}]})
+
+    async def report(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(10)
+            r = await self._call(http, "GET", "/orders?limit=500", self.admin)
+            if r is None or r.status_code != 200 or self.console is None:
+                continue
+            counts = Counter(o["status"] for o in r.json()["orders"])
+            self.console.print(f"[dim]demo[/] placed {self.placed}: " +
+                               ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=30) as http:
+            await self.setup(http)
+            await asyncio.gather(self.place_orders(http, stop), self.play_partners(http, stop), self.report(http, stop))
