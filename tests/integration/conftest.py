@@ -26,9 +26,9 @@ TASK_QUEUE = "nodal-test"
 pytestmark = pytest.mark.integration
 
 
-def test_settings(pg_url: str, **over: Any) -> Settings:
-    return Settings(database_url=pg_url, task_queue=TASK_QUEUE, admin_key=ADMIN_KEY,
-                    adapter_latency_ms=1, **over)
+def settings_for(pg_url: str, **over: Any) -> Settings:
+    return Settings(**{"database_url": pg_url, "task_queue": TASK_QUEUE, "admin_key": ADMIN_KEY,
+                       "adapter_latency_ms": 1, **over})
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ async def db(pg_url):
 
 @pytest.fixture(scope="session")
 async def settings(pg_url) -> Settings:
-    return test_settings(pg_url)
+    return settings_for(pg_url)
 
 
 @pytest.fixture(scope="session")
