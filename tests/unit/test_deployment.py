@@ -1,0 +1,80 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it against the code instead."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+import yaml
+
+from nodal.cli import app
+from nodal.dev import SEARCH_ATTRIBUTE_TYPES
+from nodal.settings import Settings
+from workflows.common import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+NODAL_SERVICES = {name: s for name, s in SERVICES.items() if "build" in s}
+CLI = typer.main.get_command(app)
+
+
+def test_the_production_shape_is_complete():
+    assert {"postgres", "temporal", "temporal-ui", "api", "worker", "migrate"} <= set(SERVICES)
+    assert set(NODAL_SERVICES) == {"api", "worker", "migrate"}
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_every_nodal_command_exists_with_its_options():
+    for name, service in NODAL_SERVICES.items():
+        cmd = service["command"]
+        assert cmd[0] == "nodal", name
+        sub = CLI.commands.get(cmd[1])
+        assert sub is not None, f"{name}: nodal has no command {cmd[1]!r}"
+        known = {opt for p in sub.params for opt in getattr(p, "opts", [])}
+        for token in cmd[2:]:
+            if token.startswith("--"):
+                assert token in known, f"{name}: `nodal {cmd[1]}` has no option {token}"
+
+
+def test_every_environment_variable_is_a_setting():
+    fields = {f"NODAL_{f.upper()}" for f in Settings.model_fields}
+    for name, service in NODAL_SERVICES.items():
+        env = service["environment"]
+        assert {"NODAL_DATABASE_URL", "NODAL_TEMPORAL_ADDRESS", "NODAL_TASK_QUEUE"} <= set(env), name
+        for key, value in env.items():
+            assert key in fields, f"{name}: {key} is not a Nodal setting"
+            if not str(value).startswith("${"):
+                Settings.model_validate({key[len("NODAL_"):].lower(): value})  # parses as the code does
+
+
+def test_services_agree_on_addresses_ports_and_queue():
+    api, worker = NODAL_SERVICES["api"], NODAL_SERVICES["worker"]
+    assert api["environment"]["NODAL_TASK_QUEUE"] == worker["environment"]["NODAL_TASK_QUEUE"]
+    host, port = api["environment"]["NODAL_TEMPORAL_ADDRESS"].split(":")
+    assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
+    db = re.match(r"postgresql://(\w+):(\w+)@(\w+):(\d+)/(\w+)", api["environment"]["NODAL_DATABASE_URL"])
+    pg = SERVICES[db.group(3)]["environment"]
+    assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == db.group(1, 2, 5)
+    api_port = api["command"][api["command"].index("--port") + 1]
+    assert f"{api_port}:{api_port}" in api["ports"]
+    assert SERVICES["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == api["environment"]["NODAL_TEMPORAL_ADDRESS"]
+
+
+def test_search_attributes_registered_match_the_workflows():
+    script = " ".join(SERVICES["temporal-setup"]["command"])
+    registered = dict(re.findall(r"--name (\w+) --type (\w+)", script))
+    assert registered == SEARCH_ATTRIBUTE_TYPES
+    # The types the workflows upsert with are the types registered.
+    sdk_types = {k.name: k.indexed_value_type.name.replace("_", "") for k in SEARCH_ATTRIBUTES}
+    assert {n: t.upper() for n, t in registered.items()} == sdk_types
+
+
+def test_dockerfile_copies_every_package():
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    top = {p.split(".")[0] for p in packages}
+    copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
+    assert top <= copied, f"Dockerfile misses {top - copied}"

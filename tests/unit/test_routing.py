@@ -1,0 +1,158 @@
+"""Routing v1: eligibility rules, cost-based choice, order policies, explanations."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest, plan
+from routing.geo import haversine_km
+from routing.model import SkuRules
+
+DEST = dict(postal_code="60601", lat=41.88, lon=-87.63)
+
+
+def node(node_id: str, type_: str = "dc", lat: float = 41.6, lon: float = -88.1, caps=("ship",), **kw) -> NodeInfo:
+    return NodeInfo(node_id=node_id, type=type_, lat=lat, lon=lon, capabilities=frozenset(caps), **kw)
+
+
+def line(line_id="L1", sku="A", qty=1, method="ship_standard", **kw) -> RouteLine:
+    return RouteLine(line_id=line_id, sku=sku, qty=qty, method=method, **{**DEST, **kw})
+
+
+def net(nodes, stock, areas=None, skus=None) -> NetworkView:
+    return NetworkView(nodes={n.node_id: n for n in nodes}, service_areas=areas or {},
+                       available=stock, skus=skus or {})
+
+
+NEAR = node("NEAR", lat=41.6, lon=-88.1)
+FAR = node("FAR", lat=32.78, lon=-96.8)
+
+
+def chosen(result) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for a in result.assignments:
+        out.setdefault(a.node_id, []).append((a.line_id, a.qty))
+    return out
+
+
+def verdict(result, node_id):
+    return next(v for v in result.verdicts if v.node_id == node_id)
+
+
+def test_cheapest_node_wins_and_the_loser_says_by_how_much():
+    r = plan(RouteRequest(lines=(line(qty=2),)), net([NEAR, FAR], {("NEAR", "A"): 5, ("FAR", "A"): 5}))
+    assert r.feasible and chosen(r) == {"NEAR": [("L1", 2)]}
+    v = verdict(r, "FAR")
+    assert v.outcome == "lost" and v.reason.startswith("more expensive by")
+    extra = float(v.reason.split()[-1])
+    model = CostModel()
+    farther_km = haversine_km(FAR.lat, FAR.lon, DEST["lat"], DEST["lon"]) - haversine_km(
+        NEAR.lat, NEAR.lon, DEST["lat"], DEST["lon"])
+    assert extra == pytest.approx(2 * model.per_km * farther_km, abs=0.01)
+
+
+def test_one_package_beats_two_when_the_package_cost_dominates():
+    # NEAR has A only; FAR has A and B. One package from FAR is cheaper than two.
+    r = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "B"))),
+             net([NEAR, FAR], {("NEAR", "A"): 5, ("FAR", "A"): 5, ("FAR", "B"): 5}))
+    assert chosen(r) == {"FAR": [("L1", 1), ("L2", 1)]}
+
+
+def test_split_when_no_node_has_everything():
+    r = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "B"))),
+             net([NEAR, FAR], {("NEAR", "A"): 5, ("FAR", "B"): 5}))
+    assert chosen(r) == {"NEAR": [("L1", 1)], "FAR": [("L2", 1)]}
+
+
+def test_ship_complete_refuses_a_split():
+    r = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "B")), ship_complete=True),
+             net([NEAR, FAR], {("NEAR", "A"): 5, ("FAR", "B"): 5}))
+    assert not r.feasible and "ship complete" in r.reason and r.assignments == []
+
+
+def test_max_splits_zero_means_one_node():
+    r = plan(RouteRequest(lines=(line("L1", "A", qty=4),), max_splits=0),
+             net([NEAR, FAR], {("NEAR", "A"): 2, ("FAR", "A"): 2}))
+    assert sum(a.qty for a in r.assignments) == 2 and r.unfilled == {"L1": 2}
+
+
+def test_a_line_splits_across_nodes_when_allowed():
+    r = plan(RouteRequest(lines=(line("L1", "A", qty=4),)), net([NEAR, FAR], {("NEAR", "A"): 3, ("FAR", "A"): 3}))
+    assert chosen(r) == {"NEAR": [("L1", 3)], "FAR": [("L1", 1)]}
+
+
+def test_fill_or_kill_and_min_fill_rate():
+    stock = {("NEAR", "A"): 1}
+    r = plan(RouteRequest(lines=(line(qty=3),), fill_or_kill=True), net([NEAR], stock))
+    assert not r.feasible and "fill or kill" in r.reason
+    r = plan(RouteRequest(lines=(line(qty=3),), min_fill_rate=0.5), net([NEAR], stock))
+    assert not r.feasible and "fill rate" in r.reason
+    r = plan(RouteRequest(lines=(line(qty=3),)), net([NEAR], stock))
+    assert r.feasible and r.unfilled == {"L1": 2}
+
+
+def test_nothing_in_stock_is_infeasible():
+    r = plan(RouteRequest(lines=(line(),)), net([NEAR], {}))
+    assert not r.feasible and verdict(r, "NEAR").reason == "no stock of A"
+
+
+@pytest.mark.parametrize("n, req_kw, line_kw, reason", [
+    (node("X", enabled=False), {}, {}, "disabled"),
+    (node("X", caps=("pickup",)), {}, {}, "cannot do ship_standard"),
+    (node("X", remaining_units=0), {}, {}, "at daily capacity"),
+    (node("X"), {"exclude_nodes": frozenset({"X"})}, {}, "excluded"),
+    (node("X"), {}, {"exclude_nodes": frozenset({"X"})}, "excluded"),
+    (node("X", type_="store"), {}, {}, "does not serve 60601"),
+    (node("X"), {"to_node": "Y"}, {}, "support asked for Y"),
+    (node("X", lat=34.05, lon=-118.24, caps=("same_day",)), {}, {"method": "same_day"}, "same-day radius"),
+    (node("X", caps=("pickup",)), {}, {"method": "pickup", "pickup_node_id": "Z"}, "not the pickup node"),
+])
+def test_eligibility_rules(n, req_kw, line_kw, reason):
+    r = plan(RouteRequest(lines=(line(**line_kw),), **req_kw), net([n], {("X", "A"): 5}))
+    v = verdict(r, "X")
+    assert not r.feasible and v.outcome == "ineligible" and reason in v.reason
+
+
+def test_store_serves_its_mapped_postal_code():
+    store = node("S", type_="store", lat=41.88, lon=-87.63)
+    r = plan(RouteRequest(lines=(line(),)), net([store, FAR], {("S", "A"): 1, ("FAR", "A"): 1},
+                                                areas={"60601": {"S": 1}}))
+    assert chosen(r) == {"S": [("L1", 1)]}
+
+
+def test_sku_node_type_restrictions():
+    store = node("S", type_="store", lat=41.88, lon=-87.63)
+    r = plan(RouteRequest(lines=(line(),)),
+             net([store, FAR], {("S", "A"): 1, ("FAR", "A"): 1}, areas={"60601": {"S": 1}},
+                 skus={"A": SkuRules(frozenset({"dc"}))}))
+    assert chosen(r) == {"FAR": [("L1", 1)]}
+    assert "not allowed from a store" in verdict(r, "S").reason
+
+
+def test_capacity_caps_units():
+    small = node("NEAR", remaining_units=2)
+    r = plan(RouteRequest(lines=(line(qty=3),)), net([small, FAR], {("NEAR", "A"): 9, ("FAR", "A"): 1}))
+    assert chosen(r) == {"NEAR": [("L1", 2)], "FAR": [("L1", 1)]}
+    # Without the cap the near node takes everything.
+    r = plan(RouteRequest(lines=(line(qty=3),)), net([NEAR, FAR], {("NEAR", "A"): 9, ("FAR", "A"): 1}))
+    assert chosen(r) == {"NEAR": [("L1", 3)]}
+
+
+def test_pickup_has_no_parcel_cost_and_uses_the_pickup_node():
+    store = node("S", type_="store", caps=("pickup",))
+    r = plan(RouteRequest(lines=(line(method="pickup", pickup_node_id="S"),)), net([store], {("S", "A"): 1}))
+    assert chosen(r) == {"S": [("L1", 1)]} and r.cost == 0.0
+
+
+def test_lines_of_the_same_sku_share_stock():
+    r = plan(RouteRequest(lines=(line("L1", "A", qty=2), line("L2", "A", qty=2))),
+             net([NEAR], {("NEAR", "A"): 3}))
+    assert sum(a.qty for a in r.assignments) == 3 and sum(r.unfilled.values()) == 1
+
+
+def test_plan_is_deterministic():
+    nodes = [node(f"N{i}", lat=40 + i * 0.1, lon=-88) for i in range(8)]
+    stock = {(f"N{i}", s): 2 for i in range(8) for s in "ABC"}
+    req = RouteRequest(lines=(line("L1", "A", qty=3), line("L2", "B", qty=3), line("L3", "C")))
+    first = plan(req, net(nodes, stock))
+    assert all(plan(req, net(nodes, stock)).assignments == first.assignments for _ in range(3))
