@@ -131,19 +131,25 @@ class DemoDriver:
             if self.rng.random() >= self.return_rate:
                 continue
             order = (await self._call(http, "GET", f"/orders/{oid}", self.admin)).json()
-            line = next((l for l in order["lines"] if l["delivered_qty"]), None)
-            if line is None:
+            delivered = [l for l in order["lines"] if l["delivered_qty"]]
+            if not delivered:
                 continue
+            # Some customers send everything back, most just one item.
+            if self.rng.random() < 0.4:
+                back = [(l["line_id"], l["delivered_qty"]) for l in delivered]
+            else:
+                back = [(delivered[0]["line_id"], 1)]
             ret = await self._call(http, "POST", f"/orders/{oid}/returns", self.client_keys[order["channel"]],
-                                   json={"lines": [{"line_id": line["line_id"], "qty": 1}], "reason": "did not fit"})
+                                   json={"lines": [{"line_id": l, "qty": q} for l, q in back], "reason": "did not fit"})
             if ret is None or ret.status_code != 201:
                 continue
             rid = ret.json()["return_id"]
             node = (await self._call(http, "GET", f"/returns/{rid}", self.admin)).json()["node_id"]
             await asyncio.sleep(self.rng.uniform(0.5, 2))
-            disposition = "sellable" if self.rng.random() < 0.8 else "damaged"
+            received = [{"line_id": l, "qty": q, "disposition": "sellable" if self.rng.random() < 0.8 else "damaged"}
+                        for l, q in back]
             await self._call(http, "POST", f"/returns/{rid}/receive", self.partner_keys.get(node, self.admin),
-                             json={"lines": [{"line_id": line["line_id"], "qty": 1, "disposition": disposition}]})
+                             json={"lines": received})
 
     async def report(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -94,8 +94,10 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
         return await app.temporal.execute_update_with_start_workflow(
             OrderWorkflow.await_promise, start_workflow_operation=start,
             rpc_timeout=timedelta(seconds=app.settings.place_timeout_s))
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        # The order is durable and will be promised; the caller reads the promise with GET.
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as e:
+        # The intake is durable: the workflow runs (or the recovery sweep starts it) and the promise
+        # follows; the caller reads it with GET /orders/{id}.
+        get_logger(order_id=inp.order_id).warning("order.promise_pending", error=type(e).__name__)
         return PlacedOrder(order_id=inp.order_id, status=OrderStatus.received, promise=PromiseView())
 
 
