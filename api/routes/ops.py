@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
+
+from api.auth import STAFF, Principal
 
 router = APIRouter(tags=["operations"])
 
@@ -42,6 +45,51 @@ async def healthz(request: Request, response: Response) -> dict:
     ok = all(v == "ok" for v in checks.values())
     response.status_code = 200 if ok else 503
     return {"status": "ok" if ok else "degraded", **checks}
+
+
+def _rate(num: int, den: int):
+    return round(num / den, 4) if den else None
+
+
+@router.get("/kpis", summary="Fulfillment KPIs from the read model (optionally for one channel)")
+async def kpis(request: Request, channel: Optional[str] = None, _: Principal = Depends(STAFF)) -> dict:
+    where = "WHERE o.channel = :c" if channel else ""
+    async with request.app.state.db.engine.connect() as conn:
+        o = (await conn.execute(text(f"""
+            SELECT COUNT(*) AS orders,
+              COUNT(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
+              COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+              COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL AND o.delivered_at <= o.promised_by) AS on_time,
+              COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL AND o.delivered_at <= o.promised_by
+                               AND NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id
+                                               AND l.delivered_qty < l.qty - l.cancelled_qty)) AS complete_on_time,
+              COUNT(*) FILTER (WHERE (SELECT COUNT(*) FROM fulfillments f WHERE f.order_id = o.order_id
+                                      AND f.status NOT IN ('rejected', 'timed_out', 'cancelled')) > 1) AS split,
+              COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = o.order_id)) AS released
+            FROM orders o {where}"""), {"c": channel})).one()
+        nodes = (await conn.execute(text(f"""
+            SELECT f.node_id,
+              COUNT(*) FILTER (WHERE f.status IN ('accepted','picked','packed','shipped','delivered')) AS accepted,
+              COUNT(*) FILTER (WHERE f.status IN ('accepted','picked','packed','shipped','delivered',
+                                                  'rejected','timed_out')) AS decided
+            FROM fulfillments f JOIN orders o USING (order_id) {where} GROUP BY f.node_id ORDER BY f.node_id"""),
+            {"c": channel})).all()
+        units = dict(((r.node_id, r.reason), int(r.units)) for r in (await conn.execute(text(f"""
+            SELECT g.node_id, g.reason, -SUM(g.on_hand_delta) AS units FROM inventory_ledger g
+            JOIN orders o ON o.order_id = g.order_id {where} {"AND" if where else "WHERE"} g.reason IN ('ship', 'short_pick')
+            GROUP BY g.node_id, g.reason"""), {"c": channel})).all())
+    return {
+        "channel": channel, "orders": o.orders,
+        "order_fulfillment_rate": _rate(o.complete_on_time, o.delivered + o.cancelled),
+        "cancellation_rate": _rate(o.cancelled, o.orders),
+        "split_rate": _rate(o.split, o.released),
+        "on_time_rate": _rate(o.on_time, o.delivered),
+        "nodes": [{
+            "node_id": n.node_id, "acceptance_rate": _rate(n.accepted, n.decided),
+            "fill_rate": _rate(units.get((n.node_id, "ship"), 0),
+                               units.get((n.node_id, "ship"), 0) + units.get((n.node_id, "short_pick"), 0)),
+        } for n in nodes],
+    }
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -217,8 +217,7 @@ async def list_orders(
     }
 
 
-async def _update(request: Request, order_id: str, update: Any, arg: Any, closed_message: str,
-                  rpc_timeout_s: float = 60) -> Any:
+async def _update(request: Request, order_id: str, update: Any, arg: Any, closed_message: str) -> Any:
     handle = request.app.state.temporal.get_workflow_handle(order_id)
     try:
         return await run_update(lambda: handle.execute_update(update, arg))

@@ -82,6 +82,12 @@ async def test_short_pick_resources_the_rest(api: Api, temporal_env, settings):
         await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/{step}", key=key)
     order = await order_status(api, oid, "delivered")
     assert sorted(p["amount"] for p in order["payments"] if p["kind"] == "capture") == ["10.00", "20.00"]
+    kpis = await api.ok("GET", f"/kpis?channel={net.channel}")
+    assert (kpis["orders"], kpis["split_rate"], kpis["cancellation_rate"]) == (1, 1.0, 0.0)
+    per_node = {n["node_id"]: n for n in kpis["nodes"]}
+    assert per_node[north]["fill_rate"] == round(1 / 3, 4) and per_node[net.node("DC-S")]["fill_rate"] == 1.0
+    assert per_node[north]["acceptance_rate"] == 1.0
+    assert (await api.call("GET", "/kpis", key=net.client_key)).status_code == 403
 
 
 async def test_support_reorchestrates_to_a_chosen_node(api: Api, temporal_env, settings):
