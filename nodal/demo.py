@@ -38,6 +38,7 @@ class DemoDriver:
         self.ignored: set[str] = set()
         self.returned: set[str] = set()
         self.placed = 0
+        self.pending: set[asyncio.Task] = set()
 
     async def _call(self, http: httpx.AsyncClient, method: str, path: str, key: str, **kw) -> Optional[httpx.Response]:
         try:
@@ -77,10 +78,32 @@ class DemoDriver:
     async def place_orders(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
             body = self._order()
-            r = await self._call(http, "POST", "/orders", self.client_keys[body["channel"]], json=body)
+            key = self.client_keys[body["channel"]]
+            r = await self._call(http, "POST", "/orders", key, json=body)
             if r is not None and r.status_code in (200, 201):
                 self.placed += 1
+                roll = self.rng.random()
+                if roll < 0.06:
+                    self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=True))
+                elif roll < 0.12:
+                    self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=False))
             await asyncio.sleep(60 / max(self.opm, 1))
+
+    def _later(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _change_mind(self, http: httpx.AsyncClient, key: str, order_id: str, body: dict, cancel: bool) -> None:
+        """A customer cancels, or changes a quantity, inside the remorse window."""
+        await asyncio.sleep(self.rng.uniform(1, 6))
+        if cancel:
+            await self._call(http, "POST", f"/orders/{order_id}/cancel", key, json={"reason": "changed my mind"})
+        else:
+            order = (await self._call(http, "GET", f"/orders/{order_id}", key)).json()
+            lines = [{"line_id": l["line_id"], "sku": l["sku"], "qty": l["qty"] + 1, "unit_price": l["unit_price"],
+                      "delivery": l["delivery"]} for l in order["lines"]]
+            await self._call(http, "PATCH", f"/orders/{order_id}", key, json={"lines": lines})
 
     def _due(self, key: str, low: float = 1.0, high: float = 4.0) -> bool:
         first = self.seen.setdefault(key, time.monotonic() + self.rng.uniform(low, high))
