@@ -117,13 +117,18 @@ async def set_reserved_qty(
         )
         await _ledger(conn, row.node_id, row.sku, 0, -freed, reason, f"release:{rid}:{qty}", order_id)
     if row is not None and not_found > 0:
-        if await _ledger(conn, row.node_id, row.sku, -not_found, 0, "short_pick", f"not_found:{rid}", order_id):
+        # Units missing on the shelf come off on hand, but never below what is still held.
+        pos = (await conn.execute(
+            text("SELECT on_hand, reserved FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
+            dict(n=row.node_id, s=row.sku),
+        )).first()
+        applied = min(not_found, max(pos.on_hand - pos.reserved, 0))
+        if applied and await _ledger(conn, row.node_id, row.sku, -applied, 0, "short_pick", f"not_found:{rid}",
+                                     order_id):
             await conn.execute(
-                text(
-                    "UPDATE inventory_positions SET on_hand = GREATEST(on_hand - :k, reserved), updated_at = now()"
-                    " WHERE node_id = :n AND sku = :s"
-                ),
-                dict(k=not_found, n=row.node_id, s=row.sku),
+                text("UPDATE inventory_positions SET on_hand = on_hand - :k, updated_at = now()"
+                     " WHERE node_id = :n AND sku = :s"),
+                dict(k=applied, n=row.node_id, s=row.sku),
             )
     return freed
 
@@ -142,14 +147,20 @@ async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, lin
         )).first()
         if row is None or row.qty == 0:
             continue
+        # A count may have found fewer units than were held: on hand never goes below zero.
+        on_hand = (await conn.execute(
+            text("SELECT on_hand FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
+            dict(n=row.node_id, s=row.sku),
+        )).scalar_one()
+        leaving = min(row.qty, on_hand)
         await conn.execute(
             text(
-                "UPDATE inventory_positions SET on_hand = on_hand - :q, reserved = reserved - :q, updated_at = now()"
+                "UPDATE inventory_positions SET on_hand = on_hand - :l, reserved = reserved - :q, updated_at = now()"
                 " WHERE node_id = :n AND sku = :s"
             ),
-            dict(q=row.qty, n=row.node_id, s=row.sku),
+            dict(l=leaving, q=row.qty, n=row.node_id, s=row.sku),
         )
-        await _ledger(conn, row.node_id, row.sku, -row.qty, -row.qty, "ship", f"consume:{rid}", order_id)
+        await _ledger(conn, row.node_id, row.sku, -leaving, -row.qty, "ship", f"consume:{rid}", order_id)
         units += row.qty
     return units
 
@@ -158,17 +169,25 @@ async def adjust(
     conn: AsyncConnection, node_id: str, sku: str, delta: int, reason: str, event_id: str,
     order_id: Optional[str] = None, actor: str = "system",
 ) -> bool:
-    """Add ``delta`` to on hand (a receipt, a restock, a count correction). False if already applied."""
-    if not await _ledger(conn, node_id, sku, delta, 0, reason, event_id, order_id, actor):
+    """Add ``delta`` to on hand (a receipt, a restock, a count correction). False if already applied.
+
+    On hand never goes below zero; the ledger records the change actually applied.
+    """
+    await conn.execute(
+        text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING"),
+        dict(n=node_id, s=sku),
+    )
+    on_hand = (await conn.execute(
+        text("SELECT on_hand FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
+        dict(n=node_id, s=sku),
+    )).scalar_one()
+    applied = max(on_hand + delta, 0) - on_hand
+    if not await _ledger(conn, node_id, sku, applied, 0, reason, event_id, order_id, actor):
         return False
     await conn.execute(
-        text(
-            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
-            " VALUES (:n, :s, GREATEST(:d, 0), 0, 0, now())"
-            " ON CONFLICT (node_id, sku) DO UPDATE SET"
-            " on_hand = GREATEST(inventory_positions.on_hand + :d, 0), updated_at = now()"
-        ),
-        dict(n=node_id, s=sku, d=delta),
+        text("UPDATE inventory_positions SET on_hand = on_hand + :d, updated_at = now() WHERE node_id = :n AND sku = :s"),
+        dict(n=node_id, s=sku, d=applied),
     )
     return True
 

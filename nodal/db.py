@@ -33,16 +33,17 @@ def resolve_database_url(settings: Settings) -> str:
     return sqlalchemy_url(start_embedded_postgres(settings.embedded_pg_dir))
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=max_overflow,
+                               pool_pre_ping=True)
 
 
 class Database:
     """One engine and session factory per process."""
 
-    def __init__(self, url: str, pool_size: int = 10):
+    def __init__(self, url: str, pool_size: int = 10, max_overflow: int = 20):
         self.url = sqlalchemy_url(url)
-        self.engine = make_engine(self.url, pool_size)
+        self.engine = make_engine(self.url, pool_size, max_overflow)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @asynccontextmanager

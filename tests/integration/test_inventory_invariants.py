@@ -1,0 +1,162 @@
+"""Inventory never oversells and every unit is accounted for, under races and random operation sequences."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, settings as hsettings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from sqlalchemy import text
+
+from inventory import service
+from inventory.arithmetic import ATS_SQL
+from nodal.db import Database
+
+pytestmark = pytest.mark.integration
+
+
+async def _network(db: Database, node: str, skus: list[str]) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO nodes (node_id, name, type, lat, lon, postal_code, capabilities, enabled, handling_cost,"
+            " processing_time_minutes, cutoff_time, timezone, calendar) VALUES (:n, :n, 'dc', 0, 0, '',"
+            " '[\"ship\"]', true, 0, 60, '15:00', 'UTC', '{}') ON CONFLICT DO NOTHING"), {"n": node})
+        for s in skus:
+            await conn.execute(text("INSERT INTO skus (sku, name, weight_kg, oversized, hazmat, digital, ship_alone,"
+                                    " allowed_node_types) VALUES (:s, :s, 1, false, false, false, false, '[]')"
+                                    " ON CONFLICT DO NOTHING"), {"s": s})
+
+
+async def test_racing_processes_never_oversell(db, pg_url):
+    node, sku = f"race-{uuid.uuid4().hex[:6]}", f"race-sku-{uuid.uuid4().hex[:6]}"
+    await _network(db, node, [sku])
+    async with db.engine.begin() as conn:
+        await service.adjust(conn, node, sku, 50, "receipt", f"{node}:receipt")
+    # Four processes, fifty concurrent reservations each, for fifty units.
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.integration.race_worker", pg_url, node, sku,
+                               f"{node}-p{p}", "50"], stdout=subprocess.PIPE, text=True) for p in range(4)]
+    landed = [int(p.communicate(timeout=120)[0].strip()) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(landed) == 50, landed
+    async with db.engine.connect() as conn:
+        pos = (await conn.execute(text(f"SELECT on_hand, reserved, {ATS_SQL} AS ats FROM inventory_positions"
+                                       " WHERE node_id = :n AND sku = :s"), dict(n=node, s=sku))).one()
+        rows = (await conn.execute(text("SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n"
+                                        " AND status = 'held'"), {"n": node})).scalar_one()
+    assert (pos.on_hand, pos.reserved, pos.ats, rows) == (50, 50, 0, 50)
+
+
+class InventoryMachine(RuleBasedStateMachine):
+    """Random snapshots, adjustments, reservations, releases, shipments and returns on two positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.db = Database(self.url, pool_size=1, max_overflow=1)
+        self.node = f"hyp-{uuid.uuid4().hex[:8]}"
+        self.skus = [f"{self.node}-A", f"{self.node}-B"]
+        self.held: dict[str, tuple[str, int]] = {}  # fulfillment id → (sku, qty)
+        self.shipped: list[tuple[str, str, int]] = []
+        self.n = 0
+        self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.run(_network(self.db, self.node, self.skus))
+
+    url = ""
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    async def tx(self, fn):
+        async with self.db.engine.begin() as conn:
+            return await fn(conn)
+
+    def next_id(self) -> str:
+        self.n += 1
+        return f"{self.node}-{self.n}"
+
+    @rule(i=st.integers(0, 1), qty=st.integers(0, 30), older=st.booleans())
+    def snapshot(self, i, qty, older):
+        self.clock += timedelta(minutes=-5 if older else 5)
+        self.run(self.tx(lambda c: service.set_snapshot(c, self.node, self.skus[i], qty, None, self.clock, "test")))
+
+    @rule(i=st.integers(0, 1), delta=st.integers(-20, 20), replay=st.booleans())
+    def adjustment(self, i, delta, replay):
+        eid = f"{self.node}-adj-{self.n if replay else self.next_id()}"
+        self.run(self.tx(lambda c: service.adjust(c, self.node, self.skus[i], delta, "count", eid)))
+
+    @rule(i=st.integers(0, 1), qty=st.integers(1, 8), safety=st.integers(0, 3))
+    def reserve(self, i, qty, safety):
+        fid = self.next_id()
+
+        async def go(conn):
+            await conn.execute(text("UPDATE inventory_positions SET safety_stock = :s WHERE node_id = :n AND sku = :k"),
+                               dict(s=safety, n=self.node, k=self.skus[i]))
+            short = await service.reserve(conn, "o", [service.Hold(fid, "L1", self.node, self.skus[i], qty)], date.today())
+            return not short
+
+        if self.run(self.tx(go)):
+            self.held[fid] = (self.skus[i], qty)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), part=st.booleans())
+    def release(self, data, part):
+        fid = data.draw(st.sampled_from(sorted(self.held)))
+        sku, qty = self.held[fid]
+        keep = qty // 2 if part else 0
+        self.run(self.tx(lambda c: service.set_reserved_qty(c, "o", fid, "L1", keep, "cancel")))
+        if keep:
+            self.held[fid] = (sku, keep)
+        else:
+            del self.held[fid]
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def ship(self, data):
+        fid = data.draw(st.sampled_from(sorted(self.held)))
+        self.run(self.tx(lambda c: service.consume(c, "o", fid, ["L1"])))
+        sku, qty = self.held.pop(fid)
+        self.shipped.append((fid, sku, qty))
+
+    @precondition(lambda self: self.shipped)
+    @rule(data=st.data())
+    def restock_return(self, data):
+        fid, sku, qty = data.draw(st.sampled_from(self.shipped))
+        self.run(self.tx(lambda c: service.adjust(c, self.node, sku, qty, "return_restock", f"restock:{fid}")))
+
+    @invariant()
+    def books_balance(self):
+        async def check(conn):
+            return (await conn.execute(text(f"""
+                SELECT p.sku, p.on_hand, p.reserved, {ATS_SQL} AS ats,
+                  (SELECT COALESCE(SUM(qty), 0) FROM reservations r WHERE r.node_id = p.node_id AND r.sku = p.sku
+                   AND r.status = 'held') AS held,
+                  (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
+                   AND g.sku = p.sku) AS ledger_on_hand,
+                  (SELECT COALESCE(SUM(reserved_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
+                   AND g.sku = p.sku) AS ledger_reserved
+                FROM inventory_positions p WHERE p.node_id = :n"""), {"n": self.node})).all()
+
+        for r in self.run(self.tx(check)):
+            assert r.ats >= 0 and r.on_hand >= 0 and r.reserved >= 0
+            assert r.reserved == r.held, "reserved must equal the active reservation rows"
+            assert r.on_hand == r.ledger_on_hand, "the ledger must explain on hand"
+            assert r.reserved == r.ledger_reserved, "the ledger must explain reserved"
+            mine = sum(q for s, q in self.held.values() if s == r.sku)
+            assert r.held == mine
+
+    def teardown(self):
+        self.run(self.db.dispose())
+        self.loop.close()
+
+
+def test_inventory_invariants_hold_under_random_operations(pg_url):
+    InventoryMachine.url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    test = InventoryMachine.TestCase
+    test.settings = hsettings(max_examples=40, stateful_step_count=25, deadline=None,
+                              suppress_health_check=list(HealthCheck))
+    test("runTest").runTest()
