@@ -123,6 +123,7 @@ class SkuIn(Body):
     ship_alone: bool = False
     preorder_release_date: Optional[date] = None
     allowed_node_types: list[NodeType] = []
+    low_stock_threshold: Optional[int] = Field(default=None, ge=0)
 
 
 class SnapshotItem(Body):

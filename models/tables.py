@@ -80,6 +80,8 @@ class Sku(SQLModel, table=True):
     ship_alone: bool = False
     preorder_release_date: Optional[date] = None
     allowed_node_types: list[str] = _json([])
+    # At or below this many units available the SKU shows as "low" (None: NODAL_LOW_STOCK_THRESHOLD).
+    low_stock_threshold: Optional[int] = None
     updated_at: datetime = _ts()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import typer
 
@@ -96,6 +97,33 @@ def seed() -> None:
             await db.dispose()
 
     asyncio.run(main())
+
+
+inventory_app = typer.Typer(help="Inventory feeds.", no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+
+
+@inventory_app.command("import")
+def inventory_import(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                                 help="CSV with node,sku,on_hand[,safety_stock]")) -> None:
+    """Load stock positions from a CSV in one transaction (COPY); a bad line rejects the whole file."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from inventory.bulk import ImportRejected, import_csv
+    from nodal.db import resolve_database_url
+    from nodal.settings import Settings
+
+    url = resolve_database_url(Settings())
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"importing {path.name}", total=path.stat().st_size)
+        try:
+            result = import_csv(url, path, progress=lambda n: bar.advance(task, n))
+        except ImportRejected as e:
+            bar.stop()
+            typer.echo(f"rejected {path}: {e} — nothing was imported", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"imported {result.rows} positions ({result.created} new, {result.changed} changed on hand)")
 
 
 if __name__ == "__main__":

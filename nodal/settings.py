@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     adapter_latency_ms: int = 20
     adapter_failure_rate: float = 0.0
     payment_decline_rate: float = 0.0
+    # GET /availability says "low" at or below this many units (a SKU may set its own).
+    low_stock_threshold: int = 5
     # Re-sourcing attempts before a line is declared backordered.
     max_reroutes: int = 5
 

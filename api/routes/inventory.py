@@ -10,7 +10,7 @@ from sqlalchemy import text
 from api.auth import ANY_ROLE, Principal, require
 from api.schemas import AdjustmentIn, SnapshotIn
 from inventory import service
-from inventory.arithmetic import ATS_SQL
+from inventory.arithmetic import ATS_SQL, stock_level
 from models.status import NATIONAL_NODE_TYPES, Role
 
 router = APIRouter(tags=["inventory"])
@@ -99,9 +99,43 @@ async def availability(
             f"SELECT p.sku, p.node_id, p.on_hand, p.reserved, p.safety_stock, {ATS_SQL} AS available"
             " FROM inventory_positions p JOIN nodes n USING (node_id)"
             f" WHERE p.sku = ANY(:skus) AND n.enabled{area} ORDER BY p.sku, p.node_id"), params)).all()
+        thresholds = dict((await conn.execute(text(
+            "SELECT sku, low_stock_threshold FROM skus WHERE sku = ANY(:skus)"), params)).all())
+    default = request.app.state.settings.low_stock_threshold
     out: dict[str, Any] = {s: {"sku": s, "available": 0, "nodes": []} for s in wanted}
     for r in rows:
         out[r.sku]["available"] += r.available
         out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
                                     "safety_stock": r.safety_stock, "available": r.available})
+    for s, entry in out.items():
+        entry["stock_level"] = stock_level(entry["available"], thresholds.get(s) if thresholds.get(s) is not None
+                                           else default)
     return {"postal_code": postal_code, "channel": channel, "skus": list(out.values())}
+
+
+@router.get("/inventory/{node_id}/{sku}/ledger", summary="Every change of one position: who, why, which event")
+async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depends(ANY_ROLE),
+                 limit: int = Query(100, ge=1, le=1000), before_id: Optional[int] = None) -> dict[str, Any]:
+    if who.role == Role.partner and who.node_id != node_id:
+        raise HTTPException(403, "this key reads its own node only")
+    if who.role == Role.client:
+        raise HTTPException(403, "clients read availability, not ledgers")
+    async with request.app.state.db.engine.connect() as conn:
+        pos = (await conn.execute(text(
+            f"SELECT on_hand, reserved, safety_stock, {ATS_SQL} AS available FROM inventory_positions"
+            " WHERE node_id = :n AND sku = :s"), {"n": node_id, "s": sku})).first()
+        if pos is None:
+            raise HTTPException(404, f"no position for {sku} at {node_id}")
+        rows = (await conn.execute(text(
+            "SELECT id, at, on_hand_delta, reserved_delta, reason, event_id, order_id, actor FROM inventory_ledger"
+            " WHERE node_id = :n AND sku = :s AND (CAST(:b AS bigint) IS NULL OR id < :b)"
+            " ORDER BY id DESC LIMIT :l"), {"n": node_id, "s": sku, "b": before_id, "l": limit})).all()
+    return {
+        "node_id": node_id, "sku": sku,
+        "position": {"on_hand": pos.on_hand, "reserved": pos.reserved, "safety_stock": pos.safety_stock,
+                     "available": pos.available},
+        "entries": [{"id": r.id, "at": r.at.isoformat(), "on_hand_delta": r.on_hand_delta,
+                     "reserved_delta": r.reserved_delta, "reason": r.reason, "event_id": r.event_id,
+                     "order_id": r.order_id, "actor": r.actor} for r in rows],
+        "next_before_id": rows[-1].id if len(rows) == limit else None,
+    }

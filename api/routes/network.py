@@ -162,4 +162,4 @@ async def get_sku(sku: str, request: Request, _: Principal = Depends(ANY_ROLE)) 
     return {"sku": r.sku, "name": r.name, "weight_kg": r.weight_kg, "oversized": r.oversized, "hazmat": r.hazmat,
             "digital": r.digital, "ship_alone": r.ship_alone,
             "preorder_release_date": r.preorder_release_date.isoformat() if r.preorder_release_date else None,
-            "allowed_node_types": r.allowed_node_types}
+            "allowed_node_types": r.allowed_node_types, "low_stock_threshold": r.low_stock_threshold}

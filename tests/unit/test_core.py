@@ -77,3 +77,11 @@ def test_transit_and_promise():
     assert promised_by(NY, DeliveryMethod.ship_standard, 500, at) == utc(2026, 11, 26, 23, 59)
     # Carriers don't deliver on Sunday: Friday ship + 2 days → Monday.
     assert promised_by(NY, DeliveryMethod.ship_standard, 500, utc(2026, 11, 27, 15, 0)) == utc(2026, 11, 30, 23, 59)
+
+
+@pytest.mark.parametrize("available, threshold, level", [(0, 5, "out"), (-2, 5, "out"), (1, 5, "low"),
+                                                         (5, 5, "low"), (6, 5, "in_stock"), (1, 0, "in_stock")])
+def test_stock_level(available, threshold, level):
+    from inventory.arithmetic import stock_level
+
+    assert stock_level(available, threshold) == level

@@ -1,0 +1,80 @@
+"""Partner feeds: bulk CSV import through the CLI, the ledger, stock-level messaging."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Api, make_network
+
+pytestmark = pytest.mark.integration
+
+
+def nodal(pg_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NODAL_DATABASE_URL": pg_url, "NODAL_LOG_LEVEL": "WARNING"}
+    return subprocess.run([sys.executable, "-m", "nodal.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+async def positions(api: Api, node: str) -> dict[str, tuple[int, int]]:
+    return {i["sku"]: (i["on_hand"], i["safety_stock"]) for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
+
+
+async def test_bulk_import_is_all_or_nothing(api: Api, pg_url, tmp_path: Path):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 4}})
+    n, s = net.node, net.skus
+    good = tmp_path / "good.csv"
+    good.write_text(f"node,sku,on_hand,safety_stock\n{n('DC-N')},{s[0]},40,2\n{n('DC-N')},{s[1]},7,\n"
+                    f"{n('DC-S')},{s[2]},0,1\n")
+    r = nodal(pg_url, "inventory", "import", str(good))
+    assert r.returncode == 0, r.stderr
+    assert "imported 3 positions (2 new, 2 changed on hand)" in r.stdout
+    assert await positions(api, n("DC-N")) == {s[0]: (40, 2), s[1]: (7, 0)}
+    ledger = await api.ok("GET", f"/inventory/{n('DC-N')}/{s[0]}/ledger")
+    assert [(e["reason"], e["on_hand_delta"]) for e in ledger["entries"]] == [("import", 36), ("snapshot", 4)]
+    assert ledger["position"] == {"on_hand": 40, "reserved": 0, "safety_stock": 2, "available": 38}
+
+    for body, why in [
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[1]},x\n", "line 3: on_hand must be a whole number"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\nNOPE,{s[1]},2\n", "line 3: unknown node NOPE"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},nope,2\n", "line 3: unknown sku nope"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[0]},2\n", "appears twice"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[1]}\n", "line 3: expected 3 fields"),
+        (f"node,sku\n{n('DC-N')},{s[0]}\n", "line 1: header"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},-4\n", "line 2: on_hand must not be negative"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(body)
+        r = nodal(pg_url, "inventory", "import", str(bad))
+        assert r.returncode == 1 and why in r.stderr and "nothing was imported" in r.stderr, (why, r.stderr)
+    assert await positions(api, n("DC-N")) == {s[0]: (40, 2), s[1]: (7, 0)}
+
+
+async def test_ledger_explains_an_order_and_partners_see_only_their_node(api: Api):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 10}})
+    node, sku = net.node("DC-N"), net.skus[0]
+    await api.ok("POST", "/inventory/adjustments", json=[
+        {"event_id": f"{net.prefix}-cycle-1", "node_id": node, "sku": sku, "delta": -3, "reason": "cycle count"}])
+    ledger = await api.ok("GET", f"/inventory/{node}/{sku}/ledger?limit=1")
+    assert ledger["entries"][0]["event_id"] == f"{net.prefix}-cycle-1" and ledger["next_before_id"]
+    older = await api.ok("GET", f"/inventory/{node}/{sku}/ledger?before_id={ledger['next_before_id']}")
+    assert [e["reason"] for e in older["entries"]] == ["snapshot"]
+    other = await api.key("partner", node_id=net.node("DC-S"))
+    assert (await api.call("GET", f"/inventory/{node}/{sku}/ledger", key=other)).status_code == 403
+    assert (await api.call("GET", f"/inventory/{node}/nope/ledger")).status_code == 404
+
+
+async def test_stock_levels_for_customer_messaging(api: Api):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 20, "SKU2": 3, "SKU3": 0}})
+    s = net.skus
+    await api.ok("PUT", f"/skus/{s[0]}", json={"name": "big threshold", "low_stock_threshold": 25})
+    avail = await api.ok("GET", f"/availability?skus={','.join(s)}", key=net.client_key)
+    levels = {x["sku"]: (x["available"], x["stock_level"]) for x in avail["skus"]}
+    assert levels == {s[0]: (20, "low"), s[1]: (3, "low"), s[2]: (0, "out")}
+    await api.ok("PUT", f"/skus/{s[0]}", json={"name": "default threshold"})
+    avail = await api.ok("GET", f"/availability?skus={s[0]}", key=net.client_key)
+    assert avail["skus"][0]["stock_level"] == "in_stock"
