@@ -10,6 +10,7 @@ from temporalio import activity
 from activities.deps import Deps
 from activities.network import local_day
 from inventory import service
+from inventory.channels import load_channel_view
 from models.messages import (
     ConsumeRequest, LineQty, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
 )
@@ -32,12 +33,13 @@ class InventoryActivities:
         try:
             async with self.deps.db.engine.begin() as conn:
                 tz = dict((await conn.execute(text("SELECT node_id, timezone FROM nodes"))).all())
+                view = await load_channel_view(conn, req.channel)
                 # Capacity is counted per node-local calendar day.
                 by_node: dict[str, list[service.Hold]] = {}
                 for h in holds:
                     by_node.setdefault(local_day(tz.get(h.node_id, "UTC"), req.at).isoformat(), []).append(h)
                 for day, group in sorted(by_node.items()):
-                    short += await service.reserve(conn, req.order_id, group, date.fromisoformat(day))
+                    short += await service.reserve(conn, req.order_id, group, date.fromisoformat(day), view)
                 if short:
                     raise _Rollback
         except _Rollback:

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import ATS_SQL
+from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL
+from inventory.channels import load_channel_view
 from routing.model import NetworkView, NodeInfo, SkuRules
 
 
@@ -29,7 +30,10 @@ def local_day(tz: str, at: datetime) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
 
-async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime) -> NetworkView:
+async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
+                       channel: str | None = None) -> NetworkView:
+    """The nodes, service areas and stock a request can use, as the order's channel sees them."""
+    channel_view = await load_channel_view(conn, channel)
     nodes = (await conn.execute(text("SELECT * FROM nodes"))).all()
     utc_day = at.date()
     used_rows = (await conn.execute(
@@ -48,11 +52,16 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         {"p": postal_codes},
     )).all():
         view.service_areas.setdefault(r.postal_code, {})[r.node_id] = r.priority
+    ats = CHANNEL_ATS_SQL if channel_view.buffered else ATS_SQL
     for r in (await conn.execute(
-        text(f"SELECT node_id, sku, {ATS_SQL} AS ats FROM inventory_positions WHERE sku = ANY(:s)"),
-        {"s": skus},
+        text(f"SELECT node_id, sku, {ats} AS ats FROM inventory_positions WHERE sku = ANY(:s)"),
+        {"s": skus, **channel_view.params()},
     )).all():
         view.available[(r.node_id, r.sku)] = int(r.ats)
+    for node in view.nodes.values():
+        why = channel_view.excludes(node.node_id, node.type)
+        if why:
+            view.channel_excluded[node.node_id] = why
     for r in (await conn.execute(
         text("SELECT sku, allowed_node_types FROM skus WHERE sku = ANY(:s)"), {"s": skus}
     )).all():

@@ -23,7 +23,7 @@ async def plan_request(deps: Deps, req: PlanRequest) -> Plan:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with deps.db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
-        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at)
+        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel)
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address

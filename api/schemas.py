@@ -126,6 +126,13 @@ class SkuIn(Body):
     low_stock_threshold: Optional[int] = Field(default=None, ge=0)
 
 
+class ChannelViewIn(Body):
+    node_types: list[NodeType] = []
+    exclude_nodes: list[str] = []
+    buffer_units: int = Field(default=0, ge=0, le=1_000_000)
+    buffer_pct: float = Field(default=0.0, ge=0, le=100)
+
+
 class SnapshotItem(Body):
     sku: str = Field(min_length=1, max_length=64)
     on_hand: int = Field(ge=0)

@@ -16,7 +16,8 @@ from typing import Iterable, Optional
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import ATS_SQL
+from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL
+from inventory.channels import ChannelView
 
 
 def reservation_id(fulfillment_id: str, line_id: str) -> str:
@@ -48,7 +49,8 @@ async def _ledger(
     return row.first() is not None
 
 
-async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], capacity_day: date) -> list[Hold]:
+async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], capacity_day: date,
+                  view: Optional[ChannelView] = None) -> list[Hold]:
     """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
 
     Already-held reservations are kept as they are, so a retried activity is a no-op.
@@ -62,12 +64,14 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], c
         )).first()
         if existing is not None:
             continue
+        # A channel with a buffer may only take what it leaves the others.
+        ats, extra = (CHANNEL_ATS_SQL, view.params()) if view is not None and view.buffered else (ATS_SQL, {})
         ok = (await conn.execute(
             text(
                 f"UPDATE inventory_positions SET reserved = reserved + :q, updated_at = now()"
-                f" WHERE node_id = :n AND sku = :s AND {ATS_SQL} >= :q RETURNING 1"
+                f" WHERE node_id = :n AND sku = :s AND {ats} >= :q RETURNING 1"
             ),
-            dict(q=h.qty, n=h.node_id, s=h.sku),
+            dict(q=h.qty, n=h.node_id, s=h.sku, **extra),
         )).first()
         if ok is None:
             short.append(h)

@@ -148,6 +148,7 @@ class ReserveRequest(Msg):
     order_id: str
     fulfillments: list[FulfillmentAssignment]
     at: datetime
+    channel: Optional[str] = None
 
 
 class ReserveResult(Msg):

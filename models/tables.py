@@ -85,6 +85,18 @@ class Sku(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class ChannelView(SQLModel, table=True):
+    """How one sales channel sees the common pool: which nodes, and what it must leave for others."""
+
+    __tablename__ = "channel_views"
+    channel: str = Field(primary_key=True, max_length=64)
+    node_types: list[str] = _json([])  # empty: every type
+    exclude_nodes: list[str] = _json([])
+    buffer_units: int = 0
+    buffer_pct: float = 0.0
+    updated_at: datetime = _ts()
+
+
 # ---------------------------------------------------------------- inventory
 class InventoryPosition(SQLModel, table=True):
     __tablename__ = "inventory_positions"

@@ -19,6 +19,8 @@ def ineligible_reason(
         return "excluded: failed or was excluded for this order"
     if not node.enabled:
         return "disabled"
+    if node.node_id in net.channel_excluded:
+        return net.channel_excluded[node.node_id]
     if METHOD_CAPABILITY[method].value not in node.capabilities:
         return f"cannot do {method.value}"
     rules = net.skus.get(line.sku)

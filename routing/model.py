@@ -70,6 +70,8 @@ class NetworkView:
     # (node_id, sku) → available-to-sell
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     skus: dict[str, SkuRules] = field(default_factory=dict)
+    # node_id → why the order's channel may not sell from it
+    channel_excluded: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

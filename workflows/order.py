@@ -222,7 +222,8 @@ class OrderWorkflow:
                 self.plan_dates[fid] = (a.ship_by, a.promised_by)
                 self.plan_meta[fid] = (a.method, a.postal_code)
             result = await call("inventory.reserve", ReserveRequest(
-                order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now()), ReserveResult)
+                order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now(), channel=self.inp.channel),
+                ReserveResult)
             if not result.ok:
                 # Someone took the stock between plan and reserve: plan again on fresh availability.
                 self._event("reservation_conflict", {"nodes": result.short_nodes})

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import text
 
-from api.auth import ANY_ROLE, Principal, require
-from api.schemas import AdjustmentIn, SnapshotIn
+from api.auth import ADMIN, ANY_ROLE, Principal, require
+from api.schemas import AdjustmentIn, ChannelViewIn, SnapshotIn
 from inventory import service
-from inventory.arithmetic import ATS_SQL, stock_level
+from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL, stock_level
+from inventory.channels import load_channel_view
 from models.status import NATIONAL_NODE_TYPES, Role
 
 router = APIRouter(tags=["inventory"])
@@ -88,17 +90,24 @@ async def availability(
     wanted = [s for s in (x.strip() for x in skus.split(",")) if s]
     if not wanted or len(wanted) > 200:
         raise HTTPException(422, "give 1 to 200 skus")
-    params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES)}
+    async with request.app.state.db.engine.connect() as conn:
+        view = await load_channel_view(conn, channel)
+    if who.role == Role.client and channel and channel != who.channel:
+        raise HTTPException(403, f"this key sees channel {who.channel} only")
+    params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES),
+                              **view.params()}
     area = ""
     if postal_code:
         area = (" AND (n.type = ANY(:national) OR EXISTS (SELECT 1 FROM service_areas a"
                 " WHERE a.node_id = n.node_id AND a.postal_code = :pc))")
         params["pc"] = postal_code
     async with request.app.state.db.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            f"SELECT p.sku, p.node_id, p.on_hand, p.reserved, p.safety_stock, {ATS_SQL} AS available"
+        ats = CHANNEL_ATS_SQL if view.buffered else ATS_SQL
+        rows = [r for r in (await conn.execute(text(
+            f"SELECT p.sku, p.node_id, n.type, p.on_hand, p.reserved, p.safety_stock, {ats} AS available"
             " FROM inventory_positions p JOIN nodes n USING (node_id)"
             f" WHERE p.sku = ANY(:skus) AND n.enabled{area} ORDER BY p.sku, p.node_id"), params)).all()
+            if view.excludes(r.node_id, r.type) is None]
         thresholds = dict((await conn.execute(text(
             "SELECT sku, low_stock_threshold FROM skus WHERE sku = ANY(:skus)"), params)).all())
     default = request.app.state.settings.low_stock_threshold
@@ -139,3 +148,24 @@ async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depe
                      "order_id": r.order_id, "actor": r.actor} for r in rows],
         "next_before_id": rows[-1].id if len(rows) == limit else None,
     }
+
+
+@router.put("/channels/{channel}", summary="How a channel sees the common pool: nodes it sells from, buffer it leaves")
+async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.db.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO channel_views (channel, node_types, exclude_nodes, buffer_units, buffer_pct, updated_at)"
+            " VALUES (:c, CAST(:t AS jsonb), CAST(:x AS jsonb), :u, :p, now()) ON CONFLICT (channel) DO UPDATE SET"
+            " node_types = EXCLUDED.node_types, exclude_nodes = EXCLUDED.exclude_nodes,"
+            " buffer_units = EXCLUDED.buffer_units, buffer_pct = EXCLUDED.buffer_pct, updated_at = now()"),
+            dict(c=channel, t=json.dumps([t.value for t in body.node_types]), x=json.dumps(body.exclude_nodes),
+                 u=body.buffer_units, p=body.buffer_pct))
+    return {"channel": channel, **body.model_dump(mode="json")}
+
+
+@router.get("/channels/{channel}")
+async def get_channel_view(channel: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        view = await load_channel_view(conn, channel)
+    return {"channel": channel, "node_types": sorted(view.node_types), "exclude_nodes": sorted(view.exclude_nodes),
+            "buffer_units": view.buffer_units, "buffer_pct": view.buffer_pct}

@@ -85,3 +85,13 @@ def test_stock_level(available, threshold, level):
     from inventory.arithmetic import stock_level
 
     assert stock_level(available, threshold) == level
+
+
+@given(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 50), st.integers(0, 50),
+       st.floats(0, 100, allow_nan=False))
+def test_channel_available_never_exceeds_the_pool(on_hand, reserved, safety, units, pct):
+    from inventory.arithmetic import channel_available
+
+    seen = channel_available(on_hand, reserved, safety, units, pct)
+    assert 0 <= seen <= available_to_sell(on_hand, reserved, safety)
+    assert channel_available(on_hand, reserved, safety) == available_to_sell(on_hand, reserved, safety)
