@@ -123,7 +123,20 @@ class SkuIn(Body):
     ship_alone: bool = False
     preorder_release_date: Optional[date] = None
     allowed_node_types: list[NodeType] = []
+    category: Optional[str] = Field(default=None, min_length=1, max_length=64)
     low_stock_threshold: Optional[int] = Field(default=None, ge=0)
+
+
+class SafetyStockDefaultsIn(Body):
+    node_types: dict[NodeType, int] = {}
+    categories: dict[str, int] = {}
+
+    @field_validator("node_types", "categories")
+    @classmethod
+    def _non_negative(cls, v: dict) -> dict:
+        if any(q < 0 for q in v.values()):
+            raise ValueError("safety stock must not be negative")
+        return v
 
 
 class ChannelViewIn(Body):

@@ -14,6 +14,8 @@ from typing import Callable, Optional
 
 import psycopg
 
+from inventory.service import DEFAULT_SAFETY_SQL
+
 REQUIRED = ["node", "sku", "on_hand"]
 
 
@@ -106,13 +108,16 @@ def import_csv(url: str, path: Path, actor: str = "import",
         existing = conn.execute(
             "SELECT COUNT(*) FROM import_rows i JOIN inventory_positions p USING (node_id, sku)").fetchone()[0]
         conn.execute(
-            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
-            " SELECT node_id, sku, on_hand, 0, COALESCE(safety_stock, 0), now() FROM import_rows"
-            " ON CONFLICT (node_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
-            " safety_stock = CASE WHEN %s THEN EXCLUDED.safety_stock ELSE inventory_positions.safety_stock END,"
+            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, safety_stock_override,"
+            " updated_at) SELECT node_id, sku, on_hand, 0, COALESCE(safety_stock, 0), safety_stock, now()"
+            " FROM import_rows ON CONFLICT (node_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
+            " safety_stock = COALESCE(EXCLUDED.safety_stock_override, inventory_positions.safety_stock),"
+            " safety_stock_override = COALESCE(EXCLUDED.safety_stock_override, inventory_positions.safety_stock_override),"
             " updated_at = now()",
-            (with_safety,),
         )
+        # Positions without their own safety stock take the defaults.
+        conn.execute(DEFAULT_SAFETY_SQL + " AND (p.node_id, p.sku) IN"
+                     " (SELECT node_id, sku FROM import_rows WHERE safety_stock IS NULL)")
         if progress is not None:
             progress(size - seen_bytes)
         return ImportResult(rows=rows, changed=changed, created=rows - existing)

@@ -33,6 +33,23 @@ class Hold:
     qty: int
 
 
+# Effective safety stock of positions without their own: the larger of the node-type and category defaults.
+DEFAULT_SAFETY_SQL = """
+    UPDATE inventory_positions p SET safety_stock = GREATEST(
+      COALESCE((SELECT d.qty FROM safety_stock_defaults d JOIN skus s ON d.scope = 'category' AND d.key = s.category
+                WHERE s.sku = p.sku), 0),
+      COALESCE((SELECT d.qty FROM safety_stock_defaults d JOIN nodes n ON d.scope = 'node_type' AND d.key = n.type
+                WHERE n.node_id = p.node_id), 0))
+    WHERE p.safety_stock_override IS NULL"""
+
+
+async def apply_safety_defaults(conn: AsyncConnection, node_id: Optional[str] = None, sku: Optional[str] = None) -> int:
+    """Recompute default safety stock of positions without an override (of a node, a SKU, or both)."""
+    where = (" AND p.node_id = :n" if node_id is not None else "") + (" AND p.sku = :s" if sku is not None else "")
+    res = await conn.execute(text(DEFAULT_SAFETY_SQL + where), dict(n=node_id, s=sku))
+    return res.rowcount
+
+
 async def _ledger(
     conn: AsyncConnection, node_id: str, sku: str, on_hand_delta: int, reserved_delta: int,
     reason: str, event_id: Optional[str], order_id: Optional[str] = None, actor: str = "system",
@@ -177,11 +194,13 @@ async def adjust(
 
     On hand never goes below zero; the ledger records the change actually applied.
     """
-    await conn.execute(
+    created = (await conn.execute(
         text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
-             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING"),
+             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING RETURNING 1"),
         dict(n=node_id, s=sku),
-    )
+    )).first()
+    if created:
+        await apply_safety_defaults(conn, node_id, sku)
     on_hand = (await conn.execute(
         text("SELECT on_hand FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
         dict(n=node_id, s=sku),
@@ -208,15 +227,20 @@ async def set_snapshot(
     if row is not None and row.as_of is not None and row.as_of > as_of:
         return False
     before = row.on_hand if row is not None else 0
+    # A safety stock in the snapshot becomes the position's own; without one, the defaults apply.
     await conn.execute(
         text(
-            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, as_of, updated_at)"
-            " VALUES (:n, :s, :oh, 0, COALESCE(:ss, 0), :a, now())"
+            "INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, safety_stock_override,"
+            " as_of, updated_at) VALUES (:n, :s, :oh, 0, COALESCE(:ss, 0), :ss, :a, now())"
             " ON CONFLICT (node_id, sku) DO UPDATE SET on_hand = :oh,"
-            " safety_stock = COALESCE(:ss, inventory_positions.safety_stock), as_of = :a, updated_at = now()"
+            " safety_stock = COALESCE(:ss, inventory_positions.safety_stock),"
+            " safety_stock_override = COALESCE(:ss, inventory_positions.safety_stock_override),"
+            " as_of = :a, updated_at = now()"
         ),
         dict(n=node_id, s=sku, oh=on_hand, ss=safety_stock, a=as_of),
     )
+    if row is None and safety_stock is None:
+        await apply_safety_defaults(conn, node_id, sku)
     if on_hand != before:
         await _ledger(conn, node_id, sku, on_hand - before, 0, "snapshot",
                       f"snapshot:{node_id}:{sku}:{as_of.isoformat()}:{on_hand}", actor=actor)

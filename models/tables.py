@@ -80,6 +80,7 @@ class Sku(SQLModel, table=True):
     ship_alone: bool = False
     preorder_release_date: Optional[date] = None
     allowed_node_types: list[str] = _json([])
+    category: Optional[str] = Field(default=None, max_length=64, index=True)
     # At or below this many units available the SKU shows as "low" (None: NODAL_LOW_STOCK_THRESHOLD).
     low_stock_threshold: Optional[int] = None
     updated_at: datetime = _ts()
@@ -104,9 +105,20 @@ class InventoryPosition(SQLModel, table=True):
     sku: str = Field(primary_key=True, foreign_key="skus.sku", max_length=64, index=True)
     on_hand: int = 0
     reserved: int = 0
+    # Effective safety stock; set from the override, or from the defaults when there is none.
     safety_stock: int = 0
+    safety_stock_override: Optional[int] = None
     as_of: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     updated_at: datetime = _ts()
+
+
+class SafetyStockDefault(SQLModel, table=True):
+    """Safety stock for positions without their own: per node type and per SKU category (the larger wins)."""
+
+    __tablename__ = "safety_stock_defaults"
+    scope: str = Field(primary_key=True, max_length=16)  # node_type | category
+    key: str = Field(primary_key=True, max_length=64)
+    qty: int
 
 
 class Reservation(SQLModel, table=True):

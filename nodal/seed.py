@@ -78,9 +78,10 @@ async def seed_demo(db: Database, seed: int = 7) -> dict[str, int]:
                  for pc, (_, _, served) in DEMO_AREAS.items() for i, n in enumerate(served)]
         await conn.execute(insert(ServiceArea.__table__).values(areas).on_conflict_do_nothing())
         skus = [dict(sku=s, name=s.replace("SKU-", "").replace("-", " ").title(), weight_kg=round(rng.uniform(0.2, 2.5), 2),
-                     allowed_node_types=[], updated_at=now) for s in demo_skus()]
+                     allowed_node_types=[], category=s.split("-")[1].lower(), updated_at=now) for s in demo_skus()]
         stmt = insert(Sku.__table__).values(skus)
-        await conn.execute(stmt.on_conflict_do_update(index_elements=["sku"], set_={"name": stmt.excluded.name}))
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["sku"], set_={
+            "name": stmt.excluded.name, "category": stmt.excluded.category}))
         positions = 0
         for node_id, _, t, *_ in DEMO_NODES:
             for s in demo_skus():
@@ -89,6 +90,9 @@ async def seed_demo(db: Database, seed: int = 7) -> dict[str, int]:
                 if await service.adjust(conn, node_id, s, qty, "initial_stock", f"seed:{node_id}:{s}",
                                         actor="seed"):
                     positions += 1
-        await conn.execute(text("UPDATE inventory_positions SET safety_stock = 2 WHERE node_id LIKE 'ST-%'"
-                                " AND safety_stock = 0"))
+        # Stores keep two of everything for walk-in customers; jackets are bulky, DCs keep a few back.
+        await conn.execute(text(
+            "INSERT INTO safety_stock_defaults (scope, key, qty) VALUES ('node_type', 'store', 2),"
+            " ('category', 'jacket', 3) ON CONFLICT DO NOTHING"))
+        await service.apply_safety_defaults(conn)
     return {"nodes": len(nodes), "postal_codes": len(codes), "skus": len(skus), "positions": positions}

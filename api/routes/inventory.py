@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import text
 
 from api.auth import ADMIN, ANY_ROLE, Principal, require
-from api.schemas import AdjustmentIn, ChannelViewIn, SnapshotIn
+from api.schemas import AdjustmentIn, ChannelViewIn, SafetyStockDefaultsIn, SnapshotIn
 from inventory import service
 from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL, stock_level
 from inventory.channels import load_channel_view
@@ -169,3 +169,24 @@ async def get_channel_view(channel: str, request: Request, _: Principal = Depend
         view = await load_channel_view(conn, channel)
     return {"channel": channel, "node_types": sorted(view.node_types), "exclude_nodes": sorted(view.exclude_nodes),
             "buffer_units": view.buffer_units, "buffer_pct": view.buffer_pct}
+
+
+@router.put("/safety-stock-defaults", summary="Safety stock per node type and SKU category (positions without their own)")
+async def put_safety_defaults(body: SafetyStockDefaultsIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    rows = [{"scope": "node_type", "key": k.value, "qty": q} for k, q in body.node_types.items()]
+    rows += [{"scope": "category", "key": k, "qty": q} for k, q in body.categories.items()]
+    async with request.app.state.db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM safety_stock_defaults"))
+        if rows:
+            await conn.execute(text("INSERT INTO safety_stock_defaults (scope, key, qty) VALUES (:scope, :key, :qty)"),
+                               rows)
+        updated = await service.apply_safety_defaults(conn)
+    return {**body.model_dump(mode="json"), "positions_updated": updated}
+
+
+@router.get("/safety-stock-defaults")
+async def get_safety_defaults(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT scope, key, qty FROM safety_stock_defaults ORDER BY scope, key"))).all()
+    return {"node_types": {r.key: r.qty for r in rows if r.scope == "node_type"},
+            "categories": {r.key: r.qty for r in rows if r.scope == "category"}}

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
 from activities.network import local_day
+from inventory.service import apply_safety_defaults
 from api.auth import ADMIN, ANY_ROLE, Principal
 from api.schemas import NodeIn, NodePatch, ServiceAreaIn, SkuIn
 from models.tables import Node, PostalCode, ServiceArea, Sku
@@ -150,6 +151,7 @@ async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depend
     stmt = stmt.on_conflict_do_update(index_elements=["sku"], set_={k: stmt.excluded[k] for k in row if k != "sku"})
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(stmt)
+        await apply_safety_defaults(conn, sku=sku)  # its category may have changed
     return {"sku": sku, **body.model_dump(mode="json")}
 
 
@@ -162,4 +164,5 @@ async def get_sku(sku: str, request: Request, _: Principal = Depends(ANY_ROLE)) 
     return {"sku": r.sku, "name": r.name, "weight_kg": r.weight_kg, "oversized": r.oversized, "hazmat": r.hazmat,
             "digital": r.digital, "ship_alone": r.ship_alone,
             "preorder_release_date": r.preorder_release_date.isoformat() if r.preorder_release_date else None,
-            "allowed_node_types": r.allowed_node_types, "low_stock_threshold": r.low_stock_threshold}
+            "allowed_node_types": r.allowed_node_types, "category": r.category,
+            "low_stock_threshold": r.low_stock_threshold}

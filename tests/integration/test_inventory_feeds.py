@@ -78,3 +78,31 @@ async def test_stock_levels_for_customer_messaging(api: Api):
     await api.ok("PUT", f"/skus/{s[0]}", json={"name": "default threshold"})
     avail = await api.ok("GET", f"/availability?skus={s[0]}", key=net.client_key)
     assert avail["skus"][0]["stock_level"] == "in_stock"
+
+
+async def test_safety_stock_defaults_by_node_type_and_category(api: Api, pg_url, tmp_path: Path):
+    net = await make_network(api, stock={})
+    s = net.skus
+    await api.ok("PUT", f"/skus/{s[0]}", json={"name": "a jacket", "category": f"{net.prefix}-jacket"})
+    try:
+        await api.ok("PUT", "/safety-stock-defaults", json={"node_types": {"store": 2},
+                                                            "categories": {f"{net.prefix}-jacket": 5}})
+        store, dc = net.node("STORE"), net.node("DC-N")
+        await api.ok("PUT", f"/inventory/{store}", json={"as_of": "2026-02-01T00:00:00Z", "items": [
+            {"sku": s[0], "on_hand": 10}, {"sku": s[1], "on_hand": 10}, {"sku": s[2], "on_hand": 10, "safety_stock": 0}]})
+        csv_file = tmp_path / "dc.csv"
+        csv_file.write_text(f"node,sku,on_hand\n{dc},{s[0]},10\n{dc},{s[1]},10\n")
+        assert nodal(pg_url, "inventory", "import", str(csv_file)).returncode == 0
+        # The larger default wins; an explicit safety stock (even 0) is the position's own.
+        assert await positions(api, store) == {s[0]: (10, 5), s[1]: (10, 2), s[2]: (10, 0)}
+        assert await positions(api, dc) == {s[0]: (10, 5), s[1]: (10, 0)}
+        avail = await api.ok("GET", f"/availability?skus={s[0]}")
+        assert avail["skus"][0]["available"] == 10  # (10 − 5) at each node
+        # Changing the defaults moves every position that follows them, and only those.
+        await api.ok("PUT", "/safety-stock-defaults", json={"node_types": {"store": 1}})
+        assert await positions(api, store) == {s[0]: (10, 1), s[1]: (10, 1), s[2]: (10, 0)}
+        assert await positions(api, dc) == {s[0]: (10, 0), s[1]: (10, 0)}
+        r = await api.call("PUT", "/safety-stock-defaults", json={"node_types": {"store": -1}})
+        assert r.status_code == 422
+    finally:
+        await api.ok("PUT", "/safety-stock-defaults", json={})
