@@ -113,7 +113,8 @@ def import_csv(url: str, path: Path, actor: str = "import",
             " FROM import_rows ON CONFLICT (node_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
             " safety_stock = COALESCE(EXCLUDED.safety_stock_override, inventory_positions.safety_stock),"
             " safety_stock_override = COALESCE(EXCLUDED.safety_stock_override, inventory_positions.safety_stock_override),"
-            " updated_at = now()",
+            # An import is a count as of now: older snapshots arriving later are ignored.
+            " as_of = now(), updated_at = now()",
         )
         # Positions without their own safety stock take the defaults.
         conn.execute(DEFAULT_SAFETY_SQL + " AND (p.node_id, p.sku) IN"

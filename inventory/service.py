@@ -219,14 +219,24 @@ async def set_snapshot(
     conn: AsyncConnection, node_id: str, sku: str, on_hand: int, safety_stock: Optional[int],
     as_of: datetime, actor: str,
 ) -> bool:
-    """Apply a counted on-hand figure unless a newer snapshot is already in. Reservations stay as they are."""
+    """Apply a count taken at ``as_of``, unless the position already holds one as new. False if ignored.
+
+    The count was true at ``as_of``: movements recorded since then (shipments, receipts, restocks)
+    stay on top of it, and reservations in flight are untouched.
+    """
     row = (await conn.execute(
         text("SELECT on_hand, as_of FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
         dict(n=node_id, s=sku),
     )).first()
-    if row is not None and row.as_of is not None and row.as_of > as_of:
+    if row is not None and row.as_of is not None and row.as_of >= as_of:
         return False
+    since = (await conn.execute(
+        text("SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger WHERE node_id = :n AND sku = :s"
+             " AND at > :a AND reason NOT IN ('snapshot', 'import')"),
+        dict(n=node_id, s=sku, a=as_of),
+    )).scalar_one()
     before = row.on_hand if row is not None else 0
+    counted = max(on_hand + int(since), 0)
     # A safety stock in the snapshot becomes the position's own; without one, the defaults apply.
     await conn.execute(
         text(
@@ -237,11 +247,11 @@ async def set_snapshot(
             " safety_stock_override = COALESCE(:ss, inventory_positions.safety_stock_override),"
             " as_of = :a, updated_at = now()"
         ),
-        dict(n=node_id, s=sku, oh=on_hand, ss=safety_stock, a=as_of),
+        dict(n=node_id, s=sku, oh=counted, ss=safety_stock, a=as_of),
     )
     if row is None and safety_stock is None:
         await apply_safety_defaults(conn, node_id, sku)
-    if on_hand != before:
-        await _ledger(conn, node_id, sku, on_hand - before, 0, "snapshot",
-                      f"snapshot:{node_id}:{sku}:{as_of.isoformat()}:{on_hand}", actor=actor)
+    if counted != before:
+        await _ledger(conn, node_id, sku, counted - before, 0, "snapshot",
+                      f"snapshot:{node_id}:{sku}:{as_of.isoformat()}", actor=actor)
     return True

@@ -160,3 +160,23 @@ def test_inventory_invariants_hold_under_random_operations(pg_url):
     test.settings = hsettings(max_examples=40, stateful_step_count=25, deadline=None,
                               suppress_health_check=list(HealthCheck))
     test("runTest").runTest()
+
+
+async def test_a_snapshot_keeps_what_moved_after_its_count(db):
+    node, sku = f"snap-{uuid.uuid4().hex[:6]}", f"snap-sku-{uuid.uuid4().hex[:6]}"
+    await _network(db, node, [sku])
+    t0 = datetime.now(timezone.utc) - timedelta(hours=1)
+    async with db.engine.begin() as conn:
+        assert await service.set_snapshot(conn, node, sku, 10, None, t0, "partner")
+        assert not await service.reserve(conn, "o1", [service.Hold("f1", "L1", node, sku, 4)], date.today())
+        await service.consume(conn, "o1", "f1", ["L1"])  # 4 leave after the first count: 6 left
+        assert not await service.reserve(conn, "o2", [service.Hold("f2", "L1", node, sku, 2)], date.today())
+    async with db.engine.begin() as conn:
+        # A count taken before the shipment says 9 (one unit was missing): the shipment stays applied.
+        assert await service.set_snapshot(conn, node, sku, 9, None, t0 + timedelta(seconds=1), "partner")
+        # The same count again, or an older one, changes nothing.
+        assert not await service.set_snapshot(conn, node, sku, 9, None, t0 + timedelta(seconds=1), "partner")
+        assert not await service.set_snapshot(conn, node, sku, 50, None, t0, "partner")
+        pos = (await conn.execute(text("SELECT on_hand, reserved FROM inventory_positions WHERE node_id = :n"),
+                                  {"n": node})).one()
+    assert (pos.on_hand, pos.reserved) == (5, 2)  # 9 counted − 4 shipped since; the hold of 2 is kept
