@@ -60,6 +60,11 @@ class InventoryActivities:
                     conn, t.order_id, t.fulfillment_id, t.line_id, t.qty, t.reason, t.not_found)
         return freed
 
+    @activity.defn(name="inventory.commit")
+    async def commit(self, req: ConsumeRequest) -> int:
+        async with self.deps.db.engine.begin() as conn:
+            return await service.commit(conn, req.order_id, req.fulfillment_id)
+
     @activity.defn(name="inventory.consume")
     async def consume(self, req: ConsumeRequest) -> int:
         async with self.deps.db.engine.begin() as conn:

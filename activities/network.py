@@ -39,7 +39,7 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     used_rows = (await conn.execute(
         text(
             "SELECT node_id, capacity_day, SUM(qty) AS units FROM reservations"
-            " WHERE capacity_day BETWEEN :a AND :b AND status <> 'released' GROUP BY node_id, capacity_day"
+            " WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed') GROUP BY node_id, capacity_day"
         ),
         dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)),
     )).all()

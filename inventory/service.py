@@ -1,5 +1,6 @@
 """Stock in Postgres: reservations as rows, positions changed only by conditional updates.
 
+A reservation moves held → committed (released to its node) → consumed (shipped), or to released.
 Oversell is impossible because a reservation only lands through
 ``UPDATE ... SET reserved = reserved + q WHERE on_hand - reserved - safety_stock >= q``;
 positions are always touched in (node_id, sku) order so concurrent orders cannot deadlock.
@@ -18,6 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL
 from inventory.channels import ChannelView
+
+
+# Reservations that hold stock; consumed and released ones no longer do.
+ACTIVE = ("held", "committed")
 
 
 def reservation_id(fulfillment_id: str, line_id: str) -> str:
@@ -120,7 +125,7 @@ async def set_reserved_qty(
         {"r": rid},
     )).first()
     freed = 0
-    if row is not None and row.status == "held" and qty < row.qty:
+    if row is not None and row.status in ACTIVE and qty < row.qty:
         freed = row.qty - qty
         await conn.execute(
             text(
@@ -154,6 +159,18 @@ async def set_reserved_qty(
     return freed
 
 
+async def commit(conn: AsyncConnection, order_id: str, fulfillment_id: str) -> int:
+    """Released to the node: its reservations are committed to that fulfillment. Idempotent."""
+    rows = (await conn.execute(
+        text("UPDATE reservations SET status = 'committed', updated_at = now()"
+             " WHERE fulfillment_id = :f AND status = 'held' RETURNING reservation_id, node_id, sku"),
+        {"f": fulfillment_id},
+    )).all()
+    for r in rows:
+        await _ledger(conn, r.node_id, r.sku, 0, 0, "commit", f"commit:{r.reservation_id}", order_id)
+    return len(rows)
+
+
 async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, line_ids: Iterable[str]) -> int:
     """Shipped: the held units leave on hand and reserved together. Idempotent by reservation status."""
     units = 0
@@ -162,7 +179,7 @@ async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, lin
         row = (await conn.execute(
             text(
                 "UPDATE reservations SET status = 'consumed', updated_at = now()"
-                " WHERE reservation_id = :r AND status = 'held' RETURNING node_id, sku, qty"
+                " WHERE reservation_id = :r AND status IN ('held', 'committed') RETURNING node_id, sku, qty"
             ),
             {"r": rid},
         )).first()

@@ -50,6 +50,9 @@ class FulfillmentWorkflow:
     # ------------------------------------------------------------------ lifecycle
     @workflow.run
     async def run(self, inp: FulfillmentInput) -> FulfillmentState:
+        # This fulfillment now owns the stock reserved for it.
+        await call("inventory.commit", ConsumeRequest(
+            order_id=inp.order_id, fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, lines=inp.lines), int)
         self._event("fulfillment_released", {"node_id": inp.node_id, "lines": self._lines_detail()})
         await self._record()
         deadline = workflow.now() + inp.accept_timeout

@@ -47,7 +47,7 @@ async def _node_view(conn, node_id: str) -> dict[str, Any]:
     day = local_day(n.timezone, datetime.now(timezone.utc))
     used = (await conn.execute(text(
         "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n AND capacity_day = :d"
-        " AND status <> 'released'"), {"n": node_id, "d": day})).scalar_one()
+        " AND status IN ('held', 'committed')"), {"n": node_id, "d": day})).scalar_one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
     decided = sum(counts.get(s, 0) for s in ("accepted", "picked", "packed", "shipped", "delivered",

@@ -116,6 +116,12 @@ class InventoryMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.held)
     @rule(data=st.data())
+    def commit(self, data):
+        fid = data.draw(st.sampled_from(sorted(self.held)))
+        self.run(self.tx(lambda c: service.commit(c, "o", fid)))
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
     def ship(self, data):
         fid = data.draw(st.sampled_from(sorted(self.held)))
         self.run(self.tx(lambda c: service.consume(c, "o", fid, ["L1"])))
@@ -134,7 +140,7 @@ class InventoryMachine(RuleBasedStateMachine):
             return (await conn.execute(text(f"""
                 SELECT p.sku, p.on_hand, p.reserved, {ATS_SQL} AS ats,
                   (SELECT COALESCE(SUM(qty), 0) FROM reservations r WHERE r.node_id = p.node_id AND r.sku = p.sku
-                   AND r.status = 'held') AS held,
+                   AND r.status IN ('held', 'committed')) AS held,
                   (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
                    AND g.sku = p.sku) AS ledger_on_hand,
                   (SELECT COALESCE(SUM(reserved_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id

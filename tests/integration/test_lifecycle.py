@@ -13,6 +13,12 @@ from tests.integration.flow import fulfillment, order_status, place, release, wa
 pytestmark = pytest.mark.integration
 
 
+async def reservation_statuses(db, order_id: str) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(text(
+            "SELECT status FROM reservations WHERE order_id = :o ORDER BY line_id"), {"o": order_id})).scalars())
+
+
 async def test_full_path_through_refund(api: Api, temporal_env, settings, db):
     net = await make_network(api)
     placed = await place(api, net, [("SKU1", 2), ("SKU2", 1)])
@@ -29,7 +35,9 @@ async def test_full_path_through_refund(api: Api, temporal_env, settings, db):
     dc = net.node("DC-N")
     f = await fulfillment(api, order_id, dc)
     partner = await api.key("partner", node_id=dc)
+    assert await reservation_statuses(db, order_id) == ["committed", "committed"]
     await walk(api, f, partner)
+    assert await reservation_statuses(db, order_id) == ["consumed", "consumed"]
     order = await order_status(api, order_id, "delivered")
     shipped = next(x for x in order["fulfillments"] if x["fulfillment_id"] == f["fulfillment_id"])
     assert shipped["tracking"] and shipped["carrier"]

@@ -71,4 +71,4 @@ async def test_worker_killed_mid_order_loses_nothing(temporal_env, db, pg_url):
             "SELECT reason, SUM(on_hand_delta) AS oh, SUM(reserved_delta) AS rd FROM inventory_ledger"
             " WHERE order_id = :o GROUP BY reason ORDER BY reason"), {"o": oid})).all()
     assert [(r.sku.split("-")[-1], r.on_hand, r.reserved) for r in rows] == [("SKU1", 8, 0), ("SKU2", 9, 0), ("SKU3", 10, 0)]
-    assert [(r.reason, r.oh, r.rd) for r in ledger] == [("reserve", 0, 3), ("ship", -3, -3)]
+    assert [(r.reason, r.oh, r.rd) for r in ledger] == [("commit", 0, 0), ("reserve", 0, 3), ("ship", -3, -3)]
