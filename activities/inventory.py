@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import text
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.network import local_day
 from inventory import service
 from inventory.channels import load_channel_view
 from models.messages import (
@@ -32,14 +31,13 @@ class InventoryActivities:
         short: list[service.Hold] = []
         try:
             async with self.deps.db.engine.begin() as conn:
-                tz = dict((await conn.execute(text("SELECT node_id, timezone FROM nodes"))).all())
                 view = await load_channel_view(conn, req.channel)
-                # Capacity is counted per node-local calendar day.
-                by_node: dict[str, list[service.Hold]] = {}
-                for h in holds:
-                    by_node.setdefault(local_day(tz.get(h.node_id, "UTC"), req.at).isoformat(), []).append(h)
-                for day, group in sorted(by_node.items()):
-                    short += await service.reserve(conn, req.order_id, group, date.fromisoformat(day), view)
+                if req.hold_id:
+                    # The order takes over its checkout hold: the hold's stock frees and is re-taken atomically.
+                    await service.release_hold(conn, req.hold_id, "hold_converted")
+                    await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
+                                       {"o": req.order_id, "h": req.hold_id})
+                short = await service.reserve_now(conn, req.order_id, holds, req.at, view)
                 if short:
                     raise _Rollback
         except _Rollback:
@@ -59,6 +57,14 @@ class InventoryActivities:
                 freed += await service.set_reserved_qty(
                     conn, t.order_id, t.fulfillment_id, t.line_id, t.qty, t.reason, t.not_found)
         return freed
+
+    @activity.defn(name="inventory.expire_holds")
+    async def expire_holds(self, at: datetime) -> list[str]:
+        async with self.deps.db.engine.begin() as conn:
+            expired = await service.expire_holds(conn, at)
+        if expired:
+            get_logger().info("inventory.holds_expired", count=len(expired))
+        return expired
 
     @activity.defn(name="inventory.commit")
     async def commit(self, req: ConsumeRequest) -> int:

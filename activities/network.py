@@ -31,7 +31,7 @@ def local_day(tz: str, at: datetime) -> date:
 
 
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
-                       channel: str | None = None) -> NetworkView:
+                       channel: str | None = None, hold_id: str | None = None) -> NetworkView:
     """The nodes, service areas and stock a request can use, as the order's channel sees them."""
     channel_view = await load_channel_view(conn, channel)
     nodes = (await conn.execute(text("SELECT * FROM nodes"))).all()
@@ -58,6 +58,12 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         {"s": skus, **channel_view.params()},
     )).all():
         view.available[(r.node_id, r.sku)] = int(r.ats)
+    if hold_id:
+        for r in (await conn.execute(
+            text("SELECT node_id, sku, SUM(qty) AS qty FROM reservations WHERE fulfillment_id = :h"
+                 " AND status = 'held' GROUP BY node_id, sku"), {"h": hold_id},
+        )).all():
+            view.available[(r.node_id, r.sku)] = view.available.get((r.node_id, r.sku), 0) + int(r.qty)
     for node in view.nodes.values():
         why = channel_view.excludes(node.node_id, node.type)
         if why:

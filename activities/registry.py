@@ -25,6 +25,6 @@ class NodalActivities:
         return [
             self.read_model.capture, self.read_model.record_order, self.read_model.record_fulfillment,
             self.read_model.notify, self.routing.plan, self.inventory.reserve, self.inventory.set_reservations,
-            self.inventory.commit, self.inventory.consume, self.inventory.restock, self.payments.call, self.carriers.label,
+            self.inventory.commit, self.inventory.consume, self.inventory.expire_holds, self.inventory.restock, self.payments.call, self.carriers.label,
             self.carriers.return_label,
         ]

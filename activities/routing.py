@@ -8,6 +8,7 @@ from decimal import Decimal
 from temporalio import activity
 
 from activities.deps import Deps
+from nodal.db import Database
 from activities.network import load_network, postal_coordinates
 from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest
 from models.status import DeliveryMethod
@@ -19,11 +20,11 @@ from routing.cost import distance_km, package_cost, unit_cost
 COSTS = CostModel()
 
 
-async def plan_request(deps: Deps, req: PlanRequest) -> Plan:
+async def plan_request(db: Database, req: PlanRequest) -> Plan:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
-    async with deps.db.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
-        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel)
+        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id)
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address
@@ -77,4 +78,4 @@ class RoutingActivities:
 
     @activity.defn(name="routing.plan")
     async def plan(self, req: PlanRequest) -> Plan:
-        return await plan_request(self.deps, req)
+        return await plan_request(self.deps.db, req)

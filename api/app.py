@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.auth import ensure_admin_key
 from api.placement import recovery_loop
-from api.routes import fulfillments, inventory, keys, network, ops, orders
+from api.routes import fulfillments, holds, inventory, keys, network, ops, orders
 from nodal import __version__
 from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
@@ -41,6 +41,6 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
                   description="Distributed order management: orders, fulfillment, inventory, returns.")
     app.state.settings = settings
     app.middleware("http")(ops.metrics_middleware)
-    for r in (orders.router, fulfillments.router, network.router, inventory.router, keys.router, ops.router):
+    for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, keys.router, ops.router):
         app.include_router(r)
     return app

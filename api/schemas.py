@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.messages import Customer, OrderLineIn, Policy
+from models.messages import Address, Customer, OrderLineIn, Policy
 from models.status import Capability, NodeType, Role
 from nodal.durations import parse_duration
 
@@ -172,6 +172,17 @@ class AdjustmentIn(Body):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class HoldLine(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(gt=0, le=100_000)
+
+
+class HoldCreate(Body):
+    channel: str = Field(min_length=1, max_length=64)
+    destination: Address
+    lines: list[HoldLine] = Field(min_length=1, max_length=500)
+
+
 class OrderCreate(Body):
     external_id: str = Field(min_length=1, max_length=128)
     channel: str = Field(min_length=1, max_length=64)
@@ -180,6 +191,7 @@ class OrderCreate(Body):
     policy: Optional[Policy] = None
     requested_delivery_date: Optional[date] = None
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    hold_id: Optional[str] = Field(default=None, max_length=64)
 
 
 class OrderPatch(Body):

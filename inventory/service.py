@@ -72,7 +72,7 @@ async def _ledger(
 
 
 async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], capacity_day: date,
-                  view: Optional[ChannelView] = None) -> list[Hold]:
+                  view: Optional[ChannelView] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
     """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
 
     Already-held reservations are kept as they are, so a retried activity is a no-op.
@@ -101,10 +101,11 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], c
         await conn.execute(
             text(
                 "INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty,"
-                " status, capacity_day, created_at, updated_at)"
-                " VALUES (:r, :o, :f, :l, :n, :s, :q, 'held', :d, now(), now())"
+                " status, capacity_day, expires_at, created_at, updated_at)"
+                " VALUES (:r, :o, :f, :l, :n, :s, :q, 'held', :d, :x, now(), now())"
             ),
-            dict(r=rid, o=order_id, f=h.fulfillment_id, l=h.line_id, n=h.node_id, s=h.sku, q=h.qty, d=capacity_day),
+            dict(r=rid, o=order_id, f=h.fulfillment_id, l=h.line_id, n=h.node_id, s=h.sku, q=h.qty, d=capacity_day,
+                 x=expires_at),
         )
         await _ledger(conn, h.node_id, h.sku, 0, h.qty, "reserve", f"reserve:{rid}", order_id)
     return short
@@ -157,6 +158,46 @@ async def set_reserved_qty(
                 dict(k=applied, n=row.node_id, s=row.sku),
             )
     return freed
+
+
+async def reserve_now(conn: AsyncConnection, order_id: str, holds: list[Hold], at: datetime,
+                      view: Optional[ChannelView] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
+    """``reserve``, with each node's capacity counted on that node's own calendar day."""
+    from zoneinfo import ZoneInfo
+
+    nodes = sorted({h.node_id for h in holds})
+    tz = dict((await conn.execute(
+        text("SELECT node_id, timezone FROM nodes WHERE node_id = ANY(:n)"), {"n": nodes})).all())
+    by_day: dict[date, list[Hold]] = {}
+    for h in holds:
+        by_day.setdefault(at.astimezone(ZoneInfo(tz.get(h.node_id, "UTC"))).date(), []).append(h)
+    short: list[Hold] = []
+    for day, group in sorted(by_day.items()):
+        short += await reserve(conn, order_id, group, day, view, expires_at)
+    return short
+
+
+async def release_hold(conn: AsyncConnection, hold_id: str, reason: str) -> int:
+    """Give back everything a checkout hold still holds. Idempotent."""
+    rows = (await conn.execute(
+        text("SELECT line_id FROM reservations WHERE fulfillment_id = :h AND status = 'held' ORDER BY node_id, sku"),
+        {"h": hold_id},
+    )).all()
+    freed = 0
+    for r in rows:
+        freed += await set_reserved_qty(conn, hold_id, hold_id, r.line_id, 0, reason)
+    return freed
+
+
+async def expire_holds(conn: AsyncConnection, now: datetime, limit: int = 500) -> list[str]:
+    """Release checkout holds past their expiry; concurrent sweepers skip each other's rows."""
+    ids = [r.fulfillment_id for r in (await conn.execute(
+        text("SELECT DISTINCT fulfillment_id FROM reservations WHERE status = 'held' AND expires_at < :now"
+             " LIMIT :l"), dict(now=now, l=limit),
+    )).all()]
+    for hold_id in sorted(ids):
+        await release_hold(conn, hold_id, "hold_expired")
+    return sorted(ids)
 
 
 async def commit(conn: AsyncConnection, order_id: str, fulfillment_id: str) -> int:

@@ -81,6 +81,8 @@ class OrderInput(Msg):
     currency: str = "USD"
     requested_delivery_date: Optional[date] = None
     windows: Windows
+    # A checkout hold whose stock this order takes over.
+    hold_id: Optional[str] = None
 
 
 # ---------------------------------------------------------------- routing and inventory
@@ -107,6 +109,8 @@ class PlanRequest(Msg):
     exclude_nodes: list[str] = []
     to_node: Optional[str] = None
     at: datetime
+    # Stock held for this order at checkout counts as available to it.
+    hold_id: Optional[str] = None
 
 
 class Candidate(Msg):
@@ -149,6 +153,8 @@ class ReserveRequest(Msg):
     fulfillments: list[FulfillmentAssignment]
     at: datetime
     channel: Optional[str] = None
+    # Released in the same transaction as the order's own reservations land.
+    hold_id: Optional[str] = None
 
 
 class ReserveResult(Msg):

@@ -134,10 +134,23 @@ class Reservation(SQLModel, table=True):
     qty: int
     status: str = "held"
     capacity_day: date
+    # Checkout holds expire; order reservations don't.
+    expires_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
     __table_args__ = (Index("ix_reservations_node_day", "node_id", "capacity_day"),)
+
+
+class CheckoutHold(SQLModel, table=True):
+    """Stock held for a shopper's cart until it becomes an order or expires."""
+
+    __tablename__ = "checkout_holds"
+    hold_id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    order_id: Optional[str] = Field(default=None, max_length=64)
+    created_at: datetime = _ts()
 
 
 class InventoryLedger(SQLModel, table=True):

@@ -40,7 +40,7 @@ def worker() -> None:
     from nodal.db import Database, resolve_database_url
     from nodal.logging import configure_logging, get_logger
     from nodal.settings import Settings
-    from nodal.temporal import build_worker, connect
+    from nodal.temporal import build_worker, connect, ensure_schedules
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -49,6 +49,7 @@ def worker() -> None:
         db = Database(resolve_database_url(settings))
         client = await connect(settings)
         w = build_worker(client, settings, db)
+        await ensure_schedules(client, settings)
         get_logger().info("worker.started", task_queue=settings.task_queue)
         try:
             await w.run()

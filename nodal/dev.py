@@ -126,7 +126,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
     from nodal.logging import configure_logging
     from nodal.migrate import upgrade
     from nodal.seed import seed_demo
-    from nodal.temporal import build_worker, connect
+    from nodal.temporal import build_worker, connect, ensure_schedules
 
     console = Console()
     settings.admin_key = admin_key(settings)
@@ -141,6 +141,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
     client = await connect(settings)
     seeded = await seed_demo(db)
     worker = build_worker(client, settings, db)
+    await ensure_schedules(client, settings)
     app = create_app(settings, db=db, temporal=client)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
                                            lifespan="on", timeout_graceful_shutdown=5))

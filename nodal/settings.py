@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     remorse_window: Duration = timedelta(minutes=30)
     accept_timeout: Duration = timedelta(hours=2)
     return_window: Duration = timedelta(days=30)
+    # How long a checkout hold keeps stock, and how often expired holds are swept.
+    hold_ttl: Duration = timedelta(minutes=15)
+    hold_sweep_every: Duration = timedelta(minutes=1)
 
     admin_key: str = ""
     # How long POST /orders waits for the promise before answering with status received.

@@ -20,14 +20,35 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
     from activities import NodalActivities
     from activities.deps import Deps
     from workflows.fulfillment import FulfillmentWorkflow
+    from workflows.holds import HoldSweepWorkflow
     from workflows.order import OrderWorkflow
 
     acts = NodalActivities(Deps.build(db, settings))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, FulfillmentWorkflow],
+        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow],
         activities=acts.all(),
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create the hold-sweep schedule once per namespace (every worker may try; the first wins)."""
+    from temporalio.client import (
+        Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleIntervalSpec,
+        ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
+    )
+
+    from workflows.holds import HOLD_SWEEP_SCHEDULE, HoldSweepWorkflow
+
+    try:
+        await client.create_schedule(HOLD_SWEEP_SCHEDULE, Schedule(
+            action=ScheduleActionStartWorkflow(HoldSweepWorkflow.run, id=f"{HOLD_SWEEP_SCHEDULE}-run",
+                                               task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.hold_sweep_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        ))
+    except ScheduleAlreadyRunningError:
+        pass

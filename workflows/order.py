@@ -222,7 +222,8 @@ class OrderWorkflow:
                 self.plan_dates[fid] = (a.ship_by, a.promised_by)
                 self.plan_meta[fid] = (a.method, a.postal_code)
             result = await call("inventory.reserve", ReserveRequest(
-                order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now(), channel=self.inp.channel),
+                order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now(), channel=self.inp.channel,
+                hold_id=self.inp.hold_id),
                 ReserveResult)
             if not result.ok:
                 # Someone took the stock between plan and reserve: plan again on fresh availability.
@@ -249,7 +250,7 @@ class OrderWorkflow:
         ]
         return await call("routing.plan", PlanRequest(
             order_id=self.inp.order_id, channel=self.inp.channel, customer_tier=self.inp.customer.tier,
-            lines=lines, policy=policy, to_node=to_node, at=workflow.now()), Plan)
+            lines=lines, policy=policy, to_node=to_node, at=workflow.now(), hold_id=self.inp.hold_id), Plan)
 
     async def _resource_open(self, reason: str, exclude: Optional[set[str]] = None,
                              to_node: Optional[str] = None) -> Optional[Plan]:

@@ -114,12 +114,20 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
             text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
         if existing is None:
             problems = await validate_lines(conn, body.lines)
+            if body.hold_id:
+                hold = (await conn.execute(text(
+                    "SELECT channel, order_id FROM checkout_holds WHERE hold_id = :h"),
+                    {"h": body.hold_id})).first()
+                if hold is None or hold.channel != body.channel:
+                    problems.append(f"unknown hold {body.hold_id} for channel {body.channel}")
+                elif hold.order_id:
+                    raise HTTPException(409, f"hold {body.hold_id} already became order {hold.order_id}")
             if problems:
                 raise HTTPException(422, "; ".join(problems))
             s = app.settings
             inp = OrderInput(
                 order_id=order_id, external_id=body.external_id, channel=body.channel, customer=body.customer,
-                lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency,
+                lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency, hold_id=body.hold_id,
                 requested_delivery_date=body.requested_delivery_date,
                 windows=Windows(remorse=s.remorse_window, accept_timeout=s.accept_timeout,
                                 return_window=s.return_window, max_reroutes=s.max_reroutes),

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 05:23:57.144121
+Create Date: 2026-11-22
 
 """
 from typing import Sequence, Union

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 05:24:55.804278
+Create Date: 2026-11-22
 
 """
 from typing import Sequence, Union

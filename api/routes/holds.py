@@ -1,0 +1,102 @@
+"""Checkout holds: stock kept for a cart for a while (NODAL_HOLD_TTL), then converted by an order or expired."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import text
+
+from activities.routing import plan_request
+from api.auth import ANY_ROLE, Principal, require
+from api.routes.orders import validate_lines
+from api.schemas import HoldCreate
+from inventory import service
+from inventory.channels import load_channel_view
+from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
+from models.status import DeliveryMethod, Role
+
+router = APIRouter(tags=["holds"])
+CLIENTS = require(Role.admin, Role.client)
+
+
+def _may_use(who: Principal, channel: str) -> None:
+    if who.role == Role.client and who.channel != channel:
+        raise HTTPException(403, f"this key holds stock for channel {who.channel} only")
+
+
+@router.post("/holds", status_code=201, summary="Hold a cart's stock at checkout until it is ordered or expires")
+async def create_hold(body: HoldCreate, request: Request, who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
+    _may_use(who, body.channel)
+    app = request.app.state
+    delivery = Delivery(method=DeliveryMethod.ship_standard, address=body.destination)
+    async with app.db.engine.connect() as conn:
+        problems = await validate_lines(conn, [OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=delivery)
+                                               for l in body.lines])
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+    hold_id = "HOLD-" + secrets.token_hex(8)
+    now = datetime.now(timezone.utc)
+    expires_at = now + app.settings.hold_ttl
+    plan = await plan_request(app.db, PlanRequest(
+        order_id=hold_id, channel=body.channel, at=now, policy=Policy(fill_or_kill=True),
+        lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty, delivery=delivery) for i, l in enumerate(body.lines)]))
+    if not plan.feasible:
+        raise HTTPException(409, f"cannot hold this cart: {plan.reason}")
+    holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]
+    async with app.db.engine.begin() as conn:
+        view = await load_channel_view(conn, body.channel)
+        short = await service.reserve_now(conn, hold_id, holds, now, view, expires_at)
+        if short:
+            await conn.rollback()
+            raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")
+        await conn.execute(text("INSERT INTO checkout_holds (hold_id, channel, expires_at, created_at)"
+                                " VALUES (:h, :c, :x, now())"), dict(h=hold_id, c=body.channel, x=expires_at))
+    return {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(), "status": "active",
+            "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
+
+
+async def hold_view(conn, hold_id: str) -> dict[str, Any] | None:
+    h = (await conn.execute(text("SELECT * FROM checkout_holds WHERE hold_id = :h"), {"h": hold_id})).first()
+    if h is None:
+        return None
+    rows = (await conn.execute(text(
+        "SELECT line_id, sku, qty, node_id, status FROM reservations WHERE fulfillment_id = :h ORDER BY line_id"),
+        {"h": hold_id})).all()
+    held = [r for r in rows if r.status == "held"]
+    if h.order_id:
+        status = "converted"
+    elif held and h.expires_at > datetime.now(timezone.utc):
+        status = "active"
+    elif held:
+        status = "expiring"  # past its expiry, the next sweep releases it
+    else:
+        status = "expired" if h.expires_at <= datetime.now(timezone.utc) else "released"
+    return {"hold_id": hold_id, "channel": h.channel, "expires_at": h.expires_at.isoformat(), "status": status,
+            "order_id": h.order_id,
+            "lines": [{"line_id": r.line_id, "sku": r.sku, "qty": r.qty, "node_id": r.node_id} for r in held]}
+
+
+@router.get("/holds/{hold_id}")
+async def get_hold(hold_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        view = await hold_view(conn, hold_id)
+    if view is None:
+        raise HTTPException(404, f"no hold {hold_id}")
+    _may_use(who, view["channel"])
+    return view
+
+
+@router.delete("/holds/{hold_id}", summary="Give a cart's stock back now")
+async def release(hold_id: str, request: Request, who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
+    async with request.app.state.db.engine.begin() as conn:
+        view = await hold_view(conn, hold_id)
+        if view is None:
+            raise HTTPException(404, f"no hold {hold_id}")
+        _may_use(who, view["channel"])
+        if view["status"] == "converted":
+            raise HTTPException(409, f"hold {hold_id} became order {view['order_id']}")
+        await service.release_hold(conn, hold_id, "hold_released")
+        return await hold_view(conn, hold_id)
