@@ -37,7 +37,7 @@ class InventoryActivities:
                     await service.release_hold(conn, req.hold_id, "hold_converted")
                     await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
                                        {"o": req.order_id, "h": req.hold_id})
-                short = await service.reserve_now(conn, req.order_id, holds, req.at, view)
+                short = await service.reserve(conn, req.order_id, holds, req.at, view)
                 if short:
                     raise _Rollback
         except _Rollback:

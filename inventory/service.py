@@ -11,7 +11,7 @@ change carries a ledger event id that is unique.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Iterable, Optional
 
 from sqlalchemy import text
@@ -71,43 +71,63 @@ async def _ledger(
     return row.first() is not None
 
 
-async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], capacity_day: date,
+_RESERVE_SQL = """
+WITH arg AS (
+  SELECT CAST(:r AS varchar) AS r, CAST(:o AS varchar) AS o, CAST(:f AS varchar) AS f, CAST(:l AS varchar) AS l,
+         CAST(:n AS varchar) AS n, CAST(:s AS varchar) AS s, CAST(:q AS integer) AS q,
+         CAST(:at AS timestamptz) AS at, CAST(:x AS timestamptz) AS x
+), existing AS (
+  SELECT 1 FROM reservations, arg WHERE reservation_id = arg.r
+), pos AS (
+  UPDATE inventory_positions SET reserved = reserved + arg.q, updated_at = now() FROM arg
+  WHERE node_id = arg.n AND sku = arg.s AND {ats} >= arg.q AND NOT EXISTS (SELECT 1 FROM existing)
+  RETURNING node_id
+), ins AS (
+  INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty, status,
+                            capacity_day, expires_at, created_at, updated_at)
+  SELECT arg.r, arg.o, arg.f, arg.l, arg.n, arg.s, arg.q, 'held', CAST(arg.at AT TIME ZONE nodes.timezone AS date),
+         arg.x, now(), now()
+  FROM arg JOIN nodes ON nodes.node_id = arg.n WHERE EXISTS (SELECT 1 FROM pos)
+  ON CONFLICT (reservation_id) DO NOTHING RETURNING reservation_id
+), led AS (
+  INSERT INTO inventory_ledger (node_id, sku, on_hand_delta, reserved_delta, reason, event_id, order_id, actor, at)
+  SELECT arg.n, arg.s, 0, arg.q, 'reserve', 'reserve:' || arg.r, arg.o, 'system', now() FROM arg, ins
+  ON CONFLICT (event_id) DO NOTHING RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM existing) AS existed, EXISTS (SELECT 1 FROM pos) AS reserved,
+       EXISTS (SELECT 1 FROM ins) AS inserted
+"""
+
+
+class ConcurrentDuplicate(Exception):
+    """The same reservation was being made by another transaction: roll back and retry (it will be found)."""
+
+
+async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], at: datetime,
                   view: Optional[ChannelView] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
     """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
 
-    Already-held reservations are kept as they are, so a retried activity is a no-op.
-    The caller owns the transaction and must roll back when the result is not empty.
+    One statement per hold: a reservation that already exists is left as it is (retries are no-ops);
+    otherwise the stock moves only if the position has enough, and the row and its ledger entry go in
+    with it. A hold that falls short changes nothing; with several holds, a savepoint undoes the ones
+    that had landed. Capacity is counted on each node's own calendar day.
     """
+    holds = sorted(holds, key=lambda h: (h.node_id, h.sku, h.fulfillment_id, h.line_id))
+    # A channel with a buffer may only take what it leaves the others.
+    ats, extra = (CHANNEL_ATS_SQL, view.params()) if view is not None and view.buffered else (ATS_SQL, {})
+    sql = text(_RESERVE_SQL.format(ats=ats))
     short: list[Hold] = []
-    for h in sorted(holds, key=lambda h: (h.node_id, h.sku, h.fulfillment_id, h.line_id)):
-        rid = reservation_id(h.fulfillment_id, h.line_id)
-        existing = (await conn.execute(
-            text("SELECT qty, status FROM reservations WHERE reservation_id = :r FOR UPDATE"), {"r": rid}
-        )).first()
-        if existing is not None:
-            continue
-        # A channel with a buffer may only take what it leaves the others.
-        ats, extra = (CHANNEL_ATS_SQL, view.params()) if view is not None and view.buffered else (ATS_SQL, {})
-        ok = (await conn.execute(
-            text(
-                f"UPDATE inventory_positions SET reserved = reserved + :q, updated_at = now()"
-                f" WHERE node_id = :n AND sku = :s AND {ats} >= :q RETURNING 1"
-            ),
-            dict(q=h.qty, n=h.node_id, s=h.sku, **extra),
-        )).first()
-        if ok is None:
+    savepoint = await conn.begin_nested() if len(holds) > 1 else None
+    for h in holds:
+        row = (await conn.execute(sql, dict(
+            r=reservation_id(h.fulfillment_id, h.line_id), o=order_id, f=h.fulfillment_id, l=h.line_id,
+            n=h.node_id, s=h.sku, q=h.qty, at=at, x=expires_at, **extra))).one()
+        if row.reserved and not row.inserted:
+            raise ConcurrentDuplicate(reservation_id(h.fulfillment_id, h.line_id))
+        if not row.existed and not row.reserved:
             short.append(h)
-            continue
-        await conn.execute(
-            text(
-                "INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty,"
-                " status, capacity_day, expires_at, created_at, updated_at)"
-                " VALUES (:r, :o, :f, :l, :n, :s, :q, 'held', :d, :x, now(), now())"
-            ),
-            dict(r=rid, o=order_id, f=h.fulfillment_id, l=h.line_id, n=h.node_id, s=h.sku, q=h.qty, d=capacity_day,
-                 x=expires_at),
-        )
-        await _ledger(conn, h.node_id, h.sku, 0, h.qty, "reserve", f"reserve:{rid}", order_id)
+    if savepoint is not None:
+        await (savepoint.rollback() if short else savepoint.commit())
     return short
 
 
@@ -158,23 +178,6 @@ async def set_reserved_qty(
                 dict(k=applied, n=row.node_id, s=row.sku),
             )
     return freed
-
-
-async def reserve_now(conn: AsyncConnection, order_id: str, holds: list[Hold], at: datetime,
-                      view: Optional[ChannelView] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
-    """``reserve``, with each node's capacity counted on that node's own calendar day."""
-    from zoneinfo import ZoneInfo
-
-    nodes = sorted({h.node_id for h in holds})
-    tz = dict((await conn.execute(
-        text("SELECT node_id, timezone FROM nodes WHERE node_id = ANY(:n)"), {"n": nodes})).all())
-    by_day: dict[date, list[Hold]] = {}
-    for h in holds:
-        by_day.setdefault(at.astimezone(ZoneInfo(tz.get(h.node_id, "UTC"))).date(), []).append(h)
-    short: list[Hold] = []
-    for day, group in sorted(by_day.items()):
-        short += await reserve(conn, order_id, group, day, view, expires_at)
-    return short
 
 
 async def release_hold(conn: AsyncConnection, hold_id: str, reason: str) -> int:

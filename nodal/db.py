@@ -33,17 +33,17 @@ def resolve_database_url(settings: Settings) -> str:
     return sqlalchemy_url(start_embedded_postgres(settings.embedded_pg_dir))
 
 
-def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=max_overflow,
-                               pool_pre_ping=True)
+                               pool_pre_ping=pre_ping)
 
 
 class Database:
     """One engine and session factory per process."""
 
-    def __init__(self, url: str, pool_size: int = 10, max_overflow: int = 20):
+    def __init__(self, url: str, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True):
         self.url = sqlalchemy_url(url)
-        self.engine = make_engine(self.url, pool_size, max_overflow)
+        self.engine = make_engine(self.url, pool_size, max_overflow, pre_ping)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @asynccontextmanager

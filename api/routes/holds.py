@@ -48,7 +48,7 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
     holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]
     async with app.db.engine.begin() as conn:
         view = await load_channel_view(conn, body.channel)
-        short = await service.reserve_now(conn, hold_id, holds, now, view, expires_at)
+        short = await service.reserve(conn, hold_id, holds, now, view, expires_at)
         if short:
             await conn.rollback()
             raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import date
+from datetime import datetime, timezone
 
 from inventory import service
 from nodal.db import Database
@@ -19,7 +19,7 @@ async def main(url: str, node: str, sku: str, prefix: str, n: int) -> int:
     async def one(i: int) -> bool:
         async with db.engine.begin() as conn:
             short = await service.reserve(conn, f"{prefix}-o{i}", [service.Hold(f"{prefix}-f{i}", "L1", node, sku, 1)],
-                                          date.today())
+                                          datetime.now(timezone.utc))
             if short:
                 await conn.rollback()
             return not short

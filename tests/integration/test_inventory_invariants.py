@@ -96,7 +96,7 @@ class InventoryMachine(RuleBasedStateMachine):
         async def go(conn):
             await conn.execute(text("UPDATE inventory_positions SET safety_stock = :s WHERE node_id = :n AND sku = :k"),
                                dict(s=safety, n=self.node, k=self.skus[i]))
-            short = await service.reserve(conn, "o", [service.Hold(fid, "L1", self.node, self.skus[i], qty)], date.today())
+            short = await service.reserve(conn, "o", [service.Hold(fid, "L1", self.node, self.skus[i], qty)], datetime.now(timezone.utc))
             return not short
 
         if self.run(self.tx(go)):
@@ -174,9 +174,9 @@ async def test_a_snapshot_keeps_what_moved_after_its_count(db):
     t0 = datetime.now(timezone.utc) - timedelta(hours=1)
     async with db.engine.begin() as conn:
         assert await service.set_snapshot(conn, node, sku, 10, None, t0, "partner")
-        assert not await service.reserve(conn, "o1", [service.Hold("f1", "L1", node, sku, 4)], date.today())
+        assert not await service.reserve(conn, "o1", [service.Hold("f1", "L1", node, sku, 4)], datetime.now(timezone.utc))
         await service.consume(conn, "o1", "f1", ["L1"])  # 4 leave after the first count: 6 left
-        assert not await service.reserve(conn, "o2", [service.Hold("f2", "L1", node, sku, 2)], date.today())
+        assert not await service.reserve(conn, "o2", [service.Hold("f2", "L1", node, sku, 2)], datetime.now(timezone.utc))
     async with db.engine.begin() as conn:
         # A count taken before the shipment says 9 (one unit was missing): the shipment stays applied.
         assert await service.set_snapshot(conn, node, sku, 9, None, t0 + timedelta(seconds=1), "partner")

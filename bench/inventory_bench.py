@@ -1,0 +1,218 @@
+"""Inventory benchmarks; every figure is printed beside a baseline measured in the same run, same database.
+
+    python bench/inventory_bench.py reservations [--n 3000] [--concurrency 1 8]
+    python bench/inventory_bench.py import [--positions 1000000]
+    python bench/inventory_bench.py availability [--positions 1000000]
+
+Uses NODAL_DATABASE_URL, or a fresh embedded PostgreSQL in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inventory import service  # noqa: E402
+from inventory.arithmetic import ATS_SQL  # noqa: E402
+from inventory.bulk import import_csv  # noqa: E402
+from nodal.db import Database, start_embedded_postgres, sqlalchemy_url  # noqa: E402
+from nodal.migrate import upgrade  # noqa: E402
+
+
+PRE_PING = os.environ.get("BENCH_PRE_PING", "1") == "1"
+
+
+def database() -> str:
+    url = os.environ.get("NODAL_DATABASE_URL")
+    if not url:
+        url = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="nodal-bench-")) / "pg", keep_running=False)
+    upgrade(url)
+    return url
+
+
+def libpq(url: str) -> str:
+    return sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def network(conn: psycopg.Connection, nodes: int, skus: int, prefix: str) -> tuple[list[str], list[str]]:
+    node_ids = [f"{prefix}N{i:04d}" for i in range(nodes)]
+    sku_ids = [f"{prefix}S{i:05d}" for i in range(skus)]
+    with conn.cursor() as cur:
+        with cur.copy("COPY nodes (node_id, name, type, lat, lon, postal_code, capabilities, enabled, handling_cost,"
+                      " processing_time_minutes, cutoff_time, timezone, calendar) FROM STDIN") as cp:
+            for i, n in enumerate(node_ids):
+                cp.write_row((n, n, "dc" if i % 10 == 0 else "store", 30 + i % 20, -120 + i % 50, "", '["ship"]',
+                              True, 0, 60, "15:00", "UTC", "{}"))
+        with cur.copy("COPY skus (sku, name, weight_kg, oversized, hazmat, digital, ship_alone, allowed_node_types)"
+                      " FROM STDIN") as cp:
+            for s in sku_ids:
+                cp.write_row((s, s, 1, False, False, False, False, "[]"))
+    conn.commit()
+    return node_ids, sku_ids
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else float("inf")
+
+
+# ---------------------------------------------------------------- reservations
+async def engine_reservations(url: str, positions: list[tuple[str, str]], n: int, concurrency: int, tag: str) -> float:
+    db = Database(url, pool_size=concurrency, max_overflow=0, pre_ping=PRE_PING)
+    queue = list(range(n))
+    now = datetime.now(timezone.utc)
+
+    async def worker():
+        while queue:
+            i = queue.pop()
+            node, sku = positions[i % len(positions)]
+            async with db.engine.begin() as conn:
+                await service.reserve(conn, f"{tag}o{i}", [service.Hold(f"{tag}f{i}", "L1", node, sku, 1)], now)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await db.dispose()
+    return rate(n, elapsed)
+
+
+def raw_updates(url: str, positions: list[tuple[str, str]], n: int, concurrency: int) -> float:
+    import threading
+
+    counter = iter(range(n))
+    lock = threading.Lock()
+
+    def worker():
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                node, sku = positions[i % len(positions)]
+                conn.execute(f"UPDATE inventory_positions SET reserved = reserved + 1 WHERE node_id = %s AND sku = %s"
+                             f" AND {ATS_SQL} >= 1", (node, sku))
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return rate(n, time.perf_counter() - start)
+
+
+def bench_reservations(args) -> None:
+    url = database()
+    with psycopg.connect(libpq(url)) as conn:
+        nodes, skus = network(conn, 20, 50, f"r{int(time.time())}")
+        positions = [(n, s) for n in nodes for s in skus]
+        with conn.cursor().copy("COPY inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+                                " FROM STDIN") as cp:
+            for n, s in positions:
+                cp.write_row((n, s, 10**9, 0, 0, datetime.now(timezone.utc)))
+        conn.commit()
+    print(f"reservations: {len(positions)} positions, {args.n} single-unit reservations per measurement")
+    print(f"{'clients':>8} {'raw UPDATE/s':>14} {'reserve/s':>12} {'ratio':>7}  (target ≥ 0.30)")
+    for c in args.concurrency:
+        raw = raw_updates(url, positions, args.n, c)
+        eng = asyncio.run(engine_reservations(url, positions, args.n, c, f"c{c}-{int(time.time())}-"))
+        print(f"{c:>8} {raw:>14.0f} {eng:>12.0f} {eng / raw:>7.2f}")
+
+
+# ---------------------------------------------------------------- import
+def bench_import(args) -> None:
+    url = database()
+    prefix = f"i{int(time.time())}"
+    nodes_n = 500
+    skus_n = max(args.positions // nodes_n, 1)
+    with psycopg.connect(libpq(url)) as conn:
+        nodes, skus = network(conn, nodes_n, skus_n, prefix)
+    path = Path(tempfile.mkdtemp()) / "positions.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["node", "sku", "on_hand", "safety_stock"])
+        for n in nodes:
+            for s in skus:
+                w.writerow([n, s, 7, 1])
+    rows = nodes_n * skus_n
+    print(f"import: {rows} positions, {path.stat().st_size / 1e6:.0f} MB CSV")
+    with psycopg.connect(libpq(url)) as conn:
+        conn.execute("CREATE TEMP TABLE raw_copy (node_id text, sku text, on_hand int, safety_stock int)")
+        start = time.perf_counter()
+        with open(path, "rb") as fh, conn.cursor().copy(
+                "COPY raw_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+            while chunk := fh.read(1 << 20):
+                cp.write(chunk)
+        raw_s = time.perf_counter() - start
+        conn.rollback()
+    start = time.perf_counter()
+    result = import_csv(url, path)
+    eng_s = time.perf_counter() - start
+    assert result.rows == rows
+    print(f"  raw COPY into a bare table: {rate(rows, raw_s):>10.0f} rows/s ({raw_s:.1f} s)")
+    print(f"  nodal inventory import:     {rate(rows, eng_s):>10.0f} rows/s ({eng_s:.1f} s)  "
+          f"ratio {raw_s / eng_s:.2f} (target ≥ 0.50)")
+
+
+# ---------------------------------------------------------------- availability query scaling
+def bench_availability(args) -> None:
+    url = database()
+    prefix = f"a{int(time.time())}"
+    print("availability: the GET /availability query for 5 SKUs over 500 nodes")
+    results = {}
+    for positions in (10_000, args.positions):
+        skus_n = positions // 500
+        p = f"{prefix}-{positions}-"
+        with psycopg.connect(libpq(url)) as conn:
+            nodes, skus = network(conn, 500, skus_n, p)
+            with conn.cursor().copy("COPY inventory_positions (node_id, sku, on_hand, reserved, safety_stock,"
+                                    " updated_at) FROM STDIN") as cp:
+                for n in nodes:
+                    for s in skus:
+                        cp.write_row((n, s, 9, 1, 1, datetime.now(timezone.utc)))
+            conn.commit()
+            conn.execute("ANALYZE inventory_positions")
+            sql = (f"SELECT p.sku, p.node_id, p.on_hand, p.reserved, p.safety_stock, {ATS_SQL.replace('on_hand', 'p.on_hand').replace('reserved', 'p.reserved').replace('safety_stock', 'p.safety_stock')} AS available"
+                   " FROM inventory_positions p JOIN nodes n USING (node_id) WHERE p.sku = ANY(%s) AND n.enabled")
+            times = []
+            for i in range(200):
+                want = [skus[(i * 7 + k) % len(skus)] for k in range(5)]
+                start = time.perf_counter()
+                conn.execute(sql, (want,)).fetchall()
+                times.append(time.perf_counter() - start)
+        times.sort()
+        results[positions] = (statistics.median(times), times[int(len(times) * 0.99) - 1])
+        print(f"  {positions:>9} positions: median {results[positions][0] * 1000:.2f} ms, "
+              f"p99 {results[positions][1] * 1000:.2f} ms")
+    small, big = results[10_000][0], results[args.positions][0]
+    print(f"  median at {args.positions} / at 10000: {big / small:.2f} (target ≤ 2.00)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("reservations")
+    r.add_argument("--n", type=int, default=3000)
+    r.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    i = sub.add_parser("import")
+    i.add_argument("--positions", type=int, default=1_000_000)
+    a = sub.add_parser("availability")
+    a.add_argument("--positions", type=int, default=1_000_000)
+    args = ap.parse_args()
+    {"reservations": bench_reservations, "import": bench_import, "availability": bench_availability}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
