@@ -75,7 +75,7 @@ async def milestone(
 ) -> dict[str, Any]:
     if who.role == Role.client:
         raise HTTPException(403, "only the node's partner key or staff signal milestones")
-    row = await _fulfillment(request, fulfillment_id, who)
+    await _fulfillment(request, fulfillment_id, who)  # exists, and this key may touch its node
     payload: Any = None
     try:
         if milestone == "reject":
