@@ -9,15 +9,36 @@ from temporalio import activity
 
 from activities.deps import Deps
 from inventory import service
-from inventory.channels import load_channel_view
 from models.messages import (
     ConsumeRequest, LineQty, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
 )
+from nodal.db import Database
 from nodal.logging import get_logger
 
 
-class _Rollback(Exception):
-    pass
+async def reserve_request(db: Database, req: ReserveRequest) -> ReserveResult:
+    """Reserve a plan, all or nothing; a checkout hold being converted is given back in the same transaction."""
+    holds = [service.Hold(f.fulfillment_id, l.line_id, f.node_id, l.sku, l.qty)
+             for f in req.fulfillments for l in f.lines]
+    if len(holds) == 1 and not req.hold_id:
+        # One statement is atomic on its own: no transaction round trips (most orders have one line).
+        async with db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel)
+    else:
+        async with db.engine.begin() as conn:
+            if req.hold_id:
+                await service.release_hold(conn, req.hold_id, "hold_converted")
+                await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
+                                   {"o": req.order_id, "h": req.hold_id})
+            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel)
+            if short:
+                await conn.rollback()  # the converted hold stays a hold
+    if short:
+        get_logger(order_id=req.order_id).info("inventory.reserve_short", nodes=sorted({h.node_id for h in short}))
+        return ReserveResult(ok=False, short=[LineQty(line_id=h.line_id, sku=h.sku, qty=h.qty) for h in short],
+                             short_nodes=sorted({h.node_id for h in short}))
+    return ReserveResult(ok=True)
 
 
 class InventoryActivities:
@@ -26,28 +47,7 @@ class InventoryActivities:
 
     @activity.defn(name="inventory.reserve")
     async def reserve(self, req: ReserveRequest) -> ReserveResult:
-        holds = [service.Hold(f.fulfillment_id, l.line_id, f.node_id, l.sku, l.qty)
-                 for f in req.fulfillments for l in f.lines]
-        short: list[service.Hold] = []
-        try:
-            async with self.deps.db.engine.begin() as conn:
-                view = await load_channel_view(conn, req.channel)
-                if req.hold_id:
-                    # The order takes over its checkout hold: the hold's stock frees and is re-taken atomically.
-                    await service.release_hold(conn, req.hold_id, "hold_converted")
-                    await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
-                                       {"o": req.order_id, "h": req.hold_id})
-                short = await service.reserve(conn, req.order_id, holds, req.at, view)
-                if short:
-                    raise _Rollback
-        except _Rollback:
-            get_logger(order_id=req.order_id).info("inventory.reserve_short", nodes=sorted({h.node_id for h in short}))
-            return ReserveResult(
-                ok=False,
-                short=[LineQty(line_id=h.line_id, sku=h.sku, qty=h.qty) for h in short],
-                short_nodes=sorted({h.node_id for h in short}),
-            )
-        return ReserveResult(ok=True)
+        return await reserve_request(self.deps.db, req)
 
     @activity.defn(name="inventory.release")
     async def set_reservations(self, targets: list[ReservationTarget]) -> int:

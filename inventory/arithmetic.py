@@ -24,9 +24,13 @@ def channel_available(on_hand: int, reserved: int, safety_stock: int, buffer_uni
     return max(available_to_sell(on_hand, reserved, safety_stock) - channel_buffer(on_hand, buffer_units, buffer_pct), 0)
 
 
-# The same for SQL; :buffer_units and :buffer_pct are bind parameters.
-CHANNEL_ATS_SQL = ("GREATEST(on_hand - reserved - safety_stock - :buffer_units"
-                   " - CAST(CEIL(on_hand * CAST(:buffer_pct AS numeric) / 100) AS integer), 0)")
+def channel_ats_sql(units: str = ":buffer_units", pct: str = ":buffer_pct") -> str:
+    """The same for SQL, with the buffer taken from bind parameters or from columns."""
+    return (f"GREATEST(on_hand - reserved - safety_stock - {units}"
+            f" - CAST(CEIL(on_hand * CAST({pct} AS numeric) / 100) AS integer), 0)")
+
+
+CHANNEL_ATS_SQL = channel_ats_sql()
 
 
 def stock_level(available: int, low_threshold: int) -> str:

@@ -10,6 +10,8 @@ change carries a ledger event id that is unique.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
@@ -17,8 +19,7 @@ from typing import Iterable, Optional
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL
-from inventory.channels import ChannelView
+from inventory.arithmetic import channel_ats_sql
 
 
 # Reservations that hold stock; consumed and released ones no longer do.
@@ -75,7 +76,9 @@ _RESERVE_SQL = """
 WITH arg AS (
   SELECT CAST(:r AS varchar) AS r, CAST(:o AS varchar) AS o, CAST(:f AS varchar) AS f, CAST(:l AS varchar) AS l,
          CAST(:n AS varchar) AS n, CAST(:s AS varchar) AS s, CAST(:q AS integer) AS q,
-         CAST(:at AS timestamptz) AS at, CAST(:x AS timestamptz) AS x
+         CAST(:at AS timestamptz) AS at, CAST(:x AS timestamptz) AS x,
+         COALESCE(cv.buffer_units, 0) AS bu, COALESCE(cv.buffer_pct, 0) AS bp
+  FROM (SELECT 1) one LEFT JOIN channel_views cv ON cv.channel = CAST(:c AS varchar)
 ), existing AS (
   SELECT 1 FROM reservations, arg WHERE reservation_id = arg.r
 ), pos AS (
@@ -99,32 +102,36 @@ SELECT EXISTS (SELECT 1 FROM existing) AS existed, EXISTS (SELECT 1 FROM pos) AS
 """
 
 
+# A channel with a buffer may only take what it leaves the others (no channel view: no buffer).
+# Run on the driver connection (psycopg placeholders): it is the hot path of every order.
+_RESERVE = re.sub(r":([a-z]+)\b(?!:)", r"%(\1)s", _RESERVE_SQL.format(ats=channel_ats_sql("arg.bu", "arg.bp")))
+
+
 class ConcurrentDuplicate(Exception):
     """The same reservation was being made by another transaction: roll back and retry (it will be found)."""
 
 
 async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], at: datetime,
-                  view: Optional[ChannelView] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
+                  channel: Optional[str] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
     """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
 
     One statement per hold: a reservation that already exists is left as it is (retries are no-ops);
-    otherwise the stock moves only if the position has enough, and the row and its ledger entry go in
-    with it. A hold that falls short changes nothing; with several holds, a savepoint undoes the ones
+    otherwise the stock moves only if the position has enough as the order's channel sees it (its
+    buffer, from channel_views), and the row and its ledger entry go in with it. A hold that falls short changes nothing; with several holds, a savepoint undoes the ones
     that had landed. Capacity is counted on each node's own calendar day.
     """
     holds = sorted(holds, key=lambda h: (h.node_id, h.sku, h.fulfillment_id, h.line_id))
-    # A channel with a buffer may only take what it leaves the others.
-    ats, extra = (CHANNEL_ATS_SQL, view.params()) if view is not None and view.buffered else (ATS_SQL, {})
-    sql = text(_RESERVE_SQL.format(ats=ats))
     short: list[Hold] = []
     savepoint = await conn.begin_nested() if len(holds) > 1 else None
+    driver = (await conn.get_raw_connection()).driver_connection
     for h in holds:
-        row = (await conn.execute(sql, dict(
+        cur = await driver.execute(_RESERVE, dict(
             r=reservation_id(h.fulfillment_id, h.line_id), o=order_id, f=h.fulfillment_id, l=h.line_id,
-            n=h.node_id, s=h.sku, q=h.qty, at=at, x=expires_at, **extra))).one()
-        if row.reserved and not row.inserted:
+            n=h.node_id, s=h.sku, q=h.qty, at=at, x=expires_at, c=channel))
+        existed, reserved, inserted = await cur.fetchone()
+        if reserved and not inserted:
             raise ConcurrentDuplicate(reservation_id(h.fulfillment_id, h.line_id))
-        if not row.existed and not row.reserved:
+        if not existed and not reserved:
             short.append(h)
     if savepoint is not None:
         await (savepoint.rollback() if short else savepoint.commit())

@@ -46,7 +46,8 @@ def worker() -> None:
     configure_logging(settings.log_level, settings.log_json)
 
     async def main() -> None:
-        db = Database(resolve_database_url(settings))
+        # No pre-ping per checkout: a stale connection fails the activity, which is retried on a fresh one.
+        db = Database(resolve_database_url(settings), pre_ping=False)
         client = await connect(settings)
         w = build_worker(client, settings, db)
         await ensure_schedules(client, settings)

@@ -14,7 +14,6 @@ from api.auth import ANY_ROLE, Principal, require
 from api.routes.orders import validate_lines
 from api.schemas import HoldCreate
 from inventory import service
-from inventory.channels import load_channel_view
 from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
 from models.status import DeliveryMethod, Role
 
@@ -47,8 +46,7 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
         raise HTTPException(409, f"cannot hold this cart: {plan.reason}")
     holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]
     async with app.db.engine.begin() as conn:
-        view = await load_channel_view(conn, body.channel)
-        short = await service.reserve(conn, hold_id, holds, now, view, expires_at)
+        short = await service.reserve(conn, hold_id, holds, now, body.channel, expires_at)
         if short:
             await conn.rollback()
             raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")
