@@ -81,9 +81,10 @@ class InventoryActivities:
         units = 0
         async with self.deps.db.engine.begin() as conn:
             for l in sorted(req.lines, key=lambda l: (l.sku, l.line_id)):
-                if l.qty > 0 and await service.adjust(
-                    conn, req.node_id, l.sku, l.qty, "return_restock",
+                # Sellable units go back on the shelf; damaged and uninspected ones into their own buckets.
+                if l.qty > 0 and await service.receive_units(
+                    conn, req.node_id, l.sku, l.qty, l.disposition, "return_restock",
                     f"restock:{req.return_id}:{l.line_id}", req.order_id,
-                ):
+                ) and l.disposition == "sellable":
                     units += l.qty
         return units

@@ -139,6 +139,12 @@ class SafetyStockDefaultsIn(Body):
         return v
 
 
+class InspectIn(Body):
+    event_id: str = Field(min_length=1, max_length=200)
+    qty: int = Field(gt=0, le=1_000_000)
+    disposition: Literal["sellable", "damaged"]
+
+
 class ChannelViewIn(Body):
     node_types: list[NodeType] = []
     exclude_nodes: list[str] = []

@@ -59,17 +59,68 @@ async def apply_safety_defaults(conn: AsyncConnection, node_id: Optional[str] = 
 async def _ledger(
     conn: AsyncConnection, node_id: str, sku: str, on_hand_delta: int, reserved_delta: int,
     reason: str, event_id: Optional[str], order_id: Optional[str] = None, actor: str = "system",
+    disposition: str = "sellable",
 ) -> bool:
     """Append to the ledger; False when the event was already applied."""
     row = await conn.execute(
         text(
-            "INSERT INTO inventory_ledger (node_id, sku, on_hand_delta, reserved_delta, reason, event_id,"
-            " order_id, actor, at) VALUES (:n, :s, :oh, :rd, :r, :e, :o, :a, now())"
+            "INSERT INTO inventory_ledger (node_id, sku, on_hand_delta, reserved_delta, disposition, reason, event_id,"
+            " order_id, actor, at) VALUES (:n, :s, :oh, :rd, :d, :r, :e, :o, :a, now())"
             " ON CONFLICT (event_id) DO NOTHING RETURNING id"
         ),
-        dict(n=node_id, s=sku, oh=on_hand_delta, rd=reserved_delta, r=reason, e=event_id, o=order_id, a=actor),
+        dict(n=node_id, s=sku, oh=on_hand_delta, rd=reserved_delta, d=disposition, r=reason, e=event_id,
+             o=order_id, a=actor),
     )
     return row.first() is not None
+
+
+# Units that are not sellable live in their own buckets; only on hand (sellable) can be sold.
+UNSELLABLE = ("damaged", "pending_inspection")
+
+
+async def receive_units(
+    conn: AsyncConnection, node_id: str, sku: str, qty: int, disposition: str, reason: str, event_id: str,
+    order_id: Optional[str] = None, actor: str = "system",
+) -> bool:
+    """Units arrive at a node (a return, a transfer) in a disposition. False if already applied."""
+    if disposition == "sellable":
+        return await adjust(conn, node_id, sku, qty, reason, event_id, order_id, actor)
+    if disposition not in UNSELLABLE:
+        raise ValueError(f"unknown disposition {disposition}")
+    await conn.execute(
+        text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING"),
+        dict(n=node_id, s=sku),
+    )
+    if not await _ledger(conn, node_id, sku, qty, 0, reason, event_id, order_id, actor, disposition):
+        return False
+    await conn.execute(
+        text(f"UPDATE inventory_positions SET {disposition} = {disposition} + :q, updated_at = now()"
+             " WHERE node_id = :n AND sku = :s"),
+        dict(q=qty, n=node_id, s=sku),
+    )
+    return True
+
+
+async def inspect(
+    conn: AsyncConnection, node_id: str, sku: str, qty: int, to: str, event_id: str, actor: str,
+) -> bool:
+    """Units pending inspection are found sellable or damaged. False if this inspection was already recorded."""
+    pending = (await conn.execute(
+        text("SELECT pending_inspection FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),
+        dict(n=node_id, s=sku),
+    )).scalar_one_or_none()
+    if not await _ledger(conn, node_id, sku, -qty, 0, f"inspected_{to}", f"{event_id}:out", None, actor,
+                         "pending_inspection"):
+        return False
+    if pending is None or pending < qty:
+        raise ValueError(f"only {pending or 0} units of {sku} are pending inspection at {node_id}")
+    await conn.execute(
+        text("UPDATE inventory_positions SET pending_inspection = pending_inspection - :q, updated_at = now()"
+             " WHERE node_id = :n AND sku = :s"),
+        dict(q=qty, n=node_id, s=sku),
+    )
+    return await receive_units(conn, node_id, sku, qty, to, "inspected", f"{event_id}:in", actor=actor)
 
 
 _RESERVE_SQL = """

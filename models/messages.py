@@ -184,11 +184,18 @@ class ConsumeRequest(Msg):
     lines: list[LineQty]
 
 
+class ReturnedUnits(Msg):
+    line_id: str
+    sku: str
+    qty: int
+    disposition: Literal["sellable", "damaged", "pending_inspection"]
+
+
 class RestockRequest(Msg):
     order_id: str
     return_id: str
     node_id: str
-    lines: list[LineQty]
+    lines: list[ReturnedUnits]
 
 
 # ---------------------------------------------------------------- money, carriers, notifications
@@ -376,7 +383,7 @@ class ReturnIn(Msg):
 class ReceiveLineIn(Msg):
     line_id: str
     qty: int = Field(ge=0)
-    disposition: Literal["sellable", "damaged"]
+    disposition: Literal["sellable", "damaged", "pending_inspection"]
 
 
 class ReceiveIn(Msg):

@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Numeric, UniqueConstraint, func, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Numeric, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -103,8 +103,10 @@ class InventoryPosition(SQLModel, table=True):
     __tablename__ = "inventory_positions"
     node_id: str = Field(primary_key=True, foreign_key="nodes.node_id", max_length=64)
     sku: str = Field(primary_key=True, foreign_key="skus.sku", max_length=64, index=True)
-    on_hand: int = 0
+    on_hand: int = 0  # sellable units on the shelf; only these can be sold
     reserved: int = 0
+    damaged: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    pending_inspection: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     # Effective safety stock; set from the override, or from the defaults when there is none.
     safety_stock: int = 0
     safety_stock_override: Optional[int] = None
@@ -160,8 +162,10 @@ class InventoryLedger(SQLModel, table=True):
     id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
     node_id: str = Field(max_length=64)
     sku: str = Field(max_length=64)
-    on_hand_delta: int = 0
+    on_hand_delta: int = 0  # change of the disposition's bucket (on hand for sellable)
     reserved_delta: int = 0
+    disposition: str = Field(default="sellable", sa_column=Column(
+        String(24), nullable=False, server_default=text("'sellable'")))
     reason: str
     event_id: Optional[str] = Field(default=None, max_length=200, unique=True)
     order_id: Optional[str] = Field(default=None, max_length=64)

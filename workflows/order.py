@@ -25,7 +25,8 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentState, Label, Line, LineQty, LineState, ModifyIn, Notification, OrderInput, OrderSnapshot,
         OrderState, PaymentRecord, PaymentRequest, PlacedOrder, Plan, PlanLine, PlanRequest, Policy,
         PromiseView, ReceiveIn, ReorchestrateIn, ReserveRequest, ReserveResult, RestockRequest, ReturnIn,
-        ReturnLabelRequest, ReturnLineState, ReturnResult, ReturnState, ReservationTarget, TimelineEntry,
+        ReturnedUnits, ReturnLabelRequest, ReturnLineState, ReturnResult, ReturnState, ReservationTarget,
+        TimelineEntry,
     )
     from models.status import (
         FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, DeliveryMethod,
@@ -496,8 +497,9 @@ class OrderWorkflow:
                 g = got.get(rl.line_id)
                 rl.received_qty = g.qty if g else 0
                 rl.disposition = g.disposition if g else None
-                if g and g.disposition == "sellable" and g.qty:
-                    restock.append(LineQty(line_id=rl.line_id, sku=self.lines[rl.line_id].sku, qty=g.qty))
+                if g and g.qty:
+                    restock.append(ReturnedUnits(line_id=rl.line_id, sku=self.lines[rl.line_id].sku, qty=g.qty,
+                                                 disposition=g.disposition))
             if restock:
                 await call("inventory.restock", RestockRequest(
                     order_id=self.inp.order_id, return_id=return_id, node_id=r.node_id, lines=restock), int)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import text
 
 from api.auth import ADMIN, ANY_ROLE, Principal, require
-from api.schemas import AdjustmentIn, ChannelViewIn, SafetyStockDefaultsIn, SnapshotIn
+from api.schemas import AdjustmentIn, ChannelViewIn, InspectIn, SafetyStockDefaultsIn, SnapshotIn
 from inventory import service
 from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL, stock_level
 from inventory.channels import load_channel_view
@@ -74,11 +74,25 @@ async def get_inventory(node_id: str, request: Request, who: Principal = Depends
         raise HTTPException(403, "this key reads its own node only")
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
-            f"SELECT sku, on_hand, reserved, safety_stock, {ATS_SQL} AS available, as_of FROM inventory_positions"
-            " WHERE node_id = :n ORDER BY sku"), {"n": node_id})).all()
+            f"SELECT sku, on_hand, reserved, safety_stock, {ATS_SQL} AS available, damaged, pending_inspection, as_of"
+            " FROM inventory_positions WHERE node_id = :n ORDER BY sku"), {"n": node_id})).all()
     return {"node_id": node_id, "items": [{
         "sku": r.sku, "on_hand": r.on_hand, "reserved": r.reserved, "safety_stock": r.safety_stock,
-        "available": r.available, "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]}
+        "available": r.available, "damaged": r.damaged, "pending_inspection": r.pending_inspection,
+        "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]}
+
+
+@router.post("/inventory/{node_id}/{sku}/inspect", summary="Units pending inspection found sellable or damaged")
+async def inspect(node_id: str, sku: str, body: InspectIn, request: Request, who: Principal = Depends(FEEDERS)) -> dict:
+    if not who.can_touch_node(node_id):
+        raise HTTPException(403, "this key may not inspect another node's stock")
+    async with request.app.state.db.engine.begin() as conn:
+        try:
+            applied = await service.inspect(conn, node_id, sku, body.qty, body.disposition, body.event_id, who.key_id)
+        except ValueError as e:
+            await conn.rollback()
+            raise HTTPException(409, str(e))
+    return {"node_id": node_id, "sku": sku, "applied": applied}
 
 
 @router.get("/availability", summary="Available-to-sell per SKU, per eligible node")
@@ -136,7 +150,8 @@ async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depe
         if pos is None:
             raise HTTPException(404, f"no position for {sku} at {node_id}")
         rows = (await conn.execute(text(
-            "SELECT id, at, on_hand_delta, reserved_delta, reason, event_id, order_id, actor FROM inventory_ledger"
+            "SELECT id, at, on_hand_delta, reserved_delta, disposition, reason, event_id, order_id, actor"
+            " FROM inventory_ledger"
             " WHERE node_id = :n AND sku = :s AND (CAST(:b AS bigint) IS NULL OR id < :b)"
             " ORDER BY id DESC LIMIT :l"), {"n": node_id, "s": sku, "b": before_id, "l": limit})).all()
     return {
@@ -144,7 +159,7 @@ async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depe
         "position": {"on_hand": pos.on_hand, "reserved": pos.reserved, "safety_stock": pos.safety_stock,
                      "available": pos.available},
         "entries": [{"id": r.id, "at": r.at.isoformat(), "on_hand_delta": r.on_hand_delta,
-                     "reserved_delta": r.reserved_delta, "reason": r.reason, "event_id": r.event_id,
+                     "reserved_delta": r.reserved_delta, "disposition": r.disposition, "reason": r.reason, "event_id": r.event_id,
                      "order_id": r.order_id, "actor": r.actor} for r in rows],
         "next_before_id": rows[-1].id if len(rows) == limit else None,
     }

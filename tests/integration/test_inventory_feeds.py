@@ -106,3 +106,34 @@ async def test_safety_stock_defaults_by_node_type_and_category(api: Api, pg_url,
         assert r.status_code == 422
     finally:
         await api.ok("PUT", "/safety-stock-defaults", json={})
+
+
+async def test_returned_units_by_disposition_and_inspection(api: Api, temporal_env, settings):
+    from tests.integration.flow import fulfillment, order_status, place, release, walk
+
+    net = await make_network(api, stock={"DC-N": {"SKU1": 10}})
+    node, sku = net.node("DC-N"), net.skus[0]
+    oid = (await place(api, net, [("SKU1", 3)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    partner = await api.key("partner", node_id=node)
+    await walk(api, await fulfillment(api, oid, node), partner)
+    await order_status(api, oid, "delivered")
+    ret = await api.ok("POST", f"/orders/{oid}/returns", key=net.client_key, expect=201,
+                       json={"lines": [{"line_id": "L1", "qty": 3}], "reason": "wrong size"})
+    # A return is received line by line; one return here, all three units pending inspection.
+    await api.ok("POST", f"/returns/{ret['return_id']}/receive", key=partner,
+                 json={"lines": [{"line_id": "L1", "qty": 3, "disposition": "pending_inspection"}]})
+    item = {i["sku"]: i for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}[sku]
+    assert (item["on_hand"], item["pending_inspection"], item["damaged"]) == (7, 3, 0)
+    inspect = f"/inventory/{node}/{sku}/inspect"
+    await api.ok("POST", inspect, key=partner, json={"event_id": f"{oid}-i1", "qty": 2, "disposition": "sellable"})
+    await api.ok("POST", inspect, key=partner, json={"event_id": f"{oid}-i1", "qty": 2, "disposition": "sellable"})
+    await api.ok("POST", inspect, key=partner, json={"event_id": f"{oid}-i2", "qty": 1, "disposition": "damaged"})
+    r = await api.call("POST", inspect, key=partner, json={"event_id": f"{oid}-i3", "qty": 1, "disposition": "damaged"})
+    assert r.status_code == 409
+    item = {i["sku"]: i for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}[sku]
+    assert (item["on_hand"], item["pending_inspection"], item["damaged"], item["available"]) == (9, 0, 1, 9)
+    ledger = (await api.ok("GET", f"/inventory/{node}/{sku}/ledger"))["entries"]
+    assert [(e["disposition"], e["on_hand_delta"]) for e in ledger[:5]] == [
+        ("damaged", 1), ("pending_inspection", -1), ("sellable", 2), ("pending_inspection", -2),
+        ("pending_inspection", 3)]

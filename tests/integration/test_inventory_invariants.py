@@ -129,10 +129,22 @@ class InventoryMachine(RuleBasedStateMachine):
         self.shipped.append((fid, sku, qty))
 
     @precondition(lambda self: self.shipped)
-    @rule(data=st.data())
-    def restock_return(self, data):
+    @rule(data=st.data(), disposition=st.sampled_from(["sellable", "damaged", "pending_inspection"]))
+    def restock_return(self, data, disposition):
         fid, sku, qty = data.draw(st.sampled_from(self.shipped))
-        self.run(self.tx(lambda c: service.adjust(c, self.node, sku, qty, "return_restock", f"restock:{fid}")))
+        self.run(self.tx(lambda c: service.receive_units(c, self.node, sku, qty, disposition, "return_restock",
+                                                         f"restock:{fid}")))
+
+    @rule(i=st.integers(0, 1), qty=st.integers(1, 5), to=st.sampled_from(["sellable", "damaged"]))
+    def inspect(self, i, qty, to):
+        async def go(conn):
+            try:
+                async with conn.begin_nested():
+                    await service.inspect(conn, self.node, self.skus[i], qty, to, self.next_id(), "inspector")
+            except ValueError:
+                pass  # fewer units pending than inspected: refused, nothing changes
+
+        self.run(self.tx(go))
 
     @invariant()
     def books_balance(self):
@@ -142,7 +154,12 @@ class InventoryMachine(RuleBasedStateMachine):
                   (SELECT COALESCE(SUM(qty), 0) FROM reservations r WHERE r.node_id = p.node_id AND r.sku = p.sku
                    AND r.status IN ('held', 'committed')) AS held,
                   (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
-                   AND g.sku = p.sku) AS ledger_on_hand,
+                   AND g.sku = p.sku AND g.disposition = 'sellable') AS ledger_on_hand,
+                  p.damaged, p.pending_inspection,
+                  (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
+                   AND g.sku = p.sku AND g.disposition = 'damaged') AS ledger_damaged,
+                  (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
+                   AND g.sku = p.sku AND g.disposition = 'pending_inspection') AS ledger_pending,
                   (SELECT COALESCE(SUM(reserved_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
                    AND g.sku = p.sku) AS ledger_reserved
                 FROM inventory_positions p WHERE p.node_id = :n"""), {"n": self.node})).all()
@@ -152,6 +169,8 @@ class InventoryMachine(RuleBasedStateMachine):
             assert r.reserved == r.held, "reserved must equal the active reservation rows"
             assert r.on_hand == r.ledger_on_hand, "the ledger must explain on hand"
             assert r.reserved == r.ledger_reserved, "the ledger must explain reserved"
+            assert (r.damaged, r.pending_inspection) == (r.ledger_damaged, r.ledger_pending)
+            assert r.damaged >= 0 and r.pending_inspection >= 0
             mine = sum(q for s, q in self.held.values() if s == r.sku)
             assert r.held == mine
 
