@@ -77,23 +77,24 @@ async def hold_view(conn, hold_id: str) -> dict[str, Any] | None:
             "lines": [{"line_id": r.line_id, "sku": r.sku, "qty": r.qty, "node_id": r.node_id} for r in held]}
 
 
-@router.get("/holds/{hold_id}")
-async def get_hold(hold_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
-    async with request.app.state.db.engine.connect() as conn:
-        view = await hold_view(conn, hold_id)
+async def _visible_hold(conn, hold_id: str, who: Principal) -> dict[str, Any]:
+    view = await hold_view(conn, hold_id)
     if view is None:
         raise HTTPException(404, f"no hold {hold_id}")
     _may_use(who, view["channel"])
     return view
 
 
+@router.get("/holds/{hold_id}")
+async def get_hold(hold_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        return await _visible_hold(conn, hold_id, who)
+
+
 @router.delete("/holds/{hold_id}", summary="Give a cart's stock back now")
 async def release(hold_id: str, request: Request, who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
     async with request.app.state.db.engine.begin() as conn:
-        view = await hold_view(conn, hold_id)
-        if view is None:
-            raise HTTPException(404, f"no hold {hold_id}")
-        _may_use(who, view["channel"])
+        view = await _visible_hold(conn, hold_id, who)
         if view["status"] == "converted":
             raise HTTPException(409, f"hold {hold_id} became order {view['order_id']}")
         await service.release_hold(conn, hold_id, "hold_released")
