@@ -18,6 +18,12 @@ class WorkflowClosed(Exception):
     pass
 
 
+def unreachable(err: BaseException) -> bool:
+    """Temporal could not be reached at all (a lazily connected client reports it as a RuntimeError)."""
+    return isinstance(err, RPCError) and err.status == RPCStatusCode.UNAVAILABLE or (
+        isinstance(err, RuntimeError) and "connect" in str(err).lower())
+
+
 def _app_error(err: BaseException | None) -> ApplicationError | None:
     while err is not None:
         if isinstance(err, ApplicationError):
@@ -40,3 +46,7 @@ async def run_update(fn: Callable[[], Awaitable[T]]) -> T:
         if e.status == RPCStatusCode.NOT_FOUND or "completed" in str(e).lower():
             raise WorkflowClosed(str(e))
         raise HTTPException(503, f"workflow service unavailable: {e.message}")
+    except RuntimeError as e:
+        if unreachable(e):
+            raise HTTPException(503, "workflow service unreachable; try again shortly")
+        raise

@@ -3,6 +3,7 @@
     python bench/inventory_bench.py reservations [--n 3000] [--concurrency 1 8]
     python bench/inventory_bench.py import [--positions 1000000]
     python bench/inventory_bench.py availability [--positions 1000000]
+    python bench/inventory_bench.py http [--positions 1000000] [--clients 50] [--workers 2]
 
 Uses NODAL_DATABASE_URL, or a fresh embedded PostgreSQL in a temporary folder.
 """
@@ -205,6 +206,104 @@ def bench_availability(args) -> None:
     print(f"  median at {args.positions} / at 10000: {big / small:.2f} (target ≤ 2.00)")
 
 
+# ---------------------------------------------------------------- GET /availability over HTTP
+async def _load(base: str, key: str, paths: list[str], clients: int, seconds: float) -> list[float]:
+    import httpx
+
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                                 limits=httpx.Limits(max_connections=clients)) as http:
+        async def client(c: int) -> None:
+            i = c
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                r = await http.get(paths[i % len(paths)])
+                latencies.append(time.perf_counter() - start)
+                assert r.status_code == 200, r.text
+                i += clients
+
+        await asyncio.gather(*(client(c) for c in range(clients)))
+    return sorted(latencies)
+
+
+def bench_http(args) -> None:
+    import subprocess
+
+    url = database()
+    prefix = f"h{int(time.time())}-"
+    with psycopg.connect(libpq(url)) as conn:
+        nodes, skus = network(conn, 500, args.positions // 500, prefix)
+        with conn.cursor().copy("COPY inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+                                " FROM STDIN") as cp:
+            for n in nodes:
+                for s in skus:
+                    cp.write_row((n, s, 9, 1, 1, datetime.now(timezone.utc)))
+        # Each postal code is served by 5 stores; the 50 DCs ship everywhere.
+        stores = [n for i, n in enumerate(nodes) if i % 10]
+        with conn.cursor().copy("COPY service_areas (postal_code, node_id, priority) FROM STDIN") as cp:
+            for pc in range(90):
+                for k in range(5):
+                    cp.write_row((f"{prefix}{pc:05d}", stores[(pc * 5 + k) % len(stores)], k + 1))
+        conn.execute("ANALYZE")
+        conn.commit()
+    key = "bench-admin-key"
+    env = {**os.environ, "NODAL_DATABASE_URL": url, "NODAL_ADMIN_KEY": key, "NODAL_LOG_LEVEL": "WARNING",
+           "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1"}  # availability needs no Temporal
+    port = 8765
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+                               "--log-level", "warning", "--no-access-log"], env=env,
+                              cwd=Path(__file__).resolve().parents[1])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        paths = [f"/availability?skus={','.join(skus[(i * 5 + k) % len(skus)] for k in range(5))}"
+                 f"&postal_code={prefix}{i % 90:05d}" for i in range(500)]
+        runs = {name: _wrk(base, key, ps, args.clients, args.seconds) for name, ps in
+                (("warm-up", paths), ("GET /availability", paths), ("GET /livez (trivial, same app)", ["/livez"]))}
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"5 SKUs for one postal code (50 DCs + 5 stores) over {args.positions} positions; wrk, {args.clients}"
+          f" connections, {args.workers} server worker(s), {args.seconds:.0f} s each (target p99 ≤ 50 ms)")
+    for name, (rps, p50, p99) in runs.items():
+        if name != "warm-up":
+            print(f"  {name:32} {rps:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
+
+
+def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float) -> tuple[float, float, float]:
+    """Closed-loop load from wrk (a C client, so the load generator is not the bottleneck)."""
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which("wrk"):
+        raise SystemExit("install wrk (apt-get install wrk) for the HTTP benchmark")
+    script = Path(tempfile.mkdtemp()) / "paths.lua"
+    script.write_text("paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
+                      f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+                      "i = 0\nrequest = function()\n  i = i + 1\n"
+                      "  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", str(script), base],
+                         capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors under load:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms("50%"), ms("99%")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -215,8 +314,14 @@ def main() -> None:
     i.add_argument("--positions", type=int, default=1_000_000)
     a = sub.add_parser("availability")
     a.add_argument("--positions", type=int, default=1_000_000)
+    h = sub.add_parser("http")
+    h.add_argument("--positions", type=int, default=1_000_000)
+    h.add_argument("--clients", type=int, default=50)
+    h.add_argument("--workers", type=int, default=2)
+    h.add_argument("--seconds", type=float, default=15)
     args = ap.parse_args()
-    {"reservations": bench_reservations, "import": bench_import, "availability": bench_availability}[args.cmd](args)
+    {"reservations": bench_reservations, "import": bench_import, "availability": bench_availability,
+     "http": bench_http}[args.cmd](args)
 
 
 if __name__ == "__main__":

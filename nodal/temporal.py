@@ -11,9 +11,10 @@ from temporalio.worker import Worker
 from nodal.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, lazy: bool = False) -> Client:
+    """A client; ``lazy`` defers the connection to the first call (the API serves reads without Temporal)."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=pydantic_data_converter, lazy=lazy)
 
 
 def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None) -> Worker:

@@ -28,6 +28,11 @@ async def metrics_middleware(request: Request, call_next):
     return response
 
 
+@router.get("/livez", summary="Liveness of this process alone (no dependencies)")
+async def livez() -> dict:
+    return {"status": "ok"}
+
+
 @router.get("/healthz", summary="Liveness and dependencies")
 async def healthz(request: Request, response: Response) -> dict:
     checks = {}

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import ANY_ROLE, STAFF, Principal, require
 from api.placement import record_intake, start_options
 from api.schemas import OrderCreate, OrderPatch
-from api.temporal_errors import WorkflowClosed, run_update
+from api.temporal_errors import WorkflowClosed, run_update, unreachable
 from api.views import order_view
 from models.messages import (
     Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
@@ -94,7 +94,9 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
         return await app.temporal.execute_update_with_start_workflow(
             OrderWorkflow.await_promise, start_workflow_operation=start,
             rpc_timeout=timedelta(seconds=app.settings.place_timeout_s))
-    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as e:
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not unreachable(e):
+            raise
         # The intake is durable: the workflow runs (or the recovery sweep starts it) and the promise
         # follows; the caller reads it with GET /orders/{id}.
         get_logger(order_id=inp.order_id).warning("order.promise_pending", error=type(e).__name__)
@@ -151,6 +153,10 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
         if e.status != RPCStatusCode.NOT_FOUND:
             raise HTTPException(503, f"workflow service unavailable: {e.message}")
         return _placed_body(await _start(request, OrderInput.model_validate(existing.intake)))
+    except RuntimeError as e:
+        if not unreachable(e):
+            raise
+        # Temporal is away: answer from the read model; the recovery sweep starts the workflow if needed.
     async with app.db.engine.connect() as conn:
         view = await order_view(conn, order_id)
     assert view is not None

@@ -180,3 +180,32 @@ async def test_an_intake_left_without_a_workflow_is_started(api: Api, temporal_e
     # The client's retry of the same request finds the order.
     r = await api.call("POST", "/orders", key=net.client_key, json=body)
     assert r.status_code == 200 and r.json()["order_id"] == oid
+
+
+async def test_the_api_serves_reads_and_keeps_orders_while_temporal_is_down(api: Api, db, pg_url):
+    import httpx
+
+    from api.app import create_app
+    from nodal.temporal import connect
+    from tests.integration.conftest import settings_for
+
+    net = await make_network(api)
+    settings = settings_for(pg_url, temporal_address="127.0.0.1:1", place_timeout_s=2)
+    app = create_app(settings, db=db)
+    app.state.db, app.state.temporal = db, await connect(settings, lazy=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal", timeout=30) as c:
+        down = Api(c)
+        health = await down.call("GET", "/healthz", key=None)
+        assert health.status_code == 503 and health.json()["database"] == "ok"
+        assert health.json()["temporal"].startswith("error")
+        avail = await down.ok("GET", f"/availability?skus={net.skus[0]}", key=net.client_key)
+        assert avail["skus"][0]["available"] == 20
+        body = order_body(net, [("SKU1", 1)])
+        placed = await down.ok("POST", "/orders", key=net.client_key, json=body, expect=201)
+        assert placed["status"] == "received" and placed["promise"]["promised_by"] is None
+        again = await down.call("POST", "/orders", key=net.client_key, json=body)
+        assert again.status_code == 200 and again.json()["order_id"] == placed["order_id"]
+        r = await down.call("POST", f"/orders/{placed['order_id']}/cancel", key=net.client_key, json={"reason": "x"})
+        assert r.status_code == 503
+    assert await count(db, "SELECT COUNT(*) FROM orders WHERE order_id = :o AND version = 0",
+                       o=placed["order_id"]) == 1
