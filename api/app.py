@@ -40,7 +40,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app = FastAPI(title="Nodal", version=__version__, lifespan=lifespan,
                   description="Distributed order management: orders, fulfillment, inventory, returns.")
     app.state.settings = settings
-    app.middleware("http")(ops.metrics_middleware)
+    app.add_middleware(ops.MetricsMiddleware)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, keys.router, ops.router):
         app.include_router(r)
     return app

@@ -6,6 +6,7 @@ import json
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.auth import ADMIN, ANY_ROLE, Principal, require
@@ -104,36 +105,39 @@ async def availability(
     wanted = [s for s in (x.strip() for x in skus.split(",")) if s]
     if not wanted or len(wanted) > 200:
         raise HTTPException(422, "give 1 to 200 skus")
-    async with request.app.state.db.engine.connect() as conn:
-        view = await load_channel_view(conn, channel)
     if who.role == Role.client and channel and channel != who.channel:
         raise HTTPException(403, f"this key sees channel {who.channel} only")
-    params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES),
-                              **view.params()}
     area = ""
     if postal_code:
         area = (" AND (n.type = ANY(:national) OR EXISTS (SELECT 1 FROM service_areas a"
                 " WHERE a.node_id = n.node_id AND a.postal_code = :pc))")
-        params["pc"] = postal_code
     async with request.app.state.db.engine.connect() as conn:
+        view = await load_channel_view(conn, channel)
+        params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES),
+                                  "pc": postal_code, **view.params()}
         ats = CHANNEL_ATS_SQL if view.buffered else ATS_SQL
         rows = [r for r in (await conn.execute(text(
             f"SELECT p.sku, p.node_id, n.type, p.on_hand, p.reserved, p.safety_stock, {ats} AS available"
             " FROM inventory_positions p JOIN nodes n USING (node_id)"
-            f" WHERE p.sku = ANY(:skus) AND n.enabled{area} ORDER BY p.sku, p.node_id"), params)).all()
-            if view.excludes(r.node_id, r.type) is None]
-        thresholds = dict((await conn.execute(text(
-            "SELECT sku, low_stock_threshold FROM skus WHERE sku = ANY(:skus)"), params)).all())
+            f" WHERE p.sku = ANY(:skus) AND n.enabled{area}"
+            " UNION ALL SELECT s.sku, NULL, NULL, s.low_stock_threshold, NULL, NULL, NULL FROM skus s"
+            " WHERE s.sku = ANY(:skus) ORDER BY 1, 2"), params)).all()
+            if r.node_id is None or view.excludes(r.node_id, r.type) is None]
     default = request.app.state.settings.low_stock_threshold
     out: dict[str, Any] = {s: {"sku": s, "available": 0, "nodes": []} for s in wanted}
+    thresholds: dict[str, int] = {}
     for r in rows:
+        if r.node_id is None:  # the SKU's own row: its low-stock threshold
+            if r.on_hand is not None:
+                thresholds[r.sku] = r.on_hand
+            continue
         out[r.sku]["available"] += r.available
         out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
                                     "safety_stock": r.safety_stock, "available": r.available})
     for s, entry in out.items():
-        entry["stock_level"] = stock_level(entry["available"], thresholds.get(s) if thresholds.get(s) is not None
-                                           else default)
-    return {"postal_code": postal_code, "channel": channel, "skus": list(out.values())}
+        entry["stock_level"] = stock_level(entry["available"], thresholds.get(s, default))
+    # Plain data already: skip FastAPI's recursive encoder on a few hundred node rows.
+    return JSONResponse({"postal_code": postal_code, "channel": channel, "skus": list(out.values())})
 
 
 @router.get("/inventory/{node_id}/{sku}/ledger", summary="Every change of one position: who, why, which event")

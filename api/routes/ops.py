@@ -18,14 +18,29 @@ REQUESTS = Counter("nodal_http_requests_total", "HTTP requests", ["method", "rou
 LATENCY = Histogram("nodal_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY)
 
 
-async def metrics_middleware(request: Request, call_next):
-    start = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
-    REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-    return response
+class MetricsMiddleware:
+    """Request count and latency per route template (plain ASGI: no per-request task or body copying)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)
+            REQUESTS.labels(scope["method"], path, str(status[0])).inc()
 
 
 @router.get("/livez", summary="Liveness of this process alone (no dependencies)")
