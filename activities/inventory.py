@@ -24,14 +24,14 @@ async def reserve_request(db: Database, req: ReserveRequest) -> ReserveResult:
         # One statement is atomic on its own: no transaction round trips (most orders have one line).
         async with db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel)
+            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel, tier=req.customer_tier)
     else:
         async with db.engine.begin() as conn:
             if req.hold_id:
                 await service.release_hold(conn, req.hold_id, "hold_converted")
                 await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
                                    {"o": req.order_id, "h": req.hold_id})
-            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel)
+            short = await service.reserve(conn, req.order_id, holds, req.at, req.channel, tier=req.customer_tier)
             if short:
                 await conn.rollback()  # the converted hold stays a hold
     if short:

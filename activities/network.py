@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL
+from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
 from inventory.channels import load_channel_view
 from routing.model import NetworkView, NodeInfo, SkuRules
 
@@ -31,7 +31,7 @@ def local_day(tz: str, at: datetime) -> date:
 
 
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
-                       channel: str | None = None, hold_id: str | None = None) -> NetworkView:
+                       channel: str | None = None, hold_id: str | None = None, tier: str | None = None) -> NetworkView:
     """The nodes, service areas and stock a request can use, as the order's channel sees them."""
     channel_view = await load_channel_view(conn, channel)
     nodes = (await conn.execute(text("SELECT * FROM nodes"))).all()
@@ -52,10 +52,10 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         {"p": postal_codes},
     )).all():
         view.service_areas.setdefault(r.postal_code, {})[r.node_id] = r.priority
-    ats = CHANNEL_ATS_SQL if channel_view.buffered else ATS_SQL
+    ats = channel_ats_sql(protected=protected_for_others_sql("p.node_id", "p.sku", "CAST(:tier AS varchar)"))
     for r in (await conn.execute(
-        text(f"SELECT node_id, sku, {ats} AS ats FROM inventory_positions WHERE sku = ANY(:s)"),
-        {"s": skus, **channel_view.params()},
+        text(f"SELECT node_id, sku, {ats} AS ats FROM inventory_positions p WHERE sku = ANY(:s)"),
+        {"s": skus, "tier": tier, **channel_view.params()},
     )).all():
         view.available[(r.node_id, r.sku)] = int(r.ats)
     if hold_id:

@@ -24,7 +24,8 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
-        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id)
+        net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
+                                 req.customer_tier)
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address

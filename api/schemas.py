@@ -139,6 +139,13 @@ class SafetyStockDefaultsIn(Body):
         return v
 
 
+class ProtectedIn(Body):
+    node_id: str = Field(min_length=1, max_length=64)
+    sku: str = Field(min_length=1, max_length=64)
+    tier: str = Field(min_length=1, max_length=32)
+    qty: int = Field(ge=0, le=1_000_000)  # 0 removes the protection
+
+
 class InspectIn(Body):
     event_id: str = Field(min_length=1, max_length=200)
     qty: int = Field(gt=0, le=1_000_000)

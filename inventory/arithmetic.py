@@ -19,15 +19,26 @@ def channel_buffer(on_hand: int, buffer_units: int, buffer_pct: float) -> int:
 
 
 def channel_available(on_hand: int, reserved: int, safety_stock: int, buffer_units: int = 0,
-                      buffer_pct: float = 0.0) -> int:
-    """What one channel may take from the common pool."""
-    return max(available_to_sell(on_hand, reserved, safety_stock) - channel_buffer(on_hand, buffer_units, buffer_pct), 0)
+                      buffer_pct: float = 0.0, protected_for_others: int = 0) -> int:
+    """What one customer of one channel may take from the common pool.
+
+    ``protected_for_others`` is stock protected for customer tiers other than this customer's: a nested
+    protection level, so the tier itself can buy every unit and everyone else only what lies above it.
+    """
+    return max(available_to_sell(on_hand, reserved, safety_stock)
+               - channel_buffer(on_hand, buffer_units, buffer_pct) - protected_for_others, 0)
 
 
-def channel_ats_sql(units: str = ":buffer_units", pct: str = ":buffer_pct") -> str:
-    """The same for SQL, with the buffer taken from bind parameters or from columns."""
+def channel_ats_sql(units: str = ":buffer_units", pct: str = ":buffer_pct", protected: str = "0") -> str:
+    """The same for SQL, with the buffer and the others' protection from bind parameters or expressions."""
     return (f"GREATEST(on_hand - reserved - safety_stock - {units}"
-            f" - CAST(CEIL(on_hand * CAST({pct} AS numeric) / 100) AS integer), 0)")
+            f" - CAST(CEIL(on_hand * CAST({pct} AS numeric) / 100) AS integer) - {protected}, 0)")
+
+
+def protected_for_others_sql(node: str, sku: str, tier: str) -> str:
+    """Units at a position protected for tiers other than ``tier`` (SQL expressions as arguments)."""
+    return (f"COALESCE((SELECT SUM(ps.qty) FROM protected_stock ps WHERE ps.node_id = {node} AND ps.sku = {sku}"
+            f" AND ps.tier IS DISTINCT FROM {tier}), 0)")
 
 
 CHANNEL_ATS_SQL = channel_ats_sql()

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import channel_ats_sql
+from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
 
 
 # Reservations that hold stock; consumed and released ones no longer do.
@@ -127,7 +127,7 @@ _RESERVE_SQL = """
 WITH arg AS (
   SELECT CAST(:r AS varchar) AS r, CAST(:o AS varchar) AS o, CAST(:f AS varchar) AS f, CAST(:l AS varchar) AS l,
          CAST(:n AS varchar) AS n, CAST(:s AS varchar) AS s, CAST(:q AS integer) AS q,
-         CAST(:at AS timestamptz) AS at, CAST(:x AS timestamptz) AS x,
+         CAST(:at AS timestamptz) AS at, CAST(:x AS timestamptz) AS x, CAST(:t AS varchar) AS t,
          COALESCE(cv.buffer_units, 0) AS bu, COALESCE(cv.buffer_pct, 0) AS bp
   FROM (SELECT 1) one LEFT JOIN channel_views cv ON cv.channel = CAST(:c AS varchar)
 ), existing AS (
@@ -155,7 +155,8 @@ SELECT EXISTS (SELECT 1 FROM existing) AS existed, EXISTS (SELECT 1 FROM pos) AS
 
 # A channel with a buffer may only take what it leaves the others (no channel view: no buffer).
 # Run on the driver connection (psycopg placeholders): it is the hot path of every order.
-_RESERVE = re.sub(r":([a-z]+)\b(?!:)", r"%(\1)s", _RESERVE_SQL.format(ats=channel_ats_sql("arg.bu", "arg.bp")))
+_RESERVE = re.sub(r":([a-z]+)\b(?!:)", r"%(\1)s", _RESERVE_SQL.format(ats=channel_ats_sql(
+    "arg.bu", "arg.bp", protected_for_others_sql("arg.n", "arg.s", "arg.t"))))
 
 
 class ConcurrentDuplicate(Exception):
@@ -163,12 +164,13 @@ class ConcurrentDuplicate(Exception):
 
 
 async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], at: datetime,
-                  channel: Optional[str] = None, expires_at: Optional[datetime] = None) -> list[Hold]:
+                  channel: Optional[str] = None, expires_at: Optional[datetime] = None,
+                  tier: Optional[str] = None) -> list[Hold]:
     """Hold stock for every line, all or nothing. Returns the holds that could not be met (empty = done).
 
     One statement per hold: a reservation that already exists is left as it is (retries are no-ops);
-    otherwise the stock moves only if the position has enough as the order's channel sees it (its
-    buffer, from channel_views), and the row and its ledger entry go in with it. A hold that falls short changes nothing; with several holds, a savepoint undoes the ones
+    otherwise the stock moves only if the position has enough as this customer sees it (the channel's
+    buffer, from channel_views, and stock protected for other tiers), and the row and its ledger entry go in with it. A hold that falls short changes nothing; with several holds, a savepoint undoes the ones
     that had landed. Capacity is counted on each node's own calendar day.
     """
     holds = sorted(holds, key=lambda h: (h.node_id, h.sku, h.fulfillment_id, h.line_id))
@@ -178,7 +180,7 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], a
     for h in holds:
         cur = await driver.execute(_RESERVE, dict(
             r=reservation_id(h.fulfillment_id, h.line_id), o=order_id, f=h.fulfillment_id, l=h.line_id,
-            n=h.node_id, s=h.sku, q=h.qty, at=at, x=expires_at, c=channel))
+            n=h.node_id, s=h.sku, q=h.qty, at=at, x=expires_at, c=channel, t=tier))
         existed, reserved, inserted = await cur.fetchone()
         if reserved and not inserted:
             raise ConcurrentDuplicate(reservation_id(h.fulfillment_id, h.line_id))

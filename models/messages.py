@@ -153,6 +153,7 @@ class ReserveRequest(Msg):
     fulfillments: list[FulfillmentAssignment]
     at: datetime
     channel: Optional[str] = None
+    customer_tier: Optional[str] = None
     # Released in the same transaction as the order's own reservations land.
     hold_id: Optional[str] = None
 

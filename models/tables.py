@@ -114,6 +114,16 @@ class InventoryPosition(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class ProtectedStock(SQLModel, table=True):
+    """Units of a position only one customer tier may buy (B2B key accounts, VIP): a nested protection level."""
+
+    __tablename__ = "protected_stock"
+    node_id: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(primary_key=True, max_length=64)
+    tier: str = Field(primary_key=True, max_length=32)
+    qty: int
+
+
 class SafetyStockDefault(SQLModel, table=True):
     """Safety stock for positions without their own: per node type and per SKU category (the larger wins)."""
 

@@ -224,7 +224,7 @@ class OrderWorkflow:
                 self.plan_meta[fid] = (a.method, a.postal_code)
             result = await call("inventory.reserve", ReserveRequest(
                 order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now(), channel=self.inp.channel,
-                hold_id=self.inp.hold_id),
+                customer_tier=self.inp.customer.tier, hold_id=self.inp.hold_id),
                 ReserveResult)
             if not result.ok:
                 # Someone took the stock between plan and reserve: plan again on fresh availability.

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.auth import ADMIN, ANY_ROLE, Principal, require
-from api.schemas import AdjustmentIn, ChannelViewIn, InspectIn, SafetyStockDefaultsIn, SnapshotIn
+from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
+from api.schemas import AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn
 from inventory import service
-from inventory.arithmetic import ATS_SQL, CHANNEL_ATS_SQL, stock_level
+from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level
 from inventory.channels import load_channel_view
 from models.status import NATIONAL_NODE_TYPES, Role
 
@@ -101,6 +101,7 @@ async def availability(
     request: Request, who: Principal = Depends(ANY_ROLE),
     skus: str = Query(..., description="comma-separated SKUs"),
     postal_code: Optional[str] = None, channel: Optional[str] = None,
+    tier: Optional[str] = Query(None, description="the customer's tier: stock protected for it counts"),
 ) -> dict[str, Any]:
     wanted = [s for s in (x.strip() for x in skus.split(",")) if s]
     if not wanted or len(wanted) > 200:
@@ -114,8 +115,8 @@ async def availability(
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
         params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES),
-                                  "pc": postal_code, **view.params()}
-        ats = CHANNEL_ATS_SQL if view.buffered else ATS_SQL
+                                  "pc": postal_code, "tier": tier, **view.params()}
+        ats = channel_ats_sql(protected=protected_for_others_sql("p.node_id", "p.sku", "CAST(:tier AS varchar)"))
         rows = [r for r in (await conn.execute(text(
             f"SELECT p.sku, p.node_id, n.type, p.on_hand, p.reserved, p.safety_stock, {ats} AS available"
             " FROM inventory_positions p JOIN nodes n USING (node_id)"
@@ -209,3 +210,29 @@ async def get_safety_defaults(request: Request, _: Principal = Depends(ANY_ROLE)
         rows = (await conn.execute(text("SELECT scope, key, qty FROM safety_stock_defaults ORDER BY scope, key"))).all()
     return {"node_types": {r.key: r.qty for r in rows if r.scope == "node_type"},
             "categories": {r.key: r.qty for r in rows if r.scope == "category"}}
+
+
+@router.put("/protected-stock", summary="Stock only one customer tier may buy, per node and SKU (0 removes)")
+async def put_protected(body: list[ProtectedIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.db.engine.begin() as conn:
+        for p in body:
+            if p.qty == 0:
+                await conn.execute(text("DELETE FROM protected_stock WHERE node_id = :n AND sku = :s AND tier = :t"),
+                                   dict(n=p.node_id, s=p.sku, t=p.tier))
+            else:
+                await conn.execute(text(
+                    "INSERT INTO protected_stock (node_id, sku, tier, qty) VALUES (:n, :s, :t, :q)"
+                    " ON CONFLICT (node_id, sku, tier) DO UPDATE SET qty = EXCLUDED.qty"),
+                    dict(n=p.node_id, s=p.sku, t=p.tier, q=p.qty))
+    return {"updated": len(body)}
+
+
+@router.get("/protected-stock")
+async def get_protected(request: Request, node_id: Optional[str] = None, sku: Optional[str] = None,
+                        _: Principal = Depends(STAFF)) -> dict:
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT node_id, sku, tier, qty FROM protected_stock WHERE (CAST(:n AS varchar) IS NULL OR node_id = :n)"
+            " AND (CAST(:s AS varchar) IS NULL OR sku = :s) ORDER BY node_id, sku, tier"),
+            {"n": node_id, "s": sku})).all()
+    return {"protected": [dict(r._mapping) for r in rows]}

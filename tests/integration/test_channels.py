@@ -37,3 +37,24 @@ async def test_channel_buffer_and_node_filter(api: Api):
     assert mine["status"] == "awaiting_release"
     left = await api.ok("GET", f"/availability?skus={sku}&channel={net.channel}")
     assert left["skus"][0]["available"] == 0
+
+
+async def test_stock_protected_for_a_customer_tier(api: Api):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {}})
+    sku, node = net.skus[0], net.node("DC-N")
+    await api.ok("PUT", "/protected-stock", json=[{"node_id": node, "sku": sku, "tier": "key-account", "qty": 3}])
+    seen = lambda tier=None: api.ok("GET", f"/availability?skus={sku}" + (f"&tier={tier}" if tier else ""))
+    assert (await seen())["skus"][0]["available"] == 2
+    assert (await seen("key-account"))["skus"][0]["available"] == 5
+    assert (await seen("vip"))["skus"][0]["available"] == 2
+    # An ordinary customer cannot take the protected units...
+    plain = await place(api, net, [("SKU1", 3)], policy={"fill_or_kill": True})
+    assert plain["status"] == "rejected"
+    # ...the key account can take all of them.
+    body = order_body(net, [("SKU1", 5)], policy={"fill_or_kill": True})
+    body["customer"]["tier"] = "key-account"
+    vip = await api.ok("POST", "/orders", key=net.client_key, json=body, expect=201)
+    assert vip["status"] == "awaiting_release"
+    assert (await seen("key-account"))["skus"][0]["available"] == 0
+    await api.ok("PUT", "/protected-stock", json=[{"node_id": node, "sku": sku, "tier": "key-account", "qty": 0}])
+    assert (await api.ok("GET", f"/protected-stock?node_id={node}"))["protected"] == []

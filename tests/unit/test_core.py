@@ -95,3 +95,12 @@ def test_channel_available_never_exceeds_the_pool(on_hand, reserved, safety, uni
     seen = channel_available(on_hand, reserved, safety, units, pct)
     assert 0 <= seen <= available_to_sell(on_hand, reserved, safety)
     assert channel_available(on_hand, reserved, safety) == available_to_sell(on_hand, reserved, safety)
+
+
+def test_protection_is_a_nested_level():
+    from inventory.arithmetic import channel_available
+
+    # 10 on hand, 4 protected for another tier: everyone else sees 6; the tier itself is not limited.
+    assert channel_available(10, 0, 0, protected_for_others=4) == 6
+    assert channel_available(10, 7, 0, protected_for_others=4) == 0
+    assert channel_available(10, 0, 1, 2, 10.0, protected_for_others=4) == 10 - 1 - 2 - 1 - 4
