@@ -8,7 +8,6 @@ choice of set the hard part; the candidate cap bounds the enumeration.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from itertools import combinations
 from typing import Optional
 

@@ -12,7 +12,6 @@ queue them, and ``run`` performs them in order, so every activity call happens i
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional
 

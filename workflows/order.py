@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        Address, CancelIn, CancelLines, Delivery, FulfillmentAssignment, FulfillmentEvent, FulfillmentInput,
+        CancelIn, CancelLines, Delivery, FulfillmentAssignment, FulfillmentEvent, FulfillmentInput,
         FulfillmentState, Label, Line, LineQty, LineState, ModifyIn, Notification, OrderInput, OrderSnapshot,
         OrderState, PaymentRecord, PaymentRequest, PlacedOrder, Plan, PlanLine, PlanRequest, Policy,
         PromiseView, ReceiveIn, ReorchestrateIn, ReserveRequest, ReserveResult, RestockRequest, ReturnIn,

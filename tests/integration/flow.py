@@ -39,3 +39,10 @@ async def order_status(api: Api, order_id: str, status: str) -> dict:
         o = await api.ok("GET", f"/orders/{order_id}")
         return o if o["status"] == status else None
     return await eventually(check, what=f"{order_id} {status}")
+
+
+async def released_to(api: Api, env, settings, net: Net, lines, node: str = "DC-N", **extra) -> tuple[str, dict]:
+    """Place an order, let its remorse window pass, and return it with the fulfillment released to ``node``."""
+    oid = (await place(api, net, lines, **extra))["order_id"]
+    await release(api, env, oid, settings)
+    return oid, await fulfillment(api, oid, net.node(node))

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.conftest import Api, make_network, order_body
-from tests.integration.flow import fulfillment, place, release
+from tests.integration.flow import fulfillment, released_to
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +39,7 @@ async def test_duplicate_order_creation_returns_the_same_order(api: Api, tempora
 
 async def test_repeated_and_out_of_order_milestones(api: Api, temporal_env, settings):
     net = await make_network(api)
-    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
-    await release(api, temporal_env, oid, settings)
-    f = await fulfillment(api, oid, net.node("DC-N"))
+    oid, f = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
     key = await api.key("partner", node_id=net.node("DC-N"))
     fid = f["fulfillment_id"]
     r = await api.call("POST", f"/fulfillments/{fid}/ship", key=key)
@@ -68,9 +66,7 @@ async def test_repeated_and_out_of_order_milestones(api: Api, temporal_env, sett
 
 async def test_partner_key_cannot_touch_another_nodes_fulfillment(api: Api, temporal_env, settings):
     net = await make_network(api)
-    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
-    await release(api, temporal_env, oid, settings)
-    f = await fulfillment(api, oid, net.node("DC-N"))
+    oid, f = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
     other = await api.key("partner", node_id=net.node("DC-S"))
     r = await api.call("POST", f"/fulfillments/{f['fulfillment_id']}/accept", key=other)
     assert r.status_code == 403

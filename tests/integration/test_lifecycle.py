@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.conftest import Api, make_network
 from tests.integration.flow import fulfillment, order_status, place, release, walk
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import Api, make_network
-from tests.integration.flow import fulfillment, order_status, place, release
+from tests.integration.flow import order_status, place, release
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.integration.conftest import Api, eventually, make_network
-from tests.integration.flow import fulfillment, order_status, place, release, walk
+from tests.integration.flow import fulfillment, order_status, place, release, released_to, walk
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +45,7 @@ async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, se
 
 async def test_reroute_on_acceptance_timeout(api: Api, temporal_env, settings):
     net = await make_network(api)
-    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
-    await release(api, temporal_env, oid, settings)
-    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    oid, f1 = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
     child = temporal_env.client.get_workflow_handle(f1["fulfillment_id"])
     await temporal_env.fast_forward(child, settings.accept_timeout + timedelta(minutes=1))
     await fulfillment(api, oid, net.node("DC-N"), status="timed_out")
@@ -92,9 +90,7 @@ async def test_short_pick_resources_the_rest(api: Api, temporal_env, settings):
 
 async def test_support_reorchestrates_to_a_chosen_node(api: Api, temporal_env, settings):
     net = await make_network(api)
-    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
-    await release(api, temporal_env, oid, settings)
-    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    oid, f1 = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
     support = await api.key("support")
     # A node without stock is refused and nothing moves.
     r = await api.call("POST", f"/orders/{oid}/reorchestrate", key=support,
@@ -115,9 +111,7 @@ async def test_support_reorchestrates_to_a_chosen_node(api: Api, temporal_env, s
 
 async def test_partial_cancel_after_release_and_shipped_lines_stay(api: Api, temporal_env, settings):
     net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {"SKU2": 5}})
-    oid = (await place(api, net, [("SKU1", 1), ("SKU2", 2)]))["order_id"]
-    await release(api, temporal_env, oid, settings)
-    fn = await fulfillment(api, oid, net.node("DC-N"))
+    oid, fn = await released_to(api, temporal_env, settings, net, [("SKU1", 1), ("SKU2", 2)])
     fs = await fulfillment(api, oid, net.node("DC-S"))
     await walk(api, fn, await api.key("partner", node_id=net.node("DC-N")), upto="ship")
     await order_status(api, oid, "partially_shipped")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from api.app import create_app
-from tests.integration.conftest import ADMIN_KEY, Api, eventually, make_network, settings_for
+from tests.integration.conftest import Api, make_network, settings_for
 from tests.integration.flow import fulfillment, order_status, place, release
 
 pytestmark = pytest.mark.integration
