@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from sqlalchemy import text
 from temporalio import activity
 
 from activities.deps import Deps
 from nodal.db import Database
-from activities.network import load_network, postal_coordinates
+from activities.network import load_network, node_info, postal_coordinates
 from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
@@ -62,6 +63,7 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
             ship_by=ship_by(node, req.at) if m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
             promised_by=promised_by(node, m, km, req.at),
         ))
+    backorder_dates = await _backorder_dates(db, result.unfilled, by_line, net) if result.unfilled else {}
     candidates = [Candidate(node_id=v.node_id, outcome=v.outcome, reason=v.reason,
                             cost=None if v.cost is None else Decimal(str(v.cost))) for v in result.verdicts]
     get_logger(order_id=req.order_id).info(
@@ -69,8 +71,30 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
     return Plan(
         feasible=result.feasible, reason=result.reason, allocations=allocations,
         unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in result.unfilled.items()],
+        backorder_dates=backorder_dates,
         total_cost=Decimal(str(round(result.cost, 2))), candidates=candidates,
     )
+
+
+async def _backorder_dates(db: Database, unfilled: dict[str, int], lines: dict, net) -> dict:
+    """Date units nobody has from the earliest incoming supply that covers them (never sold before it lands)."""
+    skus = sorted({lines[l].sku for l in unfilled})
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT s.sku, s.node_id, s.qty, s.eta, n.* FROM incoming_supply s JOIN nodes n USING (node_id)"
+            " WHERE s.sku = ANY(:s) AND s.qty > 0 AND n.enabled ORDER BY s.eta"), {"s": skus})).all()
+    dates = {}
+    for line_id, qty in unfilled.items():
+        line, covered = lines[line_id], 0
+        for r in rows:
+            if r.sku != line.sku:
+                continue
+            covered += r.qty
+            if covered >= qty:
+                node = node_info(r)
+                dates[line_id] = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), r.eta)
+                break
+    return dates
 
 
 class RoutingActivities:

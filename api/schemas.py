@@ -139,6 +139,21 @@ class SafetyStockDefaultsIn(Body):
         return v
 
 
+class SupplyIn(Body):
+    supply_id: str = Field(min_length=1, max_length=128)
+    node_id: str = Field(min_length=1, max_length=64)
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(ge=0, le=10_000_000)  # 0 cancels the supply
+    eta: datetime
+
+    @field_validator("eta")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("eta needs a time zone (use ISO 8601 with Z)")
+        return v
+
+
 class ProtectedIn(Body):
     node_id: str = Field(min_length=1, max_length=64)
     sku: str = Field(min_length=1, max_length=64)

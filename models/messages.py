@@ -138,6 +138,8 @@ class Plan(Msg):
     reason: str = ""
     allocations: list[Allocation] = []
     unfilled: list[LineQty] = []
+    # When unfilled units can be promised from incoming supply (line_id → promised delivery).
+    backorder_dates: dict[str, datetime] = {}
     total_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
 

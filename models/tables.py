@@ -114,6 +114,18 @@ class InventoryPosition(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class IncomingSupply(SQLModel, table=True):
+    """A purchase order or transfer on its way to a node: promises backorders, never sells as stock."""
+
+    __tablename__ = "incoming_supply"
+    supply_id: str = Field(primary_key=True, max_length=128)
+    node_id: str = Field(foreign_key="nodes.node_id", max_length=64)
+    sku: str = Field(foreign_key="skus.sku", max_length=64, index=True)
+    qty: int
+    eta: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = _ts()
+
+
 class ProtectedStock(SQLModel, table=True):
     """Units of a position only one customer tier may buy (B2B key accounts, VIP): a nested protection level."""
 

@@ -71,6 +71,7 @@ class OrderWorkflow:
         self.version = 0
         self.timeline: list[TimelineEntry] = []
         self.promise_ready = False
+        self.supply_changed = False
         self.settled = False
         self.returns_changed = False
         self.created_at: Optional[datetime] = None
@@ -145,7 +146,7 @@ class OrderWorkflow:
             backordered = self._open_total() > 0 and not self._active()
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.events) or self._done(),
+                    lambda: bool(self.events) or self._done() or self.supply_changed,
                     timeout=BACKORDER_RETRY if backordered else None,
                 )
             except asyncio.TimeoutError:
@@ -154,6 +155,12 @@ class OrderWorkflow:
                         await self._resource_open("backorder_retry")
                         await self._publish()
                 continue
+            if self.supply_changed:
+                self.supply_changed = False
+                async with self.lock:
+                    if self._open_total() > 0 and self.phase == OS.released:
+                        await self._resource_open("supply_changed")
+                        await self._publish()
             async with self.lock:
                 await self._process_events()
             if self._done():
@@ -213,6 +220,8 @@ class OrderWorkflow:
                 "candidates": [c.model_dump(mode="json") for c in plan.candidates],
                 "unfilled": [u.model_dump() for u in plan.unfilled],
             })
+            for line_id, date in plan.backorder_dates.items():
+                self._repromise(line_id, date)
             if not plan.feasible:
                 return plan
             assignments = []
@@ -259,21 +268,49 @@ class OrderWorkflow:
         open_lines = [lid for lid in self.lines if self._open_qty(lid) > 0]
         if not open_lines:
             return None
-        self.reroutes += 1
-        if self.reroutes > self.inp.windows.max_reroutes and reason != "reorchestrate":
+        # Ping-pong between failing nodes is capped; waiting for stock to arrive is not.
+        if reason not in ("reorchestrate", "backorder_retry", "supply_changed"):
+            self.reroutes += 1
+        if self.reroutes > self.inp.windows.max_reroutes and reason not in (
+                "reorchestrate", "backorder_retry", "supply_changed"):
             self._event("backordered", {"reason": "reroute limit reached: waiting for support",
                                         "lines": open_lines})
             return None
         # A reroute may split what one node could not do; the order's all-or-nothing rules applied at placement.
         policy = Policy(ship_complete=False, max_splits=max(self.policy.max_splits, 2))
+        before = {lid: self.lines[lid].promised_by for lid in open_lines}
         plan = await self._source(open_lines, policy, release_now=True, exclude=exclude, to_node=to_node,
                                   reason=reason)
         if plan is not None and (not plan.feasible or plan.unfilled):
             self._event("backordered", {"lines": [{"line_id": lid, "qty": self._open_qty(lid)}
                                                   for lid in self.lines if self._open_qty(lid) > 0],
-                                        "why": plan.reason or "not enough stock in eligible nodes"})
-            await self._notify("delayed", f"delayed:{self.t_seq}", {})
+                                        "why": plan.reason or "not enough stock in eligible nodes",
+                                        "expected": {k: v.isoformat() for k, v in plan.backorder_dates.items()}})
+        # Tell the customer once per date that moved later, or once that a line waits with no date yet.
+        for lid, old in before.items():
+            new = self.lines[lid].promised_by
+            if self._open_qty(lid) and not (plan and plan.backorder_dates.get(lid)):
+                key = f"delayed:{lid}:undated"
+            elif new and (old is None or new > old):
+                key = f"delayed:{lid}:{new.isoformat()}"
+            else:
+                continue
+            await self._notify("delayed", key, {"line_id": lid, "promised_by": new.isoformat() if new else None})
         return plan
+
+    def _repromise(self, line_id: str, backorder_date: datetime) -> None:
+        """A line waiting on supply is promised for when its last units can arrive."""
+        line = self.lines[line_id]
+        held = [f.promised_by for f in self.fulfillments.values() if f.status not in FULFILLMENT_FAILED
+                and f.promised_by and any(l.line_id == line_id for l in f.lines)]
+        held += [self.plan_dates[a.fulfillment_id][1] for a in self.planned
+                 if self.plan_dates[a.fulfillment_id][1] and any(l.line_id == line_id for l in a.lines)]
+        new = max(held + [backorder_date])
+        if new != line.promised_by:
+            self._event("repromised", {"line_id": line_id, "reason": "incoming supply",
+                                       "old": line.promised_by.isoformat() if line.promised_by else None,
+                                       "new": new.isoformat()})
+            line.promised_by = new
 
     async def _start_fulfillment(self, a: FulfillmentAssignment) -> None:
         ship_by, promised = self.plan_dates.get(a.fulfillment_id, (None, None))
@@ -322,6 +359,11 @@ class OrderWorkflow:
     @workflow.signal
     def fulfillment_event(self, ev: FulfillmentEvent) -> None:
         self.events.append(ev)
+
+    @workflow.signal(name="supply_changed")
+    def supply_changed_signal(self) -> None:
+        """Stock or incoming supply of one of this order's SKUs changed: try the backorder again now."""
+        self.supply_changed = True
 
     async def _process_events(self) -> None:
         while self.events:

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
-from api.schemas import AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn
+from api.schemas import (
+    AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn, SupplyIn,
+)
 from inventory import service
 from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level
 from inventory.channels import load_channel_view
@@ -66,6 +68,7 @@ async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Prin
                 applied += 1
             else:
                 duplicates.append(a.event_id)
+    await wake_backorders(request, {a.sku for a in body if a.delta > 0 and a.event_id not in duplicates})
     return {"applied": applied, "duplicates": duplicates}
 
 
@@ -135,8 +138,14 @@ async def availability(
         out[r.sku]["available"] += r.available
         out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
                                     "safety_stock": r.safety_stock, "available": r.available})
+    async with request.app.state.db.engine.connect() as conn:
+        for r in (await conn.execute(text(
+                "SELECT sku, node_id, qty, eta FROM incoming_supply WHERE sku = ANY(:s) AND qty > 0 ORDER BY eta"),
+                {"s": wanted})).all():
+            out[r.sku].setdefault("incoming", []).append({"node_id": r.node_id, "qty": r.qty, "eta": r.eta.isoformat()})
     for s, entry in out.items():
         entry["stock_level"] = stock_level(entry["available"], thresholds.get(s, default))
+        entry.setdefault("incoming", [])
     # Plain data already: skip FastAPI's recursive encoder on a few hundred node rows.
     return JSONResponse({"postal_code": postal_code, "channel": channel, "skus": list(out.values())})
 
@@ -236,3 +245,49 @@ async def get_protected(request: Request, node_id: Optional[str] = None, sku: Op
             " AND (CAST(:s AS varchar) IS NULL OR sku = :s) ORDER BY node_id, sku, tier"),
             {"n": node_id, "s": sku})).all()
     return {"protected": [dict(r._mapping) for r in rows]}
+
+
+async def wake_backorders(request: Request, skus: set[str]) -> int:
+    """Tell backordered orders of these SKUs to try again now (stock or supply changed)."""
+    if not skus:
+        return 0
+    async with request.app.state.db.engine.connect() as conn:
+        ids = [r.order_id for r in (await conn.execute(text(
+            "SELECT DISTINCT l.order_id FROM order_lines l JOIN orders o USING (order_id)"
+            " WHERE l.sku = ANY(:s) AND l.status = 'backordered' LIMIT 1000"), {"s": sorted(skus)})).all()]
+    woken = 0
+    for oid in ids:
+        try:
+            await request.app.state.temporal.get_workflow_handle(oid).signal("supply_changed")
+            woken += 1
+        except Exception:  # closed, or Temporal away: the hourly backorder retry still runs
+            pass
+    return woken
+
+
+@router.post("/inventory/supply", summary="Incoming supply (purchase orders) with ETA; qty 0 cancels")
+async def post_supply(body: list[SupplyIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
+    for s in body:
+        if not who.can_touch_node(s.node_id):
+            raise HTTPException(403, f"this key may not announce supply for node {s.node_id}")
+    async with request.app.state.db.engine.begin() as conn:
+        missing = sorted({s.node_id for s in body} - await _known(conn, "nodes", "node_id", [s.node_id for s in body]))
+        missing += sorted({s.sku for s in body} - await _known(conn, "skus", "sku", [s.sku for s in body]))
+        if missing:
+            raise HTTPException(422, f"unknown nodes or skus: {', '.join(missing)}")
+        changed: set[str] = set()
+        for s in body:
+            if s.qty == 0:
+                res = await conn.execute(text("DELETE FROM incoming_supply WHERE supply_id = :i RETURNING sku"),
+                                         {"i": s.supply_id})
+            else:
+                res = await conn.execute(text(
+                    "INSERT INTO incoming_supply (supply_id, node_id, sku, qty, eta, updated_at)"
+                    " VALUES (:i, :n, :s, :q, :e, now()) ON CONFLICT (supply_id) DO UPDATE SET node_id = :n,"
+                    " sku = :s, qty = :q, eta = :e, updated_at = now()"
+                    " WHERE (incoming_supply.node_id, incoming_supply.sku, incoming_supply.qty, incoming_supply.eta)"
+                    " IS DISTINCT FROM (:n, :s, :q, CAST(:e AS timestamptz)) RETURNING sku"),
+                    dict(i=s.supply_id, n=s.node_id, s=s.sku, q=s.qty, e=s.eta))
+            changed.update(r.sku for r in res.all())
+    woken = await wake_backorders(request, changed)
+    return {"applied": len(body), "changed_skus": sorted(changed), "orders_repromised": woken}
