@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from models.messages import Address, Customer, OrderLineIn, Policy
 from models.status import Capability, NodeType, Role
@@ -144,14 +144,7 @@ class SupplyIn(Body):
     node_id: str = Field(min_length=1, max_length=64)
     sku: str = Field(min_length=1, max_length=64)
     qty: int = Field(ge=0, le=10_000_000)  # 0 cancels the supply
-    eta: datetime
-
-    @field_validator("eta")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("eta needs a time zone (use ISO 8601 with Z)")
-        return v
+    eta: AwareDatetime
 
 
 class ProtectedIn(Body):
@@ -181,15 +174,8 @@ class SnapshotItem(Body):
 
 
 class SnapshotIn(Body):
-    as_of: datetime
+    as_of: AwareDatetime
     items: list[SnapshotItem]
-
-    @field_validator("as_of")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("as_of needs a time zone (use ISO 8601 with Z)")
-        return v
 
 
 class AdjustmentIn(Body):

@@ -27,6 +27,15 @@ async def _known(conn, table: str, key: str, values: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+async def _require_known(conn, node_ids: set[str], skus: set[str]) -> None:
+    missing_nodes = sorted(node_ids - await _known(conn, "nodes", "node_id", sorted(node_ids)))
+    missing_skus = sorted(skus - await _known(conn, "skus", "sku", sorted(skus)))
+    if missing_nodes or missing_skus:
+        raise HTTPException(422, "unknown " + "; ".join(
+            x for x in (f"nodes: {', '.join(missing_nodes)}" if missing_nodes else "",
+                        f"skus: {', '.join(missing_skus)}" if missing_skus else "") if x))
+
+
 @router.put("/inventory/{node_id}", summary="Full snapshot of a node's stock; an older as_of is ignored")
 async def put_snapshot(node_id: str, body: SnapshotIn, request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     if not who.can_touch_node(node_id):
@@ -55,13 +64,7 @@ async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Prin
         if not who.can_touch_node(a.node_id):
             raise HTTPException(403, f"this key may not adjust node {a.node_id}")
     async with request.app.state.db.engine.begin() as conn:
-        missing_nodes = sorted({a.node_id for a in body} - await _known(conn, "nodes", "node_id",
-                                                                        [a.node_id for a in body]))
-        missing_skus = sorted({a.sku for a in body} - await _known(conn, "skus", "sku", [a.sku for a in body]))
-        if missing_nodes or missing_skus:
-            raise HTTPException(422, "unknown " + "; ".join(
-                x for x in (f"nodes: {', '.join(missing_nodes)}" if missing_nodes else "",
-                            f"skus: {', '.join(missing_skus)}" if missing_skus else "") if x))
+        await _require_known(conn, {a.node_id for a in body}, {a.sku for a in body})
         applied, duplicates = 0, []
         for a in sorted(body, key=lambda a: (a.node_id, a.sku, a.event_id)):
             if await service.adjust(conn, a.node_id, a.sku, a.delta, a.reason, a.event_id, actor=who.key_id):
@@ -271,10 +274,7 @@ async def post_supply(body: list[SupplyIn], request: Request, who: Principal = D
         if not who.can_touch_node(s.node_id):
             raise HTTPException(403, f"this key may not announce supply for node {s.node_id}")
     async with request.app.state.db.engine.begin() as conn:
-        missing = sorted({s.node_id for s in body} - await _known(conn, "nodes", "node_id", [s.node_id for s in body]))
-        missing += sorted({s.sku for s in body} - await _known(conn, "skus", "sku", [s.sku for s in body]))
-        if missing:
-            raise HTTPException(422, f"unknown nodes or skus: {', '.join(missing)}")
+        await _require_known(conn, {s.node_id for s in body}, {s.sku for s in body})
         changed: set[str] = set()
         for s in body:
             if s.qty == 0:
