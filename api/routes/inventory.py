@@ -27,6 +27,14 @@ async def _known(conn, table: str, key: str, values: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+async def _check_feed(conn, who: Principal, items: list, what: str) -> None:
+    """A partner feeds only its own node; every node and SKU in a feed must exist (403 / 422, nothing applied)."""
+    for item in items:
+        if not who.can_touch_node(item.node_id):
+            raise HTTPException(403, f"this key may not {what} node {item.node_id}")
+    await _require_known(conn, {i.node_id for i in items}, {i.sku for i in items})
+
+
 async def _require_known(conn, node_ids: set[str], skus: set[str]) -> None:
     missing_nodes = sorted(node_ids - await _known(conn, "nodes", "node_id", sorted(node_ids)))
     missing_skus = sorted(skus - await _known(conn, "skus", "sku", sorted(skus)))
@@ -60,11 +68,8 @@ async def put_snapshot(node_id: str, body: SnapshotIn, request: Request, who: Pr
 
 @router.post("/inventory/adjustments", summary="Stock deltas, idempotent by event_id")
 async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
-    for a in body:
-        if not who.can_touch_node(a.node_id):
-            raise HTTPException(403, f"this key may not adjust node {a.node_id}")
     async with request.app.state.db.engine.begin() as conn:
-        await _require_known(conn, {a.node_id for a in body}, {a.sku for a in body})
+        await _check_feed(conn, who, body, "adjust")
         applied, duplicates = 0, []
         for a in sorted(body, key=lambda a: (a.node_id, a.sku, a.event_id)):
             if await service.adjust(conn, a.node_id, a.sku, a.delta, a.reason, a.event_id, actor=who.key_id):
@@ -270,11 +275,8 @@ async def wake_backorders(request: Request, skus: set[str]) -> int:
 
 @router.post("/inventory/supply", summary="Incoming supply (purchase orders) with ETA; qty 0 cancels")
 async def post_supply(body: list[SupplyIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
-    for s in body:
-        if not who.can_touch_node(s.node_id):
-            raise HTTPException(403, f"this key may not announce supply for node {s.node_id}")
     async with request.app.state.db.engine.begin() as conn:
-        await _require_known(conn, {s.node_id for s in body}, {s.sku for s in body})
+        await _check_feed(conn, who, body, "announce supply for")
         changed: set[str] = set()
         for s in body:
             if s.qty == 0:
