@@ -41,8 +41,6 @@ def protected_for_others_sql(node: str, sku: str, tier: str) -> str:
             f" AND ps.tier IS DISTINCT FROM {tier}), 0)")
 
 
-CHANNEL_ATS_SQL = channel_ats_sql()
-
 
 def stock_level(available: int, low_threshold: int) -> str:
     """Customer-facing stock message: ``in_stock``, ``low`` (at or below the threshold) or ``out``."""

@@ -24,10 +24,6 @@ class ChannelView:
             return f"channel {self.channel} does not sell from a {node_type}"
         return None
 
-    @property
-    def buffered(self) -> bool:
-        return bool(self.buffer_units or self.buffer_pct)
-
     def params(self) -> dict[str, float]:
         return {"buffer_units": self.buffer_units, "buffer_pct": self.buffer_pct}
 

@@ -327,18 +327,6 @@ class MilestoneResult(Msg):
     changed: bool
 
 
-class FulfillmentView(Msg):
-    fulfillment_id: str
-    order_id: str
-    node_id: str
-    status: FulfillmentStatus
-    lines: list[LineQty]
-    carrier: Optional[str] = None
-    tracking: Optional[str] = None
-    ship_by: Optional[datetime] = None
-    reason: Optional[str] = None
-
-
 # ---------------------------------------------------------------- order Updates
 class ModifyLine(Msg):
     line_id: Optional[str] = None

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
 # How often backordered units are tried again when nobody reorchestrates them.
 BACKORDER_RETRY = timedelta(hours=1)
 RESERVE_ATTEMPTS = 3
+UNCAPPED_SOURCING = {"reorchestrate", "backorder_retry", "supply_changed"}
 SHIPPED = {FS.shipped, FS.delivered}
 
 
@@ -268,11 +269,11 @@ class OrderWorkflow:
         open_lines = [lid for lid in self.lines if self._open_qty(lid) > 0]
         if not open_lines:
             return None
-        # Ping-pong between failing nodes is capped; waiting for stock to arrive is not.
-        if reason not in ("reorchestrate", "backorder_retry", "supply_changed"):
+        # Ping-pong between failing nodes is capped; support's requests and waiting for stock are not.
+        capped = reason not in UNCAPPED_SOURCING
+        if capped:
             self.reroutes += 1
-        if self.reroutes > self.inp.windows.max_reroutes and reason not in (
-                "reorchestrate", "backorder_retry", "supply_changed"):
+        if capped and self.reroutes > self.inp.windows.max_reroutes:
             self._event("backordered", {"reason": "reroute limit reached: waiting for support",
                                         "lines": open_lines})
             return None
