@@ -10,17 +10,20 @@ from temporalio import activity
 from activities.deps import Deps
 from inventory import service
 from models.messages import (
-    ConsumeRequest, LineQty, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
+    ConsumeRequest, LineQty, ReleaseClaims, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
 )
 from nodal.db import Database
 from nodal.logging import get_logger
 
 
 async def reserve_request(db: Database, req: ReserveRequest) -> ReserveResult:
-    """Reserve a plan, all or nothing; a checkout hold being converted is given back in the same transaction."""
+    """Reserve a plan, all or nothing; a checkout hold being converted is given back in the same transaction,
+    and the plan's claims on incoming supply are taken in it too."""
     holds = [service.Hold(f.fulfillment_id, l.line_id, f.node_id, l.sku, l.qty)
              for f in req.fulfillments for l in f.lines]
-    if len(holds) == 1 and not req.hold_id:
+    claims = [service.Claim(c.line_id, c.supply_id, c.sku, c.qty) for c in req.supply_claims]
+    short_claims: list[service.Claim] = []
+    if len(holds) == 1 and not req.hold_id and not req.claim_lines:
         # One statement is atomic on its own: no transaction round trips (most orders have one line).
         async with db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -32,11 +35,15 @@ async def reserve_request(db: Database, req: ReserveRequest) -> ReserveResult:
                 await conn.execute(text("UPDATE checkout_holds SET order_id = :o WHERE hold_id = :h"),
                                    {"o": req.order_id, "h": req.hold_id})
             short = await service.reserve(conn, req.order_id, holds, req.at, req.channel, tier=req.customer_tier)
-            if short:
+            if not short and req.claim_lines:
+                short_claims = await service.claim_supply(conn, req.order_id, req.claim_lines, claims)
+            if short or short_claims:
                 await conn.rollback()  # the converted hold stays a hold
-    if short:
-        get_logger(order_id=req.order_id).info("inventory.reserve_short", nodes=sorted({h.node_id for h in short}))
-        return ReserveResult(ok=False, short=[LineQty(line_id=h.line_id, sku=h.sku, qty=h.qty) for h in short],
+    if short or short_claims:
+        get_logger(order_id=req.order_id).info("inventory.reserve_short", nodes=sorted({h.node_id for h in short}),
+                                               supply=sorted({c.supply_id for c in short_claims}))
+        return ReserveResult(ok=False, short=[LineQty(line_id=h.line_id, sku=h.sku, qty=h.qty) for h in short]
+                             + [LineQty(line_id=c.line_id, sku=c.sku, qty=c.qty) for c in short_claims],
                              short_nodes=sorted({h.node_id for h in short}))
     return ReserveResult(ok=True)
 
@@ -57,6 +64,11 @@ class InventoryActivities:
                 freed += await service.set_reserved_qty(
                     conn, t.order_id, t.fulfillment_id, t.line_id, t.qty, t.reason, t.not_found)
         return freed
+
+    @activity.defn(name="inventory.release_claims")
+    async def release_claims(self, req: ReleaseClaims) -> int:
+        async with self.deps.db.engine.begin() as conn:
+            return await service.release_claims(conn, req.order_id, req.line_ids)
 
     @activity.defn(name="inventory.expire_holds")
     async def expire_holds(self, at: datetime) -> list[str]:

@@ -69,9 +69,9 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         if why:
             view.channel_excluded[node.node_id] = why
     for r in (await conn.execute(
-        text("SELECT sku, allowed_node_types FROM skus WHERE sku = ANY(:s)"), {"s": skus}
+        text("SELECT sku, allowed_node_types, preorder_release_date FROM skus WHERE sku = ANY(:s)"), {"s": skus}
     )).all():
-        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []))
+        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date)
     return view
 
 

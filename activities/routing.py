@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -11,11 +12,12 @@ from temporalio import activity
 from activities.deps import Deps
 from nodal.db import Database
 from activities.network import load_network, node_info, postal_coordinates
-from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest
+from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
-from promise import promised_by, ship_by
+from promise import promised_by, release_start, ship_by
 from routing import CostModel, RouteLine, RouteRequest, plan
+from routing.engine import NO_STOCK
 from routing.cost import distance_km, package_cost, unit_cost
 
 COSTS = CostModel()
@@ -56,45 +58,84 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
         line = by_line[lines[0].line_id]
         km = distance_km(node, line)
         m = DeliveryMethod(method)
+        hold_until = _not_before(node, [q.sku for q in lines], net, req.at)
+        start = hold_until or req.at
         allocations.append(Allocation(
             node_id=node_id, method=m, postal_code=postal_code, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(line, COSTS) + sum(
                 q.qty * unit_cost(node, by_line[q.line_id], COSTS) for q in lines), 2))),
-            ship_by=ship_by(node, req.at) if m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
-            promised_by=promised_by(node, m, km, req.at),
+            ship_by=ship_by(node, start) if m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
+            promised_by=promised_by(node, m, km, start), hold_until=hold_until,
         ))
-    backorder_dates = await _backorder_dates(db, result.unfilled, by_line, net) if result.unfilled else {}
+    feasible, reason, unfilled = result.feasible, result.reason, dict(result.unfilled)
+    if not feasible and result.reason == NO_STOCK and not req.policy.fill_or_kill:
+        # Nothing on hand: the order can still be taken as a backorder or preorder if incoming supply covers it all.
+        unfilled = {l.line_id: l.qty for l in route_lines}
+    dates, claims = (await _backorder_dates(db, req.order_id, unfilled, by_line, net, req.at)
+                     if unfilled else ({}, []))
+    if not feasible and unfilled and not req.policy.fill_or_kill and set(dates) == set(unfilled):
+        feasible, reason = True, ""
+    elif not feasible:
+        dates, claims, unfilled = {}, [], dict(result.unfilled)
     candidates = [Candidate(node_id=v.node_id, outcome=v.outcome, reason=v.reason,
                             cost=None if v.cost is None else Decimal(str(v.cost))) for v in result.verdicts]
     get_logger(order_id=req.order_id).info(
-        "routing.planned", feasible=result.feasible, nodes=[a.node_id for a in allocations], cost=result.cost)
+        "routing.planned", feasible=feasible, nodes=[a.node_id for a in allocations], cost=result.cost,
+        backordered=sorted(dates))
     return Plan(
-        feasible=result.feasible, reason=result.reason, allocations=allocations,
-        unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in result.unfilled.items()],
-        backorder_dates=backorder_dates,
+        feasible=feasible, reason=reason, allocations=allocations,
+        unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in unfilled.items()],
+        backorder_dates=dates, supply_claims=claims,
         total_cost=Decimal(str(round(result.cost, 2))), candidates=candidates,
     )
 
 
-async def _backorder_dates(db: Database, unfilled: dict[str, int], lines: dict, net) -> dict:
-    """Date units nobody has from the earliest incoming supply that covers them (never sold before it lands)."""
+def _not_before(node, skus: list[str], net, at: datetime) -> datetime | None:
+    """The latest release day among preorder SKUs in a shipment, if it is still ahead."""
+    starts = [release_start(node, r.preorder_release) for s in skus
+              if (r := net.skus.get(s)) is not None and r.preorder_release is not None]
+    latest = max(starts, default=None)
+    return latest if latest is not None and latest > at else None
+
+
+async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int], lines: dict, net,
+                           at: datetime) -> tuple[dict[str, datetime], list[SupplyClaimLine]]:
+    """Date units nobody has from the earliest incoming supply not yet promised to another order.
+
+    Supply is never sold as stock; each unit of it is promised once, first come first served (the claims
+    are taken with the reservation). A preorder is dated from its release day when that is later.
+    """
     skus = sorted({lines[l].sku for l in unfilled})
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(
-            "SELECT s.sku, s.node_id, s.qty, s.eta, n.* FROM incoming_supply s JOIN nodes n USING (node_id)"
-            " WHERE s.sku = ANY(:s) AND s.qty > 0 AND n.enabled ORDER BY s.eta"), {"s": skus})).all()
-    dates = {}
-    for line_id, qty in unfilled.items():
-        line, covered = lines[line_id], 0
+            "SELECT s.supply_id, s.sku, s.eta, s.qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c"
+            "  WHERE c.supply_id = s.supply_id AND c.order_id <> :o), 0) AS free, n.*"
+            " FROM incoming_supply s JOIN nodes n USING (node_id)"
+            " WHERE s.sku = ANY(:s) AND s.qty > 0 AND n.enabled ORDER BY s.eta, s.supply_id"),
+            {"s": skus, "o": order_id})).all()
+    free = {r.supply_id: max(int(r.free), 0) for r in rows}
+    dates: dict[str, datetime] = {}
+    claims: list[SupplyClaimLine] = []
+    for line_id, qty in sorted(unfilled.items()):
+        line, taken = lines[line_id], []
         for r in rows:
-            if r.sku != line.sku:
+            if r.sku != line.sku or not free[r.supply_id]:
                 continue
-            covered += r.qty
-            if covered >= qty:
-                node = node_info(r)
-                dates[line_id] = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), r.eta)
+            take = min(free[r.supply_id], qty - sum(t[1] for t in taken))
+            taken.append((r, take))
+            if sum(t[1] for t in taken) == qty:
                 break
-    return dates
+        if sum(t[1] for t in taken) < qty:
+            continue  # not covered: the line waits undated
+        last = taken[-1][0]
+        node = node_info(last)
+        start = max(last.eta, at)
+        hold = _not_before(node, [line.sku], net, start)
+        dates[line_id] = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), hold or start)
+        for r, take in taken:
+            free[r.supply_id] -= take
+            claims.append(SupplyClaimLine(line_id=line_id, supply_id=r.supply_id, sku=line.sku, qty=take))
+    return dates, claims
 
 
 class RoutingActivities:

@@ -191,6 +191,49 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], a
     return short
 
 
+@dataclass(frozen=True)
+class Claim:
+    line_id: str
+    supply_id: str
+    sku: str
+    qty: int
+
+
+async def claim_supply(conn: AsyncConnection, order_id: str, line_ids: Iterable[str],
+                       claims: Iterable[Claim]) -> list[Claim]:
+    """Replace these lines' claims on incoming supply; returns the claims that no longer fit.
+
+    Each supply row is locked (in supply_id order, after any positions: no deadlocks) and claimed
+    only up to its quantity, so two waiting orders are never promised the same incoming unit.
+    Run inside the caller's transaction; with a short claim the caller rolls back.
+    """
+    await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o AND line_id = ANY(:l)"),
+                       {"o": order_id, "l": sorted(set(line_ids))})
+    short = []
+    for c in sorted(claims, key=lambda c: (c.supply_id, c.line_id)):
+        free = (await conn.execute(text(
+            "SELECT s.qty - COALESCE((SELECT SUM(qty) FROM supply_claims c WHERE c.supply_id = s.supply_id), 0)"
+            " FROM incoming_supply s WHERE s.supply_id = :s FOR UPDATE"), {"s": c.supply_id})).scalar()
+        if free is None or free < c.qty:
+            short.append(c)
+            continue
+        await conn.execute(text(
+            "INSERT INTO supply_claims (order_id, line_id, supply_id, sku, qty) VALUES (:o, :l, :s, :k, :q)"
+            " ON CONFLICT (order_id, line_id, supply_id) DO UPDATE SET qty = supply_claims.qty + EXCLUDED.qty"),
+            {"o": order_id, "l": c.line_id, "s": c.supply_id, "k": c.sku, "q": c.qty})
+    return short
+
+
+async def release_claims(conn: AsyncConnection, order_id: str, line_ids: Optional[Iterable[str]] = None) -> int:
+    """Give back an order's claims on incoming supply (all of them, or these lines')."""
+    if line_ids is None:
+        res = await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o"), {"o": order_id})
+    else:
+        res = await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o AND line_id = ANY(:l)"),
+                                 {"o": order_id, "l": sorted(set(line_ids))})
+    return res.rowcount
+
+
 async def set_reserved_qty(
     conn: AsyncConnection, order_id: str, fulfillment_id: str, line_id: str, qty: int,
     reason: str, not_found: int = 0,

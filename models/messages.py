@@ -131,6 +131,17 @@ class Allocation(Msg):
     distance_km: float = 0.0
     promised_by: Optional[datetime] = None
     ship_by: Optional[datetime] = None
+    # Preorders: reserved now, released to the node no earlier than this (the SKU's release date).
+    hold_until: Optional[datetime] = None
+
+
+class SupplyClaimLine(Msg):
+    """Units of one incoming supply promised to one waiting order line."""
+
+    line_id: str
+    supply_id: str
+    sku: str
+    qty: int
 
 
 class Plan(Msg):
@@ -140,6 +151,8 @@ class Plan(Msg):
     unfilled: list[LineQty] = []
     # When unfilled units can be promised from incoming supply (line_id → promised delivery).
     backorder_dates: dict[str, datetime] = {}
+    # The incoming supply those dates rely on, to be claimed with the reservation.
+    supply_claims: list[SupplyClaimLine] = []
     total_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
 
@@ -158,6 +171,14 @@ class ReserveRequest(Msg):
     customer_tier: Optional[str] = None
     # Released in the same transaction as the order's own reservations land.
     hold_id: Optional[str] = None
+    # The claims on incoming supply of these lines are replaced by ``supply_claims`` (first come first served).
+    claim_lines: list[str] = []
+    supply_claims: list[SupplyClaimLine] = []
+
+
+class ReleaseClaims(Msg):
+    order_id: str
+    line_ids: Optional[list[str]] = None  # None: every claim of the order
 
 
 class ReserveResult(Msg):

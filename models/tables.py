@@ -6,7 +6,9 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Numeric, String, UniqueConstraint, func, text
+from sqlalchemy import (
+    JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, func, text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -124,6 +126,22 @@ class IncomingSupply(SQLModel, table=True):
     qty: int
     eta: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = _ts()
+
+
+class SupplyClaim(SQLModel, table=True):
+    """Units of incoming supply promised to a waiting order line (backorder or preorder), first come first served.
+
+    Supply is never sold as stock; claims only stop two orders being promised the same incoming unit.
+    """
+
+    __tablename__ = "supply_claims"
+    order_id: str = Field(primary_key=True, max_length=128)
+    line_id: str = Field(primary_key=True, max_length=64)
+    supply_id: str = Field(sa_column=Column(String(128), ForeignKey("incoming_supply.supply_id", ondelete="CASCADE"),
+                                            primary_key=True, index=True))
+    sku: str = Field(max_length=64)
+    qty: int
+    created_at: datetime = _ts()
 
 
 class ProtectedStock(SQLModel, table=True):

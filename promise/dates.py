@@ -7,7 +7,7 @@ Transit is by distance band and service; pickup and curbside are ready when proc
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from models.status import DeliveryMethod
@@ -36,6 +36,11 @@ def ship_by(node: NodeInfo, at: datetime) -> datetime:
         day = datetime.combine(day.date() + timedelta(days=1), time(0, 0), tzinfo=tz)
         ready = max(ready, day)
     return (ready + timedelta(days=30)).astimezone(timezone.utc)
+
+
+def release_start(node: NodeInfo, release_date: date) -> datetime:
+    """A preorder goes to the node when its release day starts in the node's time zone, to ship that day."""
+    return datetime.combine(release_date, time(0, 0), tzinfo=ZoneInfo(node.timezone)).astimezone(timezone.utc)
 
 
 def transit_days(method: DeliveryMethod, distance_km: float) -> int:

@@ -19,6 +19,8 @@ from routing.model import (
 
 MAX_CANDIDATES = 12
 
+NO_STOCK = "no eligible node has stock"
+
 
 def _group_key(line: RouteLine) -> tuple:
     # Lines going to the same place the same way can share a package.
@@ -138,7 +140,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     filled = ordered - sum(unfilled.values())
     feasible, reason = True, ""
     if filled == 0:
-        feasible, reason = False, "no eligible node has stock"
+        feasible, reason = False, NO_STOCK
     elif unfilled and req.fill_or_kill:
         feasible, reason = False, "fill or kill: not every unit can be filled now"
     elif unfilled and req.ship_complete:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Optional
 
 
@@ -58,6 +58,7 @@ class RouteLine:
 @dataclass(frozen=True)
 class SkuRules:
     allowed_node_types: frozenset[str] = frozenset()  # empty = any
+    preorder_release: Optional[date] = None  # sold before this day, shipped from it
 
 
 @dataclass

@@ -24,9 +24,9 @@ with workflow.unsafe.imports_passed_through():
         CancelIn, CancelLines, Delivery, FulfillmentAssignment, FulfillmentEvent, FulfillmentInput,
         FulfillmentState, Label, Line, LineQty, LineState, ModifyIn, Notification, OrderInput, OrderSnapshot,
         OrderState, PaymentRecord, PaymentRequest, PlacedOrder, Plan, PlanLine, PlanRequest, Policy,
-        PromiseView, ReceiveIn, ReorchestrateIn, ReserveRequest, ReserveResult, RestockRequest, ReturnIn,
+        PromiseView, ReceiveIn, ReleaseClaims, ReorchestrateIn, ReserveRequest, ReserveResult, RestockRequest, ReturnIn,
         ReturnedUnits, ReturnLabelRequest, ReturnLineState, ReturnResult, ReturnState, ReservationTarget,
-        TimelineEntry,
+        SupplyClaimLine, TimelineEntry,
     )
     from models.status import (
         FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, DeliveryMethod,
@@ -56,6 +56,8 @@ class OrderWorkflow:
         self.planned: list[FulfillmentAssignment] = []  # reserved, not yet released (remorse window)
         self.plan_dates: dict[str, tuple[Optional[datetime], Optional[datetime]]] = {}  # fid → (ship_by, promised)
         self.plan_meta: dict[str, tuple[DeliveryMethod, Optional[str]]] = {}  # fid → (method, postal code)
+        self.hold_until: dict[str, datetime] = {}  # fid → preorder release day: not released to the node before
+        self.claims: dict[str, list[SupplyClaimLine]] = {}  # line → incoming supply promised to its open units
         self.fulfillments: dict[str, FulfillmentState] = {}
         self.returns: dict[str, ReturnState] = {}
         self.payments: list[PaymentRecord] = []
@@ -102,6 +104,9 @@ class OrderWorkflow:
             await self._settle()
         await self._return_window()
         async with self.lock:
+            if self.claims:
+                await call("inventory.release_claims", ReleaseClaims(order_id=self.inp.order_id), int)
+                self.claims = {}
             self._event("order_closed", {"status": self._status().value})
             await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -136,22 +141,44 @@ class OrderWorkflow:
 
     async def _release(self) -> None:
         self.phase = OS.released
-        planned, self.planned = self.planned, []
-        for a in planned:
-            await self._start_fulfillment(a)
-        self._event("released", {"fulfillments": [a.fulfillment_id for a in planned]})
+        started = await self._release_due()
+        self._event("released", {"fulfillments": started,
+                                 "held_until": {a.fulfillment_id: self.hold_until[a.fulfillment_id].isoformat()
+                                                for a in self.planned}})
+        if self._open_total():
+            await self._resource_open("backorder_retry")  # stock may have come in during the remorse window
         await self._publish()
+
+    async def _release_due(self) -> list[str]:
+        """Start every planned fulfillment whose preorder release day has come; the rest stay reserved."""
+        due = [a for a in self.planned if self._hold_left(a.fulfillment_id) <= 0]
+        self.planned = [a for a in self.planned if a not in due]
+        for a in due:
+            await self._start_fulfillment(a)
+        return [a.fulfillment_id for a in due]
+
+    def _hold_left(self, fulfillment_id: str) -> float:
+        until = self.hold_until.get(fulfillment_id)
+        return 0.0 if until is None else (until - workflow.now()).total_seconds()
 
     async def _follow_fulfillments(self) -> None:
         while True:
             backordered = self._open_total() > 0 and not self._active()
+            waits = [BACKORDER_RETRY.total_seconds()] if backordered else []
+            waits += [max(self._hold_left(a.fulfillment_id), 0.001) for a in self.planned]
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.events) or self._done() or self.supply_changed,
-                    timeout=BACKORDER_RETRY if backordered else None,
+                    timeout=min(waits) if waits else None,
                 )
             except asyncio.TimeoutError:
                 async with self.lock:
+                    if self.planned and self.phase == OS.released:
+                        started = await self._release_due()
+                        if started:
+                            self._event("preorder_released", {"fulfillments": started})
+                            await self._publish()
+                            continue
                     if self._open_total() > 0 and not self._active() and self.phase == OS.released:
                         await self._resource_open("backorder_retry")
                         await self._publish()
@@ -232,21 +259,32 @@ class OrderWorkflow:
                 assignments.append(FulfillmentAssignment(fulfillment_id=fid, node_id=a.node_id, lines=a.lines))
                 self.plan_dates[fid] = (a.ship_by, a.promised_by)
                 self.plan_meta[fid] = (a.method, a.postal_code)
+                if a.hold_until is not None:
+                    self.hold_until[fid] = a.hold_until
+            # These lines' earlier claims on incoming supply are replaced by the plan's (none once sourced).
+            claim_lines = sorted((set(want) & set(self.claims)) | {c.line_id for c in plan.supply_claims})
             result = await call("inventory.reserve", ReserveRequest(
                 order_id=self.inp.order_id, fulfillments=assignments, at=workflow.now(), channel=self.inp.channel,
-                customer_tier=self.inp.customer.tier, hold_id=self.inp.hold_id),
+                customer_tier=self.inp.customer.tier, hold_id=self.inp.hold_id, claim_lines=claim_lines,
+                supply_claims=plan.supply_claims),
                 ReserveResult)
             if not result.ok:
                 # Someone took the stock between plan and reserve: plan again on fresh availability.
                 self._event("reservation_conflict", {"nodes": result.short_nodes})
                 continue
+            for lid in claim_lines:
+                self.claims.pop(lid, None)
+            for c in plan.supply_claims:
+                self.claims.setdefault(c.line_id, []).append(c)
+            if plan.supply_claims:
+                self._event("supply_claimed", {"claims": [c.model_dump() for c in plan.supply_claims]})
             for a in assignments:
                 for l in a.lines:
                     pb = self.plan_dates[a.fulfillment_id][1]
                     line = self.lines[l.line_id]
                     if pb and (line.promised_by is None or pb > line.promised_by):
                         line.promised_by = pb
-                if release_now:
+                if release_now and self._hold_left(a.fulfillment_id) <= 0:
                     await self._start_fulfillment(a)
                 else:
                     self.planned.append(a)
@@ -431,6 +469,7 @@ class OrderWorkflow:
             total = self._order_total()
             if total > self.authorized:
                 await self._reauthorize(total)
+            await self._trim_claims()  # lines the modification removed
             self._event("modified", {"lines": len(self.lines), "promised_by": self._promised_by_iso()})
             await self._publish()
             return self._placed()
@@ -453,8 +492,9 @@ class OrderWorkflow:
                 await self._release_planned("cancelled", want)
                 for lid, q in want.items():
                     self.lines[lid].cancelled_qty += q
+                await self._trim_claims()
             else:
-                await self._cancel_released(want, body.reason)
+                await self._cancel_released(dict(want), body.reason)
             everything = all(l.cancelled_qty >= l.qty for l in self.lines.values())
             self._event("cancelled" if everything else "lines_cancelled",
                         {"reason": body.reason, "lines": [{"line_id": k, "qty": v} for k, v in want.items()]})
@@ -662,6 +702,15 @@ class OrderWorkflow:
             if take:
                 self.lines[lid].cancelled_qty += take
                 want[lid] -= take
+        await self._trim_claims()
+        # Then preorders reserved but not yet at a node.
+        held = {lid: min(q, sum(l.qty for a in self.planned for l in a.lines if l.line_id == lid))
+                for lid, q in want.items()}
+        if any(held.values()):
+            await self._release_planned("cancelled", held)
+            for lid, q in held.items():
+                self.lines[lid].cancelled_qty += q
+                want[lid] -= q
         per_f: dict[str, dict[str, int]] = {}
         for f in sorted(self.fulfillments.values(), key=lambda f: f.fulfillment_id, reverse=True):
             if f.status not in FULFILLMENT_UNSHIPPED:
@@ -672,6 +721,32 @@ class OrderWorkflow:
                     per_f.setdefault(f.fulfillment_id, {})[l.line_id] = take
                     want[l.line_id] -= take
         await self._cancel_fulfillments({fid: lines for fid, lines in per_f.items()}, reason)
+
+    async def _trim_claims(self) -> None:
+        """Claims on incoming supply never exceed a line's open units: cancelled ones go back, latest ETA first."""
+        trimmed = {}
+        for lid, claims in self.claims.items():
+            extra = sum(c.qty for c in claims) - (self._open_qty(lid) if lid in self.lines else 0)
+            if extra <= 0:
+                continue
+            keep = []
+            for c in reversed(claims):
+                drop = min(extra, c.qty)
+                extra -= drop
+                if c.qty - drop:
+                    keep.insert(0, SupplyClaimLine(line_id=lid, supply_id=c.supply_id, sku=c.sku, qty=c.qty - drop))
+            trimmed[lid] = keep
+        if not trimmed:
+            return
+        # Shrinking claims always fits: the reserve activity replaces them in one transaction.
+        await call("inventory.reserve", ReserveRequest(
+            order_id=self.inp.order_id, fulfillments=[], at=workflow.now(), claim_lines=sorted(trimmed),
+            supply_claims=[c for keep in trimmed.values() for c in keep]), ReserveResult)
+        for lid, keep in trimmed.items():
+            if keep:
+                self.claims[lid] = keep
+            else:
+                self.claims.pop(lid)
 
     async def _cancel_fulfillments(self, targets: dict[str, Optional[dict[str, int]]], reason: str,
                                    move: bool = False) -> None:
@@ -744,7 +819,8 @@ class OrderWorkflow:
         return any(f.status not in FULFILLMENT_TERMINAL for f in self.fulfillments.values())
 
     def _done(self) -> bool:
-        return self.phase != OS.released or (not self._active() and self._open_total() == 0 and not self.events)
+        return self.phase != OS.released or (
+            not self._active() and self._open_total() == 0 and not self.events and not self.planned)
 
     def _refresh_lines(self) -> None:
         for lid, line in self.lines.items():
@@ -768,6 +844,9 @@ class OrderWorkflow:
             return OS.partially_shipped
         if self._open_qty(line.line_id):
             return OS.backordered
+        if not self._fulfilled_qty(line.line_id, set(FS)) and any(
+                l.line_id == line.line_id for a in self.planned for l in a.lines):
+            return OS.awaiting_release  # a preorder before its release day
         return OS.released
 
     def _status(self) -> OS:
@@ -789,6 +868,8 @@ class OrderWorkflow:
             return OS.partially_shipped
         if self._open_total():
             return OS.backordered
+        if self.planned and not self.fulfillments:
+            return OS.awaiting_release  # preorders before their release day
         return OS.released
 
     def _return_deadline(self) -> Optional[datetime]:

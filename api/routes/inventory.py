@@ -132,28 +132,34 @@ async def availability(
             f"SELECT p.sku, p.node_id, n.type, p.on_hand, p.reserved, p.safety_stock, {ats} AS available"
             " FROM inventory_positions p JOIN nodes n USING (node_id)"
             f" WHERE p.sku = ANY(:skus) AND n.enabled{area}"
-            " UNION ALL SELECT s.sku, NULL, NULL, s.low_stock_threshold, NULL, NULL, NULL FROM skus s"
+            " UNION ALL SELECT s.sku, NULL, CAST(s.preorder_release_date AS varchar), s.low_stock_threshold,"
+            " NULL, NULL, NULL FROM skus s"
             " WHERE s.sku = ANY(:skus) ORDER BY 1, 2"), params)).all()
             if r.node_id is None or view.excludes(r.node_id, r.type) is None]
     default = request.app.state.settings.low_stock_threshold
     out: dict[str, Any] = {s: {"sku": s, "available": 0, "nodes": []} for s in wanted}
     thresholds: dict[str, int] = {}
     for r in rows:
-        if r.node_id is None:  # the SKU's own row: its low-stock threshold
+        if r.node_id is None:  # the SKU's own row: its low-stock threshold and preorder release day
             if r.on_hand is not None:
                 thresholds[r.sku] = r.on_hand
+            out[r.sku]["preorder_release_date"] = r.type
             continue
         out[r.sku]["available"] += r.available
         out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
                                     "safety_stock": r.safety_stock, "available": r.available})
     async with request.app.state.db.engine.connect() as conn:
         for r in (await conn.execute(text(
-                "SELECT sku, node_id, qty, eta FROM incoming_supply WHERE sku = ANY(:s) AND qty > 0 ORDER BY eta"),
-                {"s": wanted})).all():
-            out[r.sku].setdefault("incoming", []).append({"node_id": r.node_id, "qty": r.qty, "eta": r.eta.isoformat()})
+                "SELECT sku, node_id, qty, eta, qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c"
+                " WHERE c.supply_id = s.supply_id), 0) AS unclaimed FROM incoming_supply s"
+                " WHERE sku = ANY(:s) AND qty > 0 ORDER BY eta"), {"s": wanted})).all():
+            # Supply is never stock; ``unclaimed`` is what is left for new backorders and preorders.
+            out[r.sku].setdefault("incoming", []).append({"node_id": r.node_id, "qty": r.qty, "eta": r.eta.isoformat(),
+                                                          "unclaimed": max(r.unclaimed, 0)})
     for s, entry in out.items():
         entry["stock_level"] = stock_level(entry["available"], thresholds.get(s, default))
         entry.setdefault("incoming", [])
+        entry.setdefault("preorder_release_date", None)
     # Plain data already: skip FastAPI's recursive encoder on a few hundred node rows.
     return JSONResponse({"postal_code": postal_code, "channel": channel, "skus": list(out.values())})
 
