@@ -9,7 +9,7 @@ from typing import Optional
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.auth import ensure_admin_key
+from api.auth import KeyCache, ensure_admin_key
 from api.placement import recovery_loop
 from api.routes import fulfillments, holds, inventory, keys, network, ops, orders
 from nodal import __version__
@@ -40,6 +40,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app = FastAPI(title="Nodal", version=__version__, lifespan=lifespan,
                   description="Distributed order management: orders, fulfillment, inventory, returns.")
     app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(ops.MetricsMiddleware)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, keys.router, ops.router):
         app.include_router(r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,18 +41,47 @@ class Principal:
         return self.role in (Role.admin, Role.support) or (self.role == Role.partner and self.node_id == node_id)
 
 
+class KeyCache:
+    """Valid keys seen recently (by hash), so a hot read path costs no key lookup per request."""
+
+    def __init__(self, ttl_seconds: float):
+        self.ttl = ttl_seconds
+        self._seen: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Optional[Principal]:
+        hit = self._seen.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key_hash: str, p: Principal) -> None:
+        if self.ttl > 0:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[key_hash] = (time.monotonic() + self.ttl, p)
+
+    def forget(self, key_id: str) -> None:
+        self._seen = {h: v for h, v in self._seen.items() if v[1].key_id != key_id}
+
+
 async def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if creds is None or not creds.credentials:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
                             headers={"WWW-Authenticate": "Bearer"})
+    key_hash = hash_key(creds.credentials)
+    cache: KeyCache = request.app.state.key_cache
+    if (known := cache.get(key_hash)) is not None:
+        return known
     async with request.app.state.db.engine.connect() as conn:
         row = (await conn.execute(
             text("SELECT key_id, role, channel, node_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
-            {"h": hash_key(creds.credentials)},
+            {"h": key_hash},
         )).first()
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(row.key_id, Role(row.role), row.channel, row.node_id)
+    p = Principal(row.key_id, Role(row.role), row.channel, row.node_id)
+    cache.put(key_hash, p)
+    return p
 
 
 def require(*roles: Role):

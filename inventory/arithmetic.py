@@ -47,3 +47,9 @@ def stock_level(available: int, low_threshold: int) -> str:
     if available <= 0:
         return "out"
     return "low" if available <= low_threshold else "in_stock"
+
+
+def stock_level_sql(available: str, low_threshold: str) -> str:
+    """The same message in SQL (expressions as arguments)."""
+    return (f"CASE WHEN {available} <= 0 THEN 'out' WHEN {available} <= {low_threshold} THEN 'low'"
+            " ELSE 'in_stock' END")

@@ -102,9 +102,13 @@ class ChannelView(SQLModel, table=True):
 
 # ---------------------------------------------------------------- inventory
 class InventoryPosition(SQLModel, table=True):
+    """One SKU at one node. Keyed SKU first and kept with free space in each page (fillfactor): the rows
+    of a SKU across the network stay together, and a reservation updates its row in place (HOT)."""
+
     __tablename__ = "inventory_positions"
-    node_id: str = Field(primary_key=True, foreign_key="nodes.node_id", max_length=64)
-    sku: str = Field(primary_key=True, foreign_key="skus.sku", max_length=64, index=True)
+    __table_args__ = {"postgresql_with": {"fillfactor": 85}}
+    sku: str = Field(primary_key=True, foreign_key="skus.sku", max_length=64)
+    node_id: str = Field(primary_key=True, foreign_key="nodes.node_id", max_length=64, index=True)
     on_hand: int = 0  # sellable units on the shelf; only these can be sold
     reserved: int = 0
     damaged: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))

@@ -61,16 +61,17 @@ def worker() -> None:
 
 
 @app.command()
-def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+def api(host: str = typer.Option(None), port: int = typer.Option(None),
+        workers: int = typer.Option(None, help="server processes (default NODAL_API_WORKERS)")) -> None:
     """Serve the HTTP API against NODAL_TEMPORAL_ADDRESS and NODAL_DATABASE_URL."""
     import uvicorn
 
-    from api.app import create_app
     from nodal.settings import Settings
 
     settings = Settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level="warning")
+    # uvloop and httptools when installed (they are dependencies): several times the requests per core.
+    uvicorn.run("api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
+                workers=workers or settings.api_workers, log_level="warning", access_log=False)
 
 
 @app.command()

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     home: Path = Path(".nodal")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = 1
     ui_port: int = 8233
     log_level: str = "INFO"
     log_json: bool = True
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     payment_decline_rate: float = 0.0
     # GET /availability says "low" at or below this many units (a SKU may set its own).
     low_stock_threshold: int = 5
+    # A valid API key is remembered this long per API process (a revocation through this process applies at
+    # once, through another within this time); 0 looks every request up.
+    auth_cache_seconds: float = 5.0
     # Re-sourcing attempts before a line is declared backordered.
     max_reroutes: int = 5
 

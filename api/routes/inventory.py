@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
 
 from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
@@ -14,7 +13,7 @@ from api.schemas import (
     AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn, SupplyIn,
 )
 from inventory import service
-from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level
+from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level_sql
 from inventory.channels import load_channel_view
 from models.status import NATIONAL_NODE_TYPES, Role
 
@@ -107,61 +106,70 @@ async def inspect(node_id: str, sku: str, body: InspectIn, request: Request, who
     return {"node_id": node_id, "sku": sku, "applied": applied}
 
 
+# The whole answer is built by PostgreSQL as JSON in one statement: a 5-SKU request over a national network
+# is a few hundred node rows, which cost more to turn into Python objects than to read.
+_AVAILABILITY_SQL = """
+WITH want AS (
+  SELECT sku, ord FROM unnest(CAST(:skus AS varchar[])) WITH ORDINALITY AS w(sku, ord)
+), eligible AS MATERIALIZED (
+  -- The nodes this channel sells from for this destination, resolved once (tens of a few hundred).
+  SELECT n.node_id FROM nodes n
+  WHERE n.enabled AND NOT (n.node_id = ANY(CAST(:excluded AS varchar[])))
+    AND (cardinality(CAST(:types AS varchar[])) = 0 OR n.type = ANY(CAST(:types AS varchar[]))){area}
+), pos AS MATERIALIZED (
+  SELECT p.sku, p.node_id, p.on_hand, p.reserved, p.safety_stock, {ats} AS available
+  FROM inventory_positions p
+  WHERE p.sku = ANY(CAST(:skus AS varchar[])) AND EXISTS (SELECT 1 FROM eligible e WHERE e.node_id = p.node_id)
+), per_sku AS (
+  SELECT w.ord, w.sku, COALESCE(SUM(pos.available), 0) AS available,
+         COALESCE(json_agg(json_build_object('node_id', pos.node_id, 'on_hand', pos.on_hand,
+                                             'reserved', pos.reserved, 'safety_stock', pos.safety_stock,
+                                             'available', pos.available) ORDER BY pos.node_id)
+                  FILTER (WHERE pos.node_id IS NOT NULL), '[]') AS nodes
+  FROM want w LEFT JOIN pos ON pos.sku = w.sku GROUP BY w.ord, w.sku
+)
+SELECT CAST(json_build_object('postal_code', CAST(:pc AS varchar), 'channel', CAST(:channel AS varchar), 'skus',
+  COALESCE(json_agg(json_build_object(
+    'sku', x.sku, 'available', x.available, 'nodes', x.nodes,
+    'stock_level', {level},
+    'preorder_release_date', s.preorder_release_date,
+    -- Supply is never stock; ``unclaimed`` is what is left for new backorders and preorders.
+    'incoming', COALESCE((SELECT json_agg(json_build_object(
+        'node_id', i.node_id, 'qty', i.qty, 'eta', i.eta,
+        'unclaimed', GREATEST(i.qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c
+                                                WHERE c.supply_id = i.supply_id), 0), 0)) ORDER BY i.eta)
+      FROM incoming_supply i WHERE i.sku = x.sku AND i.qty > 0), '[]')
+  ) ORDER BY x.ord), '[]')) AS text)
+FROM per_sku x LEFT JOIN skus s ON s.sku = x.sku
+"""
+_NEAR = (" AND (n.type = ANY(CAST(:national AS varchar[])) OR EXISTS (SELECT 1 FROM service_areas a"
+         " WHERE a.node_id = n.node_id AND a.postal_code = :pc))")
+_LEVEL = stock_level_sql("x.available", "COALESCE(s.low_stock_threshold, CAST(:low AS integer))")
+_ATS = channel_ats_sql(protected=protected_for_others_sql("p.node_id", "p.sku", "CAST(:tier AS varchar)"))
+AVAILABILITY = {near: text(_AVAILABILITY_SQL.format(ats=_ATS, level=_LEVEL, area=_NEAR if near else ""))
+                for near in (False, True)}
+_NATIONAL = sorted(t.value for t in NATIONAL_NODE_TYPES)
+
+
 @router.get("/availability", summary="Available-to-sell per SKU, per eligible node")
 async def availability(
     request: Request, who: Principal = Depends(ANY_ROLE),
     skus: str = Query(..., description="comma-separated SKUs"),
     postal_code: Optional[str] = None, channel: Optional[str] = None,
     tier: Optional[str] = Query(None, description="the customer's tier: stock protected for it counts"),
-) -> dict[str, Any]:
-    wanted = [s for s in (x.strip() for x in skus.split(",")) if s]
+) -> Response:
+    wanted = list(dict.fromkeys(s for s in (x.strip() for x in skus.split(",")) if s))
     if not wanted or len(wanted) > 200:
         raise HTTPException(422, "give 1 to 200 skus")
     if who.role == Role.client and channel and channel != who.channel:
         raise HTTPException(403, f"this key sees channel {who.channel} only")
-    area = ""
-    if postal_code:
-        area = (" AND (n.type = ANY(:national) OR EXISTS (SELECT 1 FROM service_areas a"
-                " WHERE a.node_id = n.node_id AND a.postal_code = :pc))")
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
-        params: dict[str, Any] = {"skus": wanted, "national": sorted(t.value for t in NATIONAL_NODE_TYPES),
-                                  "pc": postal_code, "tier": tier, **view.params()}
-        ats = channel_ats_sql(protected=protected_for_others_sql("p.node_id", "p.sku", "CAST(:tier AS varchar)"))
-        rows = [r for r in (await conn.execute(text(
-            f"SELECT p.sku, p.node_id, n.type, p.on_hand, p.reserved, p.safety_stock, {ats} AS available"
-            " FROM inventory_positions p JOIN nodes n USING (node_id)"
-            f" WHERE p.sku = ANY(:skus) AND n.enabled{area}"
-            " UNION ALL SELECT s.sku, NULL, CAST(s.preorder_release_date AS varchar), s.low_stock_threshold,"
-            " NULL, NULL, NULL FROM skus s"
-            " WHERE s.sku = ANY(:skus) ORDER BY 1, 2"), params)).all()
-            if r.node_id is None or view.excludes(r.node_id, r.type) is None]
-    default = request.app.state.settings.low_stock_threshold
-    out: dict[str, Any] = {s: {"sku": s, "available": 0, "nodes": []} for s in wanted}
-    thresholds: dict[str, int] = {}
-    for r in rows:
-        if r.node_id is None:  # the SKU's own row: its low-stock threshold and preorder release day
-            if r.on_hand is not None:
-                thresholds[r.sku] = r.on_hand
-            out[r.sku]["preorder_release_date"] = r.type
-            continue
-        out[r.sku]["available"] += r.available
-        out[r.sku]["nodes"].append({"node_id": r.node_id, "on_hand": r.on_hand, "reserved": r.reserved,
-                                    "safety_stock": r.safety_stock, "available": r.available})
-    async with request.app.state.db.engine.connect() as conn:
-        for r in (await conn.execute(text(
-                "SELECT sku, node_id, qty, eta, qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c"
-                " WHERE c.supply_id = s.supply_id), 0) AS unclaimed FROM incoming_supply s"
-                " WHERE sku = ANY(:s) AND qty > 0 ORDER BY eta"), {"s": wanted})).all():
-            # Supply is never stock; ``unclaimed`` is what is left for new backorders and preorders.
-            out[r.sku].setdefault("incoming", []).append({"node_id": r.node_id, "qty": r.qty, "eta": r.eta.isoformat(),
-                                                          "unclaimed": max(r.unclaimed, 0)})
-    for s, entry in out.items():
-        entry["stock_level"] = stock_level(entry["available"], thresholds.get(s, default))
-        entry.setdefault("incoming", [])
-        entry.setdefault("preorder_release_date", None)
-    # Plain data already: skip FastAPI's recursive encoder on a few hundred node rows.
-    return JSONResponse({"postal_code": postal_code, "channel": channel, "skus": list(out.values())})
+        body = (await conn.execute(AVAILABILITY[bool(postal_code)], {
+            "skus": wanted, "national": _NATIONAL, "pc": postal_code, "channel": channel, "tier": tier,
+            "excluded": sorted(view.exclude_nodes), "types": sorted(view.node_types),
+            "low": request.app.state.settings.low_stock_threshold, **view.params()})).scalar_one()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/inventory/{node_id}/{sku}/ledger", summary="Every change of one position: who, why, which event")

@@ -51,4 +51,5 @@ async def revoke_key(key_id: str, request: Request, _: Principal = Depends(ADMIN
             {"i": key_id})).first()
     if row is None:
         raise HTTPException(404, f"no key {key_id}")
+    request.app.state.key_cache.forget(key_id)
     return {"key_id": key_id, "revoked": True}

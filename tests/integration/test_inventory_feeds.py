@@ -29,7 +29,7 @@ async def test_bulk_import_is_all_or_nothing(api: Api, pg_url, tmp_path: Path):
     n, s = net.node, net.skus
     good = tmp_path / "good.csv"
     good.write_text(f"node,sku,on_hand,safety_stock\n{n('DC-N')},{s[0]},40,2\n{n('DC-N')},{s[1]},7,\n"
-                    f"{n('DC-S')},{s[2]},0,1\n")
+                    f"{n('DC-S')},{s[2]},0,1\n\n\n")  # blank lines at the end are not rows
     r = nodal(pg_url, "inventory", "import", str(good))
     assert r.returncode == 0, r.stderr
     assert "imported 3 positions (2 new, 2 changed on hand)" in r.stdout
@@ -42,7 +42,11 @@ async def test_bulk_import_is_all_or_nothing(api: Api, pg_url, tmp_path: Path):
         (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[1]},x\n", "line 3: on_hand must be a whole number"),
         (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\nNOPE,{s[1]},2\n", "line 3: unknown node NOPE"),
         (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},nope,2\n", "line 3: unknown sku nope"),
-        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[0]},2\n", "appears twice"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[1]},1\n{n('DC-N')},{s[0]},2\n",
+         f"line 4: {n('DC-N')}/{s[0]} appears twice"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n\n{n('DC-N')},{s[1]},2\n", "line 3: empty line"),
+        (f"node,sku,on_hand\n{n('DC-N')},,1\n", "line 2: sku must not be empty"),
+        (f"node,sku,on_hand\n{n('DC-N')},{s[0]},99999999999\n", "line 2: on_hand is out of range"),
         (f"node,sku,on_hand\n{n('DC-N')},{s[0]},1\n{n('DC-N')},{s[1]}\n", "line 3: expected 3 fields"),
         (f"node,sku\n{n('DC-N')},{s[0]}\n", "line 1: header"),
         (f"node,sku,on_hand\n{n('DC-N')},{s[0]},-4\n", "line 2: on_hand must not be negative"),
@@ -137,3 +141,15 @@ async def test_returned_units_by_disposition_and_inspection(api: Api, temporal_e
     assert [(e["disposition"], e["on_hand_delta"]) for e in ledger[:5]] == [
         ("damaged", 1), ("pending_inspection", -1), ("sellable", 2), ("pending_inspection", -2),
         ("pending_inspection", 3)]
+
+
+def test_stock_level_sql_says_what_python_says(pg_url):
+    import psycopg
+
+    from inventory.arithmetic import stock_level, stock_level_sql
+
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        for available in range(-1, 8):
+            for threshold in (0, 3, 5):
+                sql = conn.execute(f"SELECT {stock_level_sql('%s', '%s')}", (available, available, threshold)).fetchone()[0]
+                assert sql == stock_level(available, threshold), (available, threshold)
