@@ -75,6 +75,19 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None),
 
 
 @app.command()
+def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing benchmark's JSON lines"),
+          resolve_every: int = typer.Option(100, help="orders between re-pricing stock from the forecast"),
+          max_splits: int = typer.Option(2, help="nodes an order may be split across, beyond the first"),
+          forecast: bool = typer.Option(True, help="price scarce stock from the demand forecast")) -> None:
+    """The sourcing engine on stdin/stdout (../shared/bench/ROUTING.md), the same code the workflow uses."""
+    if not stdio:
+        raise typer.BadParameter("only --stdio is supported")
+    from routing.stdio import serve
+
+    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast)
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations to NODAL_DATABASE_URL (or the embedded database)."""
     from nodal.db import resolve_database_url

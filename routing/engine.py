@@ -31,44 +31,56 @@ class _Group:
     def __init__(self, lines: list[RouteLine]):
         self.lines = lines
         self.eligible: dict[str, list[str]] = {}  # line_id → node ids
+        self.options: dict[str, list[tuple[float, str]]] = {}  # line_id → (price, node), cheapest first
+        self.package = 0.0
+
+
+def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -> float:
+    """A unit's landed cost plus what taking it is expected to cost later orders (0 without a forecast)."""
+    return unit_cost(net.nodes[node_id], line, model) + net.opportunity.get((node_id, line.sku), 0.0)
 
 
 def _fill(
     nodes: tuple[str, ...],
     group: _Group,
-    net: NetworkView,
     stock: dict[tuple[str, str], int],
     capacity: dict[str, Optional[int]],
     model: CostModel,
 ) -> tuple[float, list[Assignment], dict[str, int]]:
-    stock = dict(stock)
-    capacity = dict(capacity)
+    """Fill a fixed node set line by line from its cheapest node (optimal for a fixed set: unit costs are
+    separable); ``group.options`` holds each line's eligible nodes, cheapest first, with their prices."""
+    members = set(nodes)
+    taken: dict[tuple[str, str], int] = {}
+    used_capacity: dict[str, int] = {}
     assignments: list[Assignment] = []
     unfilled: dict[str, int] = {}
     cost = 0.0
     used: set[str] = set()
     for line in group.lines:
-        options = [n for n in nodes if n in group.eligible[line.line_id]]
-        options.sort(key=lambda n: (unit_cost(net.nodes[n], line, model), n))
         left = line.qty
-        for n in options:
+        for price, n in group.options[line.line_id]:
             if left == 0:
                 break
+            if n not in members:
+                continue
             cap = capacity[n]
-            take = min(left, stock.get((n, line.sku), 0), left if cap is None else cap)
+            have = stock.get((n, line.sku), 0) - taken.get((n, line.sku), 0)
+            room = left if cap is None else cap - used_capacity.get(n, 0)
+            take = min(left, have, room)
             if take <= 0:
                 continue
-            stock[(n, line.sku)] -= take
-            if cap is not None:
-                capacity[n] = cap - take
+            taken[(n, line.sku)] = taken.get((n, line.sku), 0) + take
+            used_capacity[n] = used_capacity.get(n, 0) + take
             left -= take
             used.add(n)
-            cost += take * unit_cost(net.nodes[n], line, model)
+            cost += take * price
             assignments.append(Assignment(n, line.line_id, line.sku, take))
         if left:
             unfilled[line.line_id] = left
             cost += left * model.unfilled_penalty
-    cost += sum(package_cost(group.lines[0], model) for _ in used)
+    cost += group.package * len(used)
+    if unfilled:
+        cost += model.unfilled_order_fee
     return cost, assignments, unfilled
 
 
@@ -98,13 +110,15 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 else:
                     reasons.setdefault(node.node_id, why)
             group.eligible[line.line_id] = ok
+            group.options[line.line_id] = sorted((_priced(n, line, net, model), n) for n in ok)
             candidates.update(ok)
+        group.package = package_cost(group.lines[0], model)
         # Keep the candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter.
-        ranked = sorted(
-            candidates,
-            key=lambda n: (min(unit_cost(net.nodes[n], l, model) for l in group.lines
-                               if n in group.eligible[l.line_id]), n),
-        )
+        cheapest: dict[str, float] = {}
+        for options in group.options.values():
+            for price, n in options:
+                cheapest[n] = min(cheapest.get(n, price), price)
+        ranked = sorted(candidates, key=lambda n: (cheapest[n], n))
         for n in ranked[MAX_CANDIDATES:]:
             reasons.setdefault(n, "farther than the closest candidates")
         ranked = ranked[:MAX_CANDIDATES]
@@ -113,7 +127,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         best_with: dict[str, float] = {}
         for size in range(1, min(max_nodes, len(ranked)) + 1):
             for subset in combinations(ranked, size):
-                cost, assigned, left = _fill(subset, group, net, stock, capacity, model)
+                cost, assigned, left = _fill(subset, group, stock, capacity, model)
                 if len({a.node_id for a in assigned}) < size:
                     continue  # a node in the set took nothing: the smaller set covers it
                 for n in subset:
@@ -122,7 +136,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 if best is None or key < best[:3]:
                     best = (cost, size, subset, assigned, left)
         if best is None:
-            cost, assigned, left = _fill((), group, net, stock, capacity, model)
+            cost, assigned, left = _fill((), group, stock, capacity, model)
             best = (cost, 0, (), assigned, left)
         cost, _, subset, assigned, left = best
         for a in assigned:

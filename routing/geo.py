@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 EARTH_RADIUS_KM = 6371.0088
 
 
+@lru_cache(maxsize=1 << 16)  # the same node and destination pairs come back order after order
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)

@@ -30,7 +30,7 @@ class CostModel:
 
     cost(plan) = Σ_nodes used package_cost
                + Σ_units (unit_base + per_km × distance(node, destination) + handling_cost(node))
-               + unfilled_penalty × units left unfilled
+               + unfilled_penalty × units left unfilled (+ unfilled_order_fee once, if any)
     Express shipping multiplies the distance term; pickup and curbside carry no parcel cost.
     """
 
@@ -39,6 +39,7 @@ class CostModel:
     per_km: float = 0.000541 / 1.609344
     express_multiplier: float = 2.5
     unfilled_penalty: float = 1000.0
+    unfilled_order_fee: float = 0.0  # once per delivery group with anything unfilled (a lost sale's fixed cost)
     same_day_radius_km: float = 50.0
 
 
@@ -73,6 +74,9 @@ class NetworkView:
     skus: dict[str, SkuRules] = field(default_factory=dict)
     # node_id → why the order's channel may not sell from it
     channel_excluded: dict[str, str] = field(default_factory=dict)
+    # (node_id, sku) → what taking one more unit there is expected to cost later orders (a bid price from
+    # the demand forecast, routing/bidprice.py); empty = choose on today's landed cost alone.
+    opportunity: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
