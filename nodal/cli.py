@@ -78,13 +78,15 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None),
 def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing benchmark's JSON lines"),
           resolve_every: int = typer.Option(100, help="orders between re-pricing stock from the forecast"),
           max_splits: int = typer.Option(2, help="nodes an order may be split across, beyond the first"),
-          forecast: bool = typer.Option(True, help="price scarce stock from the demand forecast")) -> None:
+          forecast: bool = typer.Option(True, help="price scarce stock from the demand forecast"),
+          inline_pricing: bool = typer.Option(False, help="solve the forecast LP in line: reproducible runs,"
+                                              " but the orders that trigger a solve wait for it")) -> None:
     """The sourcing engine on stdin/stdout (../shared/bench/ROUTING.md), the same code the workflow uses."""
     if not stdio:
         raise typer.BadParameter("only --stdio is supported")
     from routing.stdio import serve
 
-    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast)
+    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast, background=not inline_pricing)
 
 
 @app.command()

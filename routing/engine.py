@@ -46,19 +46,20 @@ def _fill(
     stock: dict[tuple[str, str], int],
     capacity: dict[str, Optional[int]],
     model: CostModel,
-) -> tuple[float, list[Assignment], dict[str, int]]:
+) -> tuple[float, float, list[Assignment], dict[str, int]]:
     """Fill a fixed node set line by line from its cheapest node (optimal for a fixed set: unit costs are
-    separable); ``group.options`` holds each line's eligible nodes, cheapest first, with their prices."""
+    separable); ``group.options`` holds each line's eligible nodes, cheapest first, with their prices.
+    Returns the cost with the future priced in, and the landed cost alone."""
     members = set(nodes)
     taken: dict[tuple[str, str], int] = {}
     used_capacity: dict[str, int] = {}
     assignments: list[Assignment] = []
     unfilled: dict[str, int] = {}
-    cost = 0.0
+    cost = landed = 0.0
     used: set[str] = set()
     for line in group.lines:
         left = line.qty
-        for price, n in group.options[line.line_id]:
+        for price, n, unit in group.options[line.line_id]:
             if left == 0:
                 break
             if n not in members:
@@ -74,14 +75,14 @@ def _fill(
             left -= take
             used.add(n)
             cost += take * price
+            landed += take * unit
             assignments.append(Assignment(n, line.line_id, line.sku, take))
         if left:
             unfilled[line.line_id] = left
             cost += left * model.unfilled_penalty
-    cost += group.package * len(used)
-    if unfilled:
-        cost += model.unfilled_order_fee
-    return cost, assignments, unfilled
+            landed += left * model.unfilled_penalty
+    fixed = group.package * len(used) + (model.unfilled_order_fee if unfilled else 0.0)
+    return cost + fixed, landed + fixed, assignments, unfilled
 
 
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
@@ -110,34 +111,39 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 else:
                     reasons.setdefault(node.node_id, why)
             group.eligible[line.line_id] = ok
-            group.options[line.line_id] = sorted((_priced(n, line, net, model), n) for n in ok)
+            group.options[line.line_id] = sorted(
+                (_priced(n, line, net, model), n, unit_cost(net.nodes[n], line, model)) for n in ok)
             candidates.update(ok)
         group.package = package_cost(group.lines[0], model)
         # Keep the candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter.
         cheapest: dict[str, float] = {}
         for options in group.options.values():
-            for price, n in options:
+            for price, n, _ in options:
                 cheapest[n] = min(cheapest.get(n, price), price)
         ranked = sorted(candidates, key=lambda n: (cheapest[n], n))
         for n in ranked[MAX_CANDIDATES:]:
             reasons.setdefault(n, "farther than the closest candidates")
         ranked = ranked[:MAX_CANDIDATES]
 
-        best: Optional[tuple[float, int, tuple[str, ...], list[Assignment], dict[str, int]]] = None
+        # Losing the sale has a price too: a plan is taken only if it lands for less (stock is never held
+        # back from a customer here and now for one the forecast merely expects); among those, the
+        # cheapest with the future priced in wins.
+        lost, _, assigned, left = _fill((), group, stock, capacity, model)
+        best: tuple[float, int, tuple[str, ...], list[Assignment], dict[str, int]] = (lost, 0, (), assigned, left)
+        served = False
         best_with: dict[str, float] = {}
         for size in range(1, min(max_nodes, len(ranked)) + 1):
+            if size * group.package >= (best[0] if served else lost):
+                break  # the packages alone cost more (every other term is ≥ 0)
             for subset in combinations(ranked, size):
-                cost, assigned, left = _fill(subset, group, stock, capacity, model)
+                cost, landed, assigned, left = _fill(subset, group, stock, capacity, model)
                 if len({a.node_id for a in assigned}) < size:
                     continue  # a node in the set took nothing: the smaller set covers it
                 for n in subset:
                     best_with[n] = min(best_with.get(n, float("inf")), cost)
                 key = (cost, size, subset)
-                if best is None or key < best[:3]:
-                    best = (cost, size, subset, assigned, left)
-        if best is None:
-            cost, assigned, left = _fill((), group, stock, capacity, model)
-            best = (cost, 0, (), assigned, left)
+                if landed < lost and (not served or key < best[:3]):
+                    best, served = (cost, size, subset, assigned, left), True
         cost, _, subset, assigned, left = best
         for a in assigned:
             stock[(a.node_id, a.sku)] -= a.qty

@@ -26,7 +26,7 @@ METHOD = "ship_standard"
 
 class Session:
     def __init__(self, network: dict, model: CostModel = CostModel(), resolve_every: int = 100,
-                 max_splits: int = 2, use_forecast: bool = True, lag: int = 50, background: bool = True):
+                 max_splits: int = 2, use_forecast: bool = True, background: bool = True):
         self.model, self.resolve_every, self.max_splits = model, resolve_every, max_splits
         self.nodes = {n["id"]: NodeInfo(
             node_id=n["id"], type="dc" if n.get("kind", "dc") == "dc" else "store", lat=n["lat"], lon=n["lon"],
@@ -48,45 +48,44 @@ class Session:
             haversine_km(n.lat, n.lon, *self.regions[r]) for n in self.nodes.values())) for r in self.regions}
         self.opportunity: dict[tuple[str, str], float] = {}
         self.seen = 0
-        self.lag = lag
-        self.pending: Optional[tuple[int, Future]] = None
+        self.pending: Optional[Future] = None
         self.pool: Optional[ProcessPoolExecutor] = None
         self._reprice()  # before the first order, in this process
         if self.demand and background:
-            self.pool = ProcessPoolExecutor(max_workers=1)
+            self.pool = ProcessPoolExecutor(max_workers=1, initializer=_keep_forecast, initargs=(self._forecast(),))
 
     def _line(self, region: str, sku: str, qty: int, line_id: str = "0") -> RouteLine:
         lat, lon = self.regions[region]
         return RouteLine(line_id=line_id, sku=sku, qty=qty, method=METHOD, postal_code=region, lat=lat, lon=lon)
 
-    def _demand_left(self) -> list[Demand]:
-        left = max(self.horizon - self.seen, 0) / self.horizon if self.horizon else 0.0
-        return [replace(d, expected=d.expected * left) for d in self.demand if left > 0]
+    def _forecast(self) -> tuple:
+        return (self.demand, self.service, self.unit, self.unfilled_unit, self.model)
 
     def _reprice(self) -> None:
-        """Re-solve the forecast LP on the stock left; the answer applies ``lag`` orders later.
+        """Re-solve the forecast LP on the stock left.
 
-        The LP runs in another process, so no order waits for it (it only waits if a solve outlasts
-        ``lag`` decisions); applying it at a fixed order keeps runs reproducible.
+        The LP runs in another process (which holds the forecast and costs from the start, so only the
+        stock travels) and its prices apply from the first order after it finishes: no order ever waits
+        for it. So a run's choices depend a little on timing; ``background=False`` solves in line and
+        is reproducible.
         """
-        demand = self._demand_left()
-        if not demand:
+        left = max(self.horizon - self.seen, 0) / self.horizon if self.horizon else 0.0
+        if not self.demand or left <= 0:
             self.opportunity, self.pending = {}, None
             return
-        args = (demand, dict(self.stock), dict(self.capacity), self.service, self.unit, self.unfilled_unit, self.model)
         if self.pool is None:
-            self.opportunity = bid_prices(*args)
+            self.opportunity = _price(self._forecast(), left, self.stock, self.capacity)
         else:
-            self.pending = (self.seen + self.lag, self.pool.submit(bid_prices, *args))
+            self.pending = self.pool.submit(_price_in_worker, left, dict(self.stock), dict(self.capacity))
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
     def decide(self, order: dict) -> list[dict]:
-        if self.pending is not None and self.seen >= self.pending[0]:
-            self.opportunity, self.pending = self.pending[1].result(), None
-        if self.seen and self.seen % self.resolve_every == 0:
+        if self.pending is not None and self.pending.done():
+            self.opportunity, self.pending = self.pending.result(), None
+        if self.seen and self.seen % self.resolve_every == 0 and self.pending is None:
             self._reprice()
         self.seen += 1
         region = order["region"]
@@ -105,6 +104,24 @@ class Session:
                 self.capacity[a.node_id] -= a.qty
             out.append({"line": int(a.line_id), "node": a.node_id, "qty": a.qty})
         return out
+
+
+def _price(forecast: tuple, left: float, stock, capacity) -> dict[tuple[str, str], float]:
+    demand, service, unit, unfilled_unit, model = forecast
+    return bid_prices([replace(d, expected=d.expected * left) for d in demand], stock, capacity, service, unit,
+                      unfilled_unit, model)
+
+
+_FORECAST: tuple = ()
+
+
+def _keep_forecast(forecast: tuple) -> None:
+    global _FORECAST
+    _FORECAST = forecast
+
+
+def _price_in_worker(left: float, stock, capacity) -> dict[tuple[str, str], float]:
+    return _price(_FORECAST, left, stock, capacity)
 
 
 def serve(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **options) -> None:

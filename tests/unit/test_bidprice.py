@@ -70,9 +70,10 @@ def _network():
 def test_stdio_protocol_tracks_its_own_stock_and_capacity():
     orders = [{"type": "order", "id": f"O{i}", "region": r, "lines": lines} for i, (r, lines) in enumerate([
         ("E", [{"sku": "X", "qty": 1}]),                       # the store is next door
-        ("E", [{"sku": "X", "qty": 1}, {"sku": "Y", "qty": 1}]),  # store at capacity: Y nowhere else
-        ("W", [{"sku": "X", "qty": 1}]),
-        ("W", [{"sku": "X", "qty": 2}]),                       # the only node serving W has none left
+        ("E", [{"sku": "X", "qty": 1}]),                       # the store is at capacity: from the DC
+        ("W", [{"sku": "X", "qty": 1}]),                       # the DC's last unit
+        ("W", [{"sku": "X", "qty": 1}]),                       # the only node serving W has none left
+        ("E", [{"sku": "X", "qty": 1}, {"sku": "Y", "qty": 1}]),  # nowhere to go: lost, not half-served
     ])]
     out = io.StringIO()
     serve(io.StringIO("\n".join(json.dumps(m) for m in [_network(), *orders, {"type": "end"}]) + "\n"), out,
@@ -80,7 +81,7 @@ def test_stdio_protocol_tracks_its_own_stock_and_capacity():
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
     assert replies[0] == {"type": "ready"}
     alloc = {r["id"]: sorted((a["line"], a["node"], a["qty"]) for a in r["allocations"]) for r in replies[1:]}
-    assert alloc == {"O0": [(0, "S-E", 1)], "O1": [(0, "N-W", 1)], "O2": [(0, "N-W", 1)], "O3": []}
+    assert alloc == {"O0": [(0, "S-E", 1)], "O1": [(0, "N-W", 1)], "O2": [(0, "N-W", 1)], "O3": [], "O4": []}
 
 
 def test_nodal_route_stdio_command():
