@@ -18,6 +18,7 @@ from nodal.logging import get_logger
 from promise import promised_by, release_start, ship_by
 from routing import CostModel, RouteLine, RouteRequest, plan
 from routing.engine import NO_STOCK
+from routing.rules import RoutingRules, apply_rules
 from routing.cost import distance_km, package_cost, unit_cost
 
 COSTS = CostModel()
@@ -29,6 +30,8 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
         coords = await postal_coordinates(conn, postal)
         net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
                                  req.customer_tier)
+        rules_version, rules = await load_rules(conn)
+    net = apply_rules(net, rules)
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address
@@ -85,9 +88,15 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
     return Plan(
         feasible=feasible, reason=reason, allocations=allocations,
         unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in unfilled.items()],
-        backorder_dates=dates, supply_claims=claims,
+        backorder_dates=dates, supply_claims=claims, rules_version=rules_version,
         total_cost=Decimal(str(round(result.cost, 2))), candidates=candidates,
     )
+
+
+async def load_rules(conn) -> tuple[int, RoutingRules]:
+    """The routing rules in force and their version (0: none set, the defaults)."""
+    row = (await conn.execute(text("SELECT version, rules FROM routing_rules ORDER BY version DESC LIMIT 1"))).first()
+    return (0, RoutingRules()) if row is None else (row.version, RoutingRules.model_validate(row.rules))
 
 
 def _not_before(node, skus: list[str], net, at: datetime) -> datetime | None:

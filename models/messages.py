@@ -153,6 +153,7 @@ class Plan(Msg):
     backorder_dates: dict[str, datetime] = {}
     # The incoming supply those dates rely on, to be claimed with the reservation.
     supply_claims: list[SupplyClaimLine] = []
+    rules_version: int = 0  # the routing rules the decision used
     total_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
 

@@ -148,6 +148,16 @@ class SupplyClaim(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class RoutingRuleSet(SQLModel, table=True):
+    """One version of the routing rules (routing/rules.py); the highest version is in force."""
+
+    __tablename__ = "routing_rules"
+    version: int = Field(primary_key=True)
+    rules: dict = Field(sa_column=Column(JSONB, nullable=False))
+    actor: str = Field(max_length=64)
+    created_at: datetime = _ts()
+
+
 class ProtectedStock(SQLModel, table=True):
     """Units of a position only one customer tier may buy (B2B key accounts, VIP): a nested protection level."""
 

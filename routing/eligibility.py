@@ -36,8 +36,11 @@ def ineligible_reason(
             return f"beyond the {cost.same_day_radius_km:.0f} km same-day radius"
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"
-    if net.available.get((node.node_id, line.sku), 0) <= 0:
+    have = net.available.get((node.node_id, line.sku), 0)
+    if have <= 0:
         return f"no stock of {line.sku}"
+    if have < net.min_stock.get(node.type, 0):
+        return f"holds {have} of {line.sku}, below the minimum of {net.min_stock[node.type]} for a {node.type}"
     if node.remaining_units is not None and node.remaining_units <= 0:
         return "at daily capacity"
     return None

@@ -36,8 +36,10 @@ class _Group:
 
 
 def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -> float:
-    """A unit's landed cost plus what taking it is expected to cost later orders (0 without a forecast)."""
-    return unit_cost(net.nodes[node_id], line, model) + net.opportunity.get((node_id, line.sku), 0.0)
+    """A unit's landed cost plus what taking it is expected to cost later orders (0 without a forecast)
+    and the node's priority-group preference (0 without routing rules)."""
+    return (unit_cost(net.nodes[node_id], line, model) + net.opportunity.get((node_id, line.sku), 0.0)
+            + net.preference.get(node_id, 0.0))
 
 
 def _fill(

@@ -77,6 +77,10 @@ class NetworkView:
     # (node_id, sku) → what taking one more unit there is expected to cost later orders (a bid price from
     # the demand forecast, routing/bidprice.py); empty = choose on today's landed cost alone.
     opportunity: dict[tuple[str, str], float] = field(default_factory=dict)
+    # node_id → cost added per unit by the node priority groups of the routing rules
+    preference: dict[str, float] = field(default_factory=dict)
+    # node type → units of a SKU a node of that type must hold to be offered it (routing rules)
+    min_stock: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

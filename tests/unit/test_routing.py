@@ -156,3 +156,44 @@ def test_plan_is_deterministic():
     req = RouteRequest(lines=(line("L1", "A", qty=3), line("L2", "B", qty=3), line("L3", "C")))
     first = plan(req, net(nodes, stock))
     assert all(plan(req, net(nodes, stock)).assignments == first.assignments for _ in range(3))
+
+
+# ---------------------------------------------------------------- routing rules
+from routing.rules import RoutingRules, apply_rules  # noqa: E402
+
+STORE = node("STORE", "store", lat=41.85, lon=-87.65)  # next door, mapped to the destination
+AREAS = {"60601": {"STORE": 1}}
+
+
+def test_priority_groups_put_dcs_first_then_stores_as_fallback():
+    view = net([NEAR, STORE], {("NEAR", "A"): 5, ("STORE", "A"): 5}, areas=AREAS)
+    assert chosen(plan(RouteRequest(lines=(line(),)), view)) == {"STORE": [("L1", 1)]}  # the closest
+    dc_first = apply_rules(view, RoutingRules(priority_groups=[["dc"], ["store"]]))
+    assert chosen(plan(RouteRequest(lines=(line(),)), dc_first)) == {"NEAR": [("L1", 1)]}
+    # The DC out of stock: the store serves after all.
+    empty_dc = apply_rules(net([NEAR, STORE], {("STORE", "A"): 5}, areas=AREAS),
+                           RoutingRules(priority_groups=[["dc"], ["store"]]))
+    assert chosen(plan(RouteRequest(lines=(line(),)), empty_dc)) == {"STORE": [("L1", 1)]}
+
+
+def test_store_pick_surcharge_prices_store_picking():
+    view = net([NEAR, STORE], {("NEAR", "A"): 5, ("STORE", "A"): 5}, areas=AREAS)
+    costly = apply_rules(view, RoutingRules(pick_surcharge={"store": "5.00"}))
+    assert chosen(plan(RouteRequest(lines=(line(),)), costly)) == {"NEAR": [("L1", 1)]}
+
+
+def test_minimum_stock_keeps_a_stores_last_units_out_of_online_orders():
+    view = apply_rules(net([NEAR, STORE], {("NEAR", "A"): 5, ("STORE", "A"): 2}, areas=AREAS),
+                       RoutingRules(min_stock={"store": 3}))
+    r = plan(RouteRequest(lines=(line(),)), view)
+    assert chosen(r) == {"NEAR": [("L1", 1)]}
+    assert verdict(r, "STORE").reason == "holds 2 of A, below the minimum of 3 for a store"
+
+
+@pytest.mark.parametrize("bad", [
+    {"priority_groups": [["dc"], ["dc", "store"]]}, {"priority_groups": [[]]}, {"pick_surcharge": {"store": -1}},
+    {"min_stock": {"store": -2}}, {"priority_groups": [["warehouse"]]}, {"unknown": 1},
+])
+def test_invalid_rules_are_refused(bad):
+    with pytest.raises(ValueError):
+        RoutingRules.model_validate(bad)

@@ -1,0 +1,49 @@
+"""Routing rules: versioned, stored in PostgreSQL; every routing decision names the version it used."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import text
+
+from api.auth import ADMIN, STAFF, Principal
+from routing.rules import RoutingRules
+
+router = APIRouter(tags=["routing"])
+
+
+def _view(row) -> dict[str, Any]:
+    return {"version": row.version, "rules": row.rules, "actor": row.actor, "created_at": row.created_at.isoformat()}
+
+
+@router.get("/routing-rules", summary="The routing rules in force (or an earlier version)")
+async def get_rules(request: Request, _: Principal = Depends(STAFF),
+                    version: Optional[int] = Query(None, ge=1)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT version, rules, actor, created_at FROM routing_rules"
+            + (" WHERE version = :v" if version else " ORDER BY version DESC LIMIT 1")), {"v": version})).first()
+    if row is None:
+        if version:
+            raise HTTPException(404, f"no routing rules version {version}")
+        return {"version": 0, "rules": RoutingRules().model_dump(mode="json"), "actor": None, "created_at": None}
+    return _view(row)
+
+
+@router.put("/routing-rules", summary="Replace the routing rules: a new version, in force for the next decision")
+async def put_rules(body: RoutingRules, request: Request, who: Principal = Depends(ADMIN),
+                    expected_version: Optional[int] = Query(
+                        None, ge=0, description="refuse (409) unless this is the version in force")) -> dict[str, Any]:
+    async with request.app.state.db.engine.begin() as conn:
+        # One writer at a time, so versions never collide and expected_version means what it says.
+        await conn.execute(text("LOCK TABLE routing_rules IN SHARE ROW EXCLUSIVE MODE"))
+        current = (await conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM routing_rules"))).scalar_one()
+        if expected_version is not None and expected_version != current:
+            raise HTTPException(409, f"routing rules are at version {current}, not {expected_version}")
+        row = (await conn.execute(text(
+            "INSERT INTO routing_rules (version, rules, actor) VALUES (:v, CAST(:r AS jsonb), :a)"
+            " RETURNING version, rules, actor, created_at"),
+            {"v": current + 1, "r": json.dumps(body.model_dump(mode="json")), "a": who.key_id})).first()
+    return _view(row)

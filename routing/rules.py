@@ -1,0 +1,73 @@
+"""Routing rules the business edits (PUT /routing-rules), applied to the network before the engine runs.
+
+They reshape the choice rather than hard-coding it: node priority groups make later groups cost more per
+unit (partner stores before DCs for online-to-offline brands, or DCs first; drop-ship vendors last, as
+the fallback when owned stock is short), a pick surcharge prices store picking, and a minimum stock
+keeps a node type's last units (display stock) out of online orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.status import NodeType
+from routing.model import NetworkView
+
+
+class RoutingRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority_groups: list[list[NodeType]] = Field(
+        default=[], description="node types, most preferred group first; types not listed come after the last")
+    priority_step: Decimal = Field(default=Decimal("50"), ge=0, le=100000, max_digits=10, decimal_places=2,
+                                   description="cost added per unit for each group further down the list")
+    pick_surcharge: dict[NodeType, Decimal] = Field(
+        default={}, description="cost added per unit picked at a node of this type (store picking)")
+    min_stock: dict[NodeType, int] = Field(
+        default={}, description="a node of this type is offered a SKU only while it holds at least this many")
+
+    @field_validator("priority_groups")
+    @classmethod
+    def _each_type_once(cls, groups: list[list[NodeType]]) -> list[list[NodeType]]:
+        seen = [t for g in groups for t in g]
+        if len(seen) != len(set(seen)):
+            raise ValueError("a node type may appear in one priority group only")
+        if any(not g for g in groups):
+            raise ValueError("a priority group may not be empty")
+        return groups
+
+    @field_validator("pick_surcharge")
+    @classmethod
+    def _not_negative(cls, v: dict[NodeType, Decimal]) -> dict[NodeType, Decimal]:
+        if any(x < 0 for x in v.values()):
+            raise ValueError("a pick surcharge may not be negative")
+        return v
+
+    @field_validator("min_stock")
+    @classmethod
+    def _counts(cls, v: dict[NodeType, int]) -> dict[NodeType, int]:
+        if any(x < 0 for x in v.values()):
+            raise ValueError("a minimum stock may not be negative")
+        return v
+
+    def group_of(self, node_type: str) -> int:
+        for i, group in enumerate(self.priority_groups):
+            if node_type in group:
+                return i
+        return len(self.priority_groups)
+
+
+def apply_rules(net: NetworkView, rules: RoutingRules) -> NetworkView:
+    """The network as the rules shape it: surcharges in each node's handling cost, priority groups as a
+    per-unit preference cost, and the minimum stock per node type for eligibility."""
+    nodes = {}
+    for node_id, node in net.nodes.items():
+        extra = float(rules.pick_surcharge.get(node.type, 0))
+        nodes[node_id] = replace(node, handling_cost=node.handling_cost + extra) if extra else node
+    preference = {node_id: float(rules.priority_step) * rules.group_of(node.type)
+                  for node_id, node in net.nodes.items() if rules.priority_groups}
+    return replace(net, nodes=nodes, preference={k: v for k, v in preference.items() if v},
+                   min_stock={str(t): n for t, n in rules.min_stock.items() if n > 0})

@@ -1,0 +1,50 @@
+"""Routing rules through the API: versioned, validated, admin-only, and used (and named) by every decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.flow import place
+
+pytestmark = pytest.mark.integration
+
+
+async def _decision(api: Api, order_id: str) -> dict:
+    async def find():
+        o = await api.ok("GET", f"/orders/{order_id}")
+        return next((t["detail"] for t in o["timeline"] if t["event"] == "routing_decision"), None)
+    return await eventually(find, what="the routing decision")
+
+
+async def test_rules_are_versioned_and_steer_the_next_decision(api: Api):
+    net = await make_network(api, stock={"STORE": {"SKU1": 2}, "DC-N": {"SKU1": 5}})
+    before = await api.ok("GET", "/routing-rules")
+    # Without rules the store next door serves.
+    first = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    assert [a["node_id"] for a in (await _decision(api, first))["allocations"]] == [net.node("STORE")]
+    try:
+        # Bad rules and wrong callers change nothing.
+        bad = await api.call("PUT", "/routing-rules", json={"priority_groups": [["dc"], ["dc"]]})
+        assert bad.status_code == 422 and "one priority group" in bad.text
+        assert (await api.call("PUT", "/routing-rules", key=net.client_key, json={})).status_code == 403
+        stale = await api.call("PUT", f"/routing-rules?expected_version={before['version'] + 5}", json={})
+        assert stale.status_code == 409
+        assert (await api.ok("GET", "/routing-rules"))["version"] == before["version"]
+
+        put = await api.ok("PUT", f"/routing-rules?expected_version={before['version']}",
+                           json={"min_stock": {"store": 3}, "pick_surcharge": {"store": "1.25"},
+                                 "priority_groups": [["store"], ["dc"]]})
+        assert put["version"] == before["version"] + 1 and put["rules"]["min_stock"] == {"store": 3}
+        assert (await api.ok("GET", "/routing-rules"))["version"] == put["version"]
+        assert (await api.ok("GET", f"/routing-rules?version={put['version']}"))["rules"] == put["rules"]
+
+        second = (await place(api, net, [("SKU1", 1)]))["order_id"]
+        decision = await _decision(api, second)
+        assert decision["rules_version"] == put["version"]
+        assert [a["node_id"] for a in decision["allocations"]] == [net.node("DC-N")]
+        store = next(c for c in decision["candidates"] if c["node_id"] == net.node("STORE"))
+        assert "below the minimum of 3 for a store" in store["reason"]
+    finally:
+        await api.ok("PUT", "/routing-rules", json=before["rules"])  # the rest of the suite runs without them
+    assert (await api.call("GET", "/routing-rules?version=99999")).status_code == 404
