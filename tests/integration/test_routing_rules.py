@@ -48,3 +48,25 @@ async def test_rules_are_versioned_and_steer_the_next_decision(api: Api):
     finally:
         await api.ok("PUT", "/routing-rules", json=before["rules"])  # the rest of the suite runs without them
     assert (await api.call("GET", "/routing-rules?version=99999")).status_code == 404
+
+
+async def test_simulate_explains_every_candidate_and_reserves_nothing(api: Api):
+    net = await make_network(api, stock={"STORE": {"SKU1": 1}, "DC-N": {"SKU1": 5}, "DC-S": {"SKU1": 5}})
+    body = {"channel": net.channel, "lines": [{"sku": net.skus[0], "qty": 3, "delivery": {
+        "method": "ship_standard", "address": {"postal_code": net.postal_code}}}]}
+    sim = await api.ok("POST", "/routing/simulate", key=net.client_key, json=body)
+    assert sim["simulated"] and not sim["reserved"] and sim["feasible"]
+    assert [a["node_id"] for a in sim["allocations"]] == [net.node("DC-N")]
+    by_node = {c["node_id"]: c for c in sim["candidates"]}
+    assert by_node[net.node("DC-N")]["outcome"] == "chosen"
+    assert by_node[net.node("DC-S")]["outcome"] == "lost" and "more expensive by" in by_node[net.node("DC-S")]["reason"]
+    assert "rules_version" in sim
+    # Nothing was reserved.
+    items = (await api.ok("GET", f"/inventory/{net.node('DC-N')}"))["items"]
+    assert items[0]["reserved"] == 0
+    # Another channel's key, and a bad line: refused, nothing changes.
+    other = await api.key("client", channel="someone-else")
+    assert (await api.call("POST", "/routing/simulate", key=other, json=body)).status_code == 403
+    bad = await api.call("POST", "/routing/simulate", key=net.client_key,
+                         json={**body, "lines": [{**body["lines"][0], "sku": "nope"}]})
+    assert bad.status_code == 422 and "nope" in bad.text
