@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
 from inventory.channels import load_channel_view
 from routing.model import NetworkView, NodeInfo, SkuRules
+from routing.scorecard import Scorecard
 
 
 def node_info(row, used_today: int = 0) -> NodeInfo:
@@ -80,3 +81,46 @@ async def postal_coordinates(conn: AsyncConnection, postal_codes: list[str]) -> 
         text("SELECT postal_code, lat, lon FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal_codes}
     )).all()
     return {r.postal_code: (r.lat, r.lon) for r in rows}
+
+
+_ACCEPTED = ("accepted", "picked", "packed", "shipped", "delivered")
+_PICKED = ("picked", "packed", "shipped", "delivered")
+
+
+async def load_scorecards(conn: AsyncConnection, node_ids: list[str] | None = None,
+                          channel: str | None = None) -> dict[str, Scorecard]:
+    """Each node's partner scorecard from its fulfillments (all nodes or these; all orders or one channel's)."""
+    scope = ("SELECT f.* FROM fulfillments f JOIN orders o USING (order_id)"
+             " WHERE (CAST(:n AS varchar[]) IS NULL OR f.node_id = ANY(CAST(:n AS varchar[])))"
+             " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar))")
+    params = {"n": node_ids, "c": channel}
+    rows = (await conn.execute(text(
+        f"WITH f AS ({scope}) SELECT node_id, count(*) AS n,"
+        f" count(*) FILTER (WHERE status IN {_ACCEPTED} OR status IN ('rejected', 'timed_out')) AS decided,"
+        f" count(*) FILTER (WHERE status IN {_ACCEPTED}) AS accepted,"
+        f" sum(requested_units) FILTER (WHERE status IN {_PICKED} OR short_units > 0) AS asked,"
+        f" sum(short_units) FILTER (WHERE status IN {_PICKED} OR short_units > 0) AS short,"
+        " count(*) FILTER (WHERE shipped_at IS NOT NULL AND ship_by IS NOT NULL) AS shipped,"
+        " count(*) FILTER (WHERE shipped_at <= ship_by) AS on_time,"
+        " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
+        " avg(extract(epoch FROM accepted_at - released_at)) / 60 AS to_accept"
+        " FROM f GROUP BY node_id ORDER BY node_id"), params)).all()
+    reasons: dict[str, dict[str, int]] = {}
+    for r in (await conn.execute(text(
+            f"WITH f AS ({scope}) SELECT node_id, COALESCE(reason, 'none given') AS reason, count(*) AS n FROM f"
+            " WHERE status = 'rejected' GROUP BY node_id, reason"), params)).all():
+        reasons.setdefault(r.node_id, {})[r.reason] = r.n
+    returns = {r.node_id: r.n for r in (await conn.execute(text(
+        "SELECT r.node_id, count(*) AS n FROM returns r JOIN orders o USING (order_id)"
+        " WHERE r.node_id IS NOT NULL AND (CAST(:n AS varchar[]) IS NULL OR r.node_id = ANY(CAST(:n AS varchar[])))"
+        " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar)) GROUP BY r.node_id"), params)).all()}
+
+    def ratio(a, b):
+        return round(a / b, 4) if b else None
+
+    return {r.node_id: Scorecard(
+        fulfillments=r.n, acceptance_rate=ratio(r.accepted, r.decided),
+        fill_rate=ratio((r.asked or 0) - (r.short or 0), r.asked or 0),
+        on_time_ship_rate=ratio(r.on_time, r.shipped), return_rate=ratio(returns.get(r.node_id, 0), r.delivered),
+        avg_minutes_to_accept=None if r.to_accept is None else round(float(r.to_accept), 1),
+        rejection_reasons=reasons.get(r.node_id, {})) for r in rows}

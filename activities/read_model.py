@@ -104,7 +104,9 @@ class ReadModelActivities:
         row = dict(
             fulfillment_id=f.fulfillment_id, order_id=snap.order_id, node_id=f.node_id, status=f.status.value,
             lines=[l.model_dump(mode="json") for l in f.lines], carrier=f.carrier, tracking=f.tracking,
-            ship_by=f.ship_by, reason=f.reason, version=snap.version,
+            ship_by=f.ship_by, reason=f.reason, version=snap.version, released_at=f.released_at,
+            accepted_at=f.accepted_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
+            short_units=f.short_units,
         )
         async with self.deps.db.engine.begin() as conn:
             await conn.execute(_upsert(Fulfillment.__table__, [row], ["fulfillment_id"], guard="version"))

@@ -11,7 +11,7 @@ from temporalio import activity
 
 from activities.deps import Deps
 from nodal.db import Database
-from activities.network import load_network, node_info, postal_coordinates
+from activities.network import load_network, load_scorecards, node_info, postal_coordinates
 from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
@@ -31,7 +31,9 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
         net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
                                  req.customer_tier)
         rules_version, rules = await load_rules(conn)
-    net = apply_rules(net, rules)
+        # Unreliable partners cost more per unit, when the rules say by how much.
+        cards = await load_scorecards(conn, sorted(net.nodes)) if rules.partner_penalty else None
+    net = apply_rules(net, rules, cards)
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address

@@ -438,6 +438,11 @@ class FulfillmentState(Msg):
     shipped_at: Optional[datetime] = None
     delivered_at: Optional[datetime] = None
     last_seq: int = 0
+    # For the node's partner scorecard.
+    released_at: Optional[datetime] = None
+    accepted_at: Optional[datetime] = None
+    requested_units: int = 0
+    short_units: int = 0  # asked for, not found at pick
 
 
 class ReturnLineState(Msg):

@@ -287,6 +287,12 @@ class Fulfillment(SQLModel, table=True):
     ship_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     reason: Optional[str] = None
     version: int = 0
+    # The partner scorecard's raw material.
+    released_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    accepted_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    shipped_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    requested_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    short_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

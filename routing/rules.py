@@ -3,18 +3,21 @@
 They reshape the choice rather than hard-coding it: node priority groups make later groups cost more per
 unit (partner stores before DCs for online-to-offline brands, or DCs first; drop-ship vendors last, as
 the fallback when owned stock is short), a pick surcharge prices store picking, and a minimum stock
-keeps a node type's last units (display stock) out of online orders.
+keeps a node type's last units (display stock) out of online orders; partners below their scorecard's
+floors are flagged, and unreliable ones cost more per unit.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.status import NodeType
 from routing.model import NetworkView
+from routing.scorecard import Scorecard
 
 
 class RoutingRules(BaseModel):
@@ -28,6 +31,13 @@ class RoutingRules(BaseModel):
         default={}, description="cost added per unit picked at a node of this type (store picking)")
     min_stock: dict[NodeType, int] = Field(
         default={}, description="a node of this type is offered a SKU only while it holds at least this many")
+    partner_penalty: Decimal = Field(
+        default=Decimal("0"), ge=0, le=100000, max_digits=10, decimal_places=2,
+        description="cost added per unit × (1 − the node's reliability: acceptance × fill × on-time ship rate)")
+    scorecard_floors: dict[Literal["acceptance_rate", "fill_rate", "on_time_ship_rate"], float] = Field(
+        default={"acceptance_rate": 0.8, "fill_rate": 0.9, "on_time_ship_rate": 0.85},
+        description="a node under any of these is flagged for offboarding")
+    scorecard_min_fulfillments: int = Field(default=20, ge=1, description="history needed before judging a node")
 
     @field_validator("priority_groups")
     @classmethod
@@ -60,14 +70,18 @@ class RoutingRules(BaseModel):
         return len(self.priority_groups)
 
 
-def apply_rules(net: NetworkView, rules: RoutingRules) -> NetworkView:
-    """The network as the rules shape it: surcharges in each node's handling cost, priority groups as a
-    per-unit preference cost, and the minimum stock per node type for eligibility."""
+def apply_rules(net: NetworkView, rules: RoutingRules,
+                scorecards: Optional[dict[str, Scorecard]] = None) -> NetworkView:
+    """The network as the rules shape it: surcharges in each node's handling cost, priority groups and
+    partner reliability as a per-unit preference cost, and the minimum stock per node type."""
     nodes = {}
     for node_id, node in net.nodes.items():
         extra = float(rules.pick_surcharge.get(node.type, 0))
         nodes[node_id] = replace(node, handling_cost=node.handling_cost + extra) if extra else node
     preference = {node_id: float(rules.priority_step) * rules.group_of(node.type)
                   for node_id, node in net.nodes.items() if rules.priority_groups}
+    for node_id, card in (scorecards or {}).items():
+        if node_id in net.nodes and rules.partner_penalty and card.fulfillments >= rules.scorecard_min_fulfillments:
+            preference[node_id] = preference.get(node_id, 0.0) + float(rules.partner_penalty) * (1 - card.reliability())
     return replace(net, nodes=nodes, preference={k: v for k, v in preference.items() if v},
                    min_stock={str(t): n for t, n in rules.min_stock.items() if n > 0})

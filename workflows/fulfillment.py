@@ -36,7 +36,7 @@ class FulfillmentWorkflow:
         self.inp = inp
         self.state = FulfillmentState(
             fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, status=FS.released,
-            lines=list(inp.lines), ship_by=inp.ship_by,
+            lines=list(inp.lines), ship_by=inp.ship_by, requested_units=sum(l.qty for l in inp.lines),
         )
         self.queue: list[tuple[int, str, Any]] = []
         self.results: dict[int, Any] = {}
@@ -52,6 +52,7 @@ class FulfillmentWorkflow:
         # This fulfillment now owns the stock reserved for it.
         await call("inventory.commit", ConsumeRequest(
             order_id=inp.order_id, fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, lines=inp.lines), int)
+        self.state.released_at = workflow.now()
         self._event("fulfillment_released", {"node_id": inp.node_id, "lines": self._lines_detail()})
         await self._record()
         deadline = workflow.now() + inp.accept_timeout
@@ -83,6 +84,7 @@ class FulfillmentWorkflow:
     async def _perform(self, kind: str, payload: Any) -> Any:
         s = self.state
         if kind == "accept":
+            s.accepted_at = workflow.now()
             await self._change(FS.accepted)
         elif kind == "reject":
             await self._release_all("rejected")
@@ -100,6 +102,7 @@ class FulfillmentWorkflow:
             if targets:
                 await call("inventory.release", targets, int)
             s.lines = kept
+            s.short_units += sum(l.qty for l in short)
             if not kept:
                 await self._change(FS.rejected, "nothing found at pick", unsourced=short)
             else:

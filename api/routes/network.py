@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from activities.network import local_day
+from activities.network import load_scorecards, local_day
+from activities.routing import load_rules
+from routing.scorecard import Scorecard
 from inventory.service import apply_safety_defaults
 from api.auth import ADMIN, ANY_ROLE, Principal
 from api.schemas import NodeIn, NodePatch, ServiceAreaIn, SkuIn
@@ -50,19 +52,15 @@ async def _node_view(conn, node_id: str) -> dict[str, Any]:
         " AND status IN ('held', 'committed')"), {"n": node_id, "d": day})).scalar_one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
-    decided = sum(counts.get(s, 0) for s in ("accepted", "picked", "packed", "shipped", "delivered",
-                                             "rejected", "timed_out"))
-    accepted = sum(counts.get(s, 0) for s in ("accepted", "picked", "packed", "shipped", "delivered"))
+    card = (await load_scorecards(conn, [node_id])).get(node_id, Scorecard())
+    _, rules = await load_rules(conn)
     return {
         "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
         "postal_code": n.postal_code, "capabilities": n.capabilities, "enabled": n.enabled,
         "capacity": {"units_per_day": n.units_per_day, "used_today": int(used)},
         "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
         "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
-        "scorecard": {
-            "fulfillments": sum(counts.values()), "by_status": counts,
-            "acceptance_rate": round(accepted / decided, 4) if decided else None,
-        },
+        "scorecard": {**card.view(rules.scorecard_floors, rules.scorecard_min_fulfillments), "by_status": counts},
     }
 
 

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
+from activities.network import load_scorecards
+
 from api.auth import STAFF, Principal
 
 router = APIRouter(tags=["operations"])
@@ -87,28 +89,16 @@ async def kpis(request: Request, channel: Optional[str] = None, _: Principal = D
                                       AND f.status NOT IN ('rejected', 'timed_out', 'cancelled')) > 1) AS split,
               COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = o.order_id)) AS released
             FROM orders o {where}"""), {"c": channel})).one()
-        nodes = (await conn.execute(text(f"""
-            SELECT f.node_id,
-              COUNT(*) FILTER (WHERE f.status IN ('accepted','picked','packed','shipped','delivered')) AS accepted,
-              COUNT(*) FILTER (WHERE f.status IN ('accepted','picked','packed','shipped','delivered',
-                                                  'rejected','timed_out')) AS decided
-            FROM fulfillments f JOIN orders o USING (order_id) {where} GROUP BY f.node_id ORDER BY f.node_id"""),
-            {"c": channel})).all()
-        units = dict(((r.node_id, r.reason), int(r.units)) for r in (await conn.execute(text(f"""
-            SELECT g.node_id, g.reason, -SUM(g.on_hand_delta) AS units FROM inventory_ledger g
-            JOIN orders o ON o.order_id = g.order_id {where} {"AND" if where else "WHERE"} g.reason IN ('ship', 'short_pick')
-            GROUP BY g.node_id, g.reason"""), {"c": channel})).all())
+        cards = await load_scorecards(conn, channel=channel)
     return {
         "channel": channel, "orders": o.orders,
         "order_fulfillment_rate": _rate(o.complete_on_time, o.delivered + o.cancelled),
         "cancellation_rate": _rate(o.cancelled, o.orders),
         "split_rate": _rate(o.split, o.released),
         "on_time_rate": _rate(o.on_time, o.delivered),
-        "nodes": [{
-            "node_id": n.node_id, "acceptance_rate": _rate(n.accepted, n.decided),
-            "fill_rate": _rate(units.get((n.node_id, "ship"), 0),
-                               units.get((n.node_id, "ship"), 0) + units.get((n.node_id, "short_pick"), 0)),
-        } for n in nodes],
+        # The partner scorecards of the nodes that served these orders.
+        "nodes": [{"node_id": node_id, "acceptance_rate": c.acceptance_rate, "fill_rate": c.fill_rate,
+                   "on_time_ship_rate": c.on_time_ship_rate} for node_id, c in cards.items()],
     }
 
 

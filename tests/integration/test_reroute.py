@@ -41,6 +41,12 @@ async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, se
     assert r.status_code == 409
     await walk(api, f2, await api.key("partner", node_id=south))
     await order_status(api, oid, "delivered")
+    # The partner scorecards say what happened.
+    north_card = (await api.ok("GET", f"/nodes/{north}"))["scorecard"]
+    assert north_card["acceptance_rate"] == 0.0 and north_card["rejection_reasons"] == {"damaged stock": 1}
+    south_card = (await api.ok("GET", f"/nodes/{south}"))["scorecard"]
+    assert (south_card["acceptance_rate"], south_card["fill_rate"], south_card["on_time_ship_rate"]) == (1.0, 1.0, 1.0)
+    assert south_card["avg_minutes_to_accept"] is not None and not south_card["flagged_for_offboarding"]
 
 
 async def test_reroute_on_acceptance_timeout(api: Api, temporal_env, settings):
@@ -85,6 +91,7 @@ async def test_short_pick_resources_the_rest(api: Api, temporal_env, settings):
     per_node = {n["node_id"]: n for n in kpis["nodes"]}
     assert per_node[north]["fill_rate"] == round(1 / 3, 4) and per_node[net.node("DC-S")]["fill_rate"] == 1.0
     assert per_node[north]["acceptance_rate"] == 1.0
+    assert (await api.ok("GET", f"/nodes/{north}"))["scorecard"]["fill_rate"] == round(1 / 3, 4)
     assert (await api.call("GET", "/kpis", key=net.client_key)).status_code == 403
 
 

@@ -197,3 +197,20 @@ def test_minimum_stock_keeps_a_stores_last_units_out_of_online_orders():
 def test_invalid_rules_are_refused(bad):
     with pytest.raises(ValueError):
         RoutingRules.model_validate(bad)
+
+
+def test_unreliable_partners_get_less_work_and_are_flagged():
+    from routing.scorecard import Scorecard
+
+    shaky = Scorecard(fulfillments=40, acceptance_rate=0.5, fill_rate=0.9, on_time_ship_rate=1.0,
+                      rejection_reasons={"no staff": 20})
+    assert shaky.reliability() == pytest.approx(0.45)
+    rules = RoutingRules(partner_penalty="10")
+    assert shaky.below(rules.scorecard_floors, rules.scorecard_min_fulfillments) == ["acceptance_rate"]
+    assert Scorecard(fulfillments=3, acceptance_rate=0.0).below(rules.scorecard_floors, 20) == []  # too new to judge
+    view = net([NEAR, STORE], {("NEAR", "A"): 5, ("STORE", "A"): 5}, areas=AREAS)
+    assert chosen(plan(RouteRequest(lines=(line(),)), apply_rules(view, rules, {"STORE": shaky}))) == {"NEAR": [("L1", 1)]}
+    # Without history a node is trusted; without a penalty the scorecard only informs.
+    assert chosen(plan(RouteRequest(lines=(line(),)), apply_rules(view, rules, {}))) == {"STORE": [("L1", 1)]}
+    assert chosen(plan(RouteRequest(lines=(line(),)), apply_rules(view, RoutingRules(), {"STORE": shaky}))) == {
+        "STORE": [("L1", 1)]}
