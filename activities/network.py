@@ -70,9 +70,11 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         if why:
             view.channel_excluded[node.node_id] = why
     for r in (await conn.execute(
-        text("SELECT sku, allowed_node_types, preorder_release_date FROM skus WHERE sku = ANY(:s)"), {"s": skus}
+        text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone FROM skus"
+             " WHERE sku = ANY(:s)"), {"s": skus}
     )).all():
-        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date)
+        handling = frozenset(c for c in ("oversized", "hazmat", "ship_alone") if getattr(r, c))
+        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling)
     return view
 
 

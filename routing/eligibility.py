@@ -26,6 +26,10 @@ def ineligible_reason(
     rules = net.skus.get(line.sku)
     if rules and rules.allowed_node_types and node.type not in rules.allowed_node_types:
         return f"{line.sku} not allowed from a {node.type}"
+    for handling in sorted(rules.handling if rules else ()):
+        allowed = net.handling_node_types.get(handling)
+        if allowed and node.type not in allowed:
+            return f"{handling} items ship only from {', '.join(sorted(allowed))}"
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
         if node.node_id != line.pickup_node_id:
             return "not the pickup node"

@@ -22,9 +22,11 @@ MAX_CANDIDATES = 12
 NO_STOCK = "no eligible node has stock"
 
 
-def _group_key(line: RouteLine) -> tuple:
-    # Lines going to the same place the same way can share a package.
-    return (line.method, line.postal_code, line.lat, line.lon, line.pickup_node_id)
+def _group_key(line: RouteLine, net: NetworkView) -> tuple:
+    # Lines going to the same place the same way can share a package; a ship-alone item shares none.
+    rules = net.skus.get(line.sku)
+    alone = line.line_id if rules is not None and "ship_alone" in rules.handling else None
+    return (line.method, line.postal_code, line.lat, line.lon, line.pickup_node_id, alone)
 
 
 class _Group:
@@ -33,6 +35,7 @@ class _Group:
         self.eligible: dict[str, list[str]] = {}  # line_id → node ids
         self.options: dict[str, list[tuple[float, str]]] = {}  # line_id → (price, node), cheapest first
         self.package = 0.0
+        self.ship_alone = False  # every unit in its own package
 
 
 def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -> float:
@@ -83,14 +86,18 @@ def _fill(
             unfilled[line.line_id] = left
             cost += left * model.unfilled_penalty
             landed += left * model.unfilled_penalty
-    fixed = group.package * len(used) + (model.unfilled_order_fee if unfilled else 0.0)
+    packages = sum(a.qty for a in assignments) if group.ship_alone else len(used)
+    fixed = group.package * packages + (model.unfilled_order_fee if unfilled else 0.0)
     return cost + fixed, landed + fixed, assignments, unfilled
 
 
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
     groups: dict[tuple, _Group] = {}
     for line in req.lines:
-        groups.setdefault(_group_key(line), _Group([])).lines.append(line)
+        group = groups.setdefault(_group_key(line, net), _Group([]))
+        group.lines.append(line)
+        rules = net.skus.get(line.sku)
+        group.ship_alone = rules is not None and "ship_alone" in rules.handling
 
     reasons: dict[str, str] = {}
     stock = {k: v for k, v in net.available.items() if v > 0}

@@ -60,6 +60,7 @@ class RouteLine:
 class SkuRules:
     allowed_node_types: frozenset[str] = frozenset()  # empty = any
     preorder_release: Optional[date] = None  # sold before this day, shipped from it
+    handling: frozenset[str] = frozenset()  # oversized, hazmat, ship_alone
 
 
 @dataclass
@@ -81,6 +82,8 @@ class NetworkView:
     preference: dict[str, float] = field(default_factory=dict)
     # node type → units of a SKU a node of that type must hold to be offered it (routing rules)
     min_stock: dict[str, int] = field(default_factory=dict)
+    # handling class (oversized, hazmat) → the node types that may ship it (routing rules)
+    handling_node_types: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ class RoutingRules(BaseModel):
         default={}, description="cost added per unit picked at a node of this type (store picking)")
     min_stock: dict[NodeType, int] = Field(
         default={}, description="a node of this type is offered a SKU only while it holds at least this many")
+    handling: dict[Literal["oversized", "hazmat"], list[NodeType]] = Field(
+        default={}, description="node types that may ship SKUs of this handling class (none listed: any)")
     partner_penalty: Decimal = Field(
         default=Decimal("0"), ge=0, le=100000, max_digits=10, decimal_places=2,
         description="cost added per unit × (1 − the node's reliability: acceptance × fill × on-time ship rate)")
@@ -84,4 +86,6 @@ def apply_rules(net: NetworkView, rules: RoutingRules,
         if node_id in net.nodes and rules.partner_penalty and card.fulfillments >= rules.scorecard_min_fulfillments:
             preference[node_id] = preference.get(node_id, 0.0) + float(rules.partner_penalty) * (1 - card.reliability())
     return replace(net, nodes=nodes, preference={k: v for k, v in preference.items() if v},
-                   min_stock={str(t): n for t, n in rules.min_stock.items() if n > 0})
+                   min_stock={str(t): n for t, n in rules.min_stock.items() if n > 0},
+                   handling_node_types={c: frozenset(str(t) for t in types)
+                                        for c, types in rules.handling.items() if types})

@@ -214,3 +214,22 @@ def test_unreliable_partners_get_less_work_and_are_flagged():
     assert chosen(plan(RouteRequest(lines=(line(),)), apply_rules(view, rules, {}))) == {"STORE": [("L1", 1)]}
     assert chosen(plan(RouteRequest(lines=(line(),)), apply_rules(view, RoutingRules(), {"STORE": shaky}))) == {
         "STORE": [("L1", 1)]}
+
+
+def test_hazmat_and_oversized_items_ship_only_from_the_node_types_the_rules_allow():
+    skus = {"A": SkuRules(handling=frozenset({"hazmat"}))}
+    view = net([NEAR, STORE], {("NEAR", "A"): 5, ("STORE", "A"): 5}, areas=AREAS, skus=skus)
+    assert chosen(plan(RouteRequest(lines=(line(),)), view)) == {"STORE": [("L1", 1)]}  # no rule: the closest
+    ruled = apply_rules(view, RoutingRules(handling={"hazmat": ["dc"], "oversized": ["store"]}))
+    r = plan(RouteRequest(lines=(line(),)), ruled)
+    assert chosen(r) == {"NEAR": [("L1", 1)]}
+    assert verdict(r, "STORE").reason == "hazmat items ship only from dc"
+
+
+def test_a_ship_alone_item_pays_a_package_per_unit_and_shares_none():
+    skus = {"B": SkuRules(handling=frozenset({"ship_alone"}))}
+    view = net([NEAR], {("NEAR", "A"): 5, ("NEAR", "B"): 5}, skus=skus)
+    together = plan(RouteRequest(lines=(line("L1", "A"),)), view).cost
+    alone = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "B", qty=2))), view).cost
+    unit = together - CostModel().package_cost  # one unit of A, without its package
+    assert alone == pytest.approx(together + 2 * (unit + CostModel().package_cost), abs=0.01)
