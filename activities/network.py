@@ -14,13 +14,14 @@ from routing.model import NetworkView, NodeInfo, SkuRules
 from routing.scorecard import Scorecard
 
 
-def node_info(row, used_today: int = 0) -> NodeInfo:
+def node_info(row, used_today: int = 0, orders_today: int = 0) -> NodeInfo:
     cal = row.calendar or {}
     remaining = None if row.units_per_day is None else max(row.units_per_day - used_today, 0)
+    orders_left = None if getattr(row, "orders_per_day", None) is None else max(row.orders_per_day - orders_today, 0)
     return NodeInfo(
         node_id=row.node_id, type=row.type, lat=row.lat, lon=row.lon,
         capabilities=frozenset(row.capabilities or []), enabled=row.enabled,
-        handling_cost=float(row.handling_cost), remaining_units=remaining,
+        handling_cost=float(row.handling_cost), remaining_units=remaining, remaining_orders=orders_left,
         processing_minutes=row.processing_time_minutes, cutoff_time=row.cutoff_time,
         timezone=row.timezone, closed_weekdays=frozenset(cal.get("closed_weekdays", [])),
         holidays=frozenset(str(h) for h in cal.get("holidays", [])),
@@ -39,14 +40,15 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     utc_day = at.date()
     used_rows = (await conn.execute(
         text(
-            "SELECT node_id, capacity_day, SUM(qty) AS units FROM reservations"
+            "SELECT node_id, capacity_day, SUM(qty) AS units, COUNT(DISTINCT fulfillment_id) AS orders"
+            " FROM reservations"
             " WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed') GROUP BY node_id, capacity_day"
         ),
         dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)),
     )).all()
-    used = {(r.node_id, r.capacity_day): int(r.units) for r in used_rows}
+    used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in used_rows}
     view = NetworkView(nodes={
-        r.node_id: node_info(r, used.get((r.node_id, local_day(r.timezone, at)), 0)) for r in nodes
+        r.node_id: node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0))) for r in nodes
     })
     for r in (await conn.execute(
         text("SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),

@@ -23,6 +23,7 @@ class Body(BaseModel):
 
 class Capacity(Body):
     units_per_day: Optional[int] = Field(default=None, ge=0)
+    orders_per_day: Optional[int] = Field(default=None, ge=0)
 
 
 class Calendar(Body):

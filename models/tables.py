@@ -45,6 +45,7 @@ class Node(SQLModel, table=True):
     capabilities: list[str] = _json([])
     enabled: bool = True
     units_per_day: Optional[int] = None
+    orders_per_day: Optional[int] = None  # fulfillments a node takes per day (its own calendar day)
     handling_cost: Decimal = _money()
     processing_time_minutes: int = 120
     cutoff_time: str = "15:00"

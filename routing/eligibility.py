@@ -47,4 +47,6 @@ def ineligible_reason(
         return f"holds {have} of {line.sku}, below the minimum of {net.min_stock[node.type]} for a {node.type}"
     if node.remaining_units is not None and node.remaining_units <= 0:
         return "at daily capacity"
+    if node.remaining_orders is not None and node.remaining_orders <= 0:
+        return "at daily order capacity"
     return None

@@ -17,6 +17,7 @@ class NodeInfo:
     enabled: bool = True
     handling_cost: float = 0.0  # per unit picked and packed at this node
     remaining_units: Optional[int] = None  # today's capacity left; None = unlimited
+    remaining_orders: Optional[int] = None  # fulfillments it can still take today; None = unlimited
     processing_minutes: int = 120
     cutoff_time: str = "15:00"
     timezone: str = "UTC"

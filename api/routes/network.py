@@ -26,7 +26,9 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"node_id": node_id}
     for k, v in body.items():
         if k == "capacity":
-            row["units_per_day"] = v["units_per_day"] if v else None
+            for limit in ("units_per_day", "orders_per_day"):  # a PATCH changes only the limits it names
+                if not v or limit in v:
+                    row[limit] = v[limit] if v else None
         elif k == "processing_time":
             row["processing_time_minutes"] = int(parse_duration(v).total_seconds() // 60)
         elif k == "calendar":
@@ -47,9 +49,10 @@ async def _node_view(conn, node_id: str) -> dict[str, Any]:
     if n is None:
         raise HTTPException(404, f"no node {node_id}")
     day = local_day(n.timezone, datetime.now(timezone.utc))
-    used = (await conn.execute(text(
-        "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n AND capacity_day = :d"
-        " AND status IN ('held', 'committed')"), {"n": node_id, "d": day})).scalar_one()
+    used, orders = (await conn.execute(text(
+        "SELECT COALESCE(SUM(qty), 0), COUNT(DISTINCT fulfillment_id) FROM reservations"
+        " WHERE node_id = :n AND capacity_day = :d AND status IN ('held', 'committed')"),
+        {"n": node_id, "d": day})).one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
     card = (await load_scorecards(conn, [node_id])).get(node_id, Scorecard())
@@ -57,7 +60,8 @@ async def _node_view(conn, node_id: str) -> dict[str, Any]:
     return {
         "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
         "postal_code": n.postal_code, "capabilities": n.capabilities, "enabled": n.enabled,
-        "capacity": {"units_per_day": n.units_per_day, "used_today": int(used)},
+        "capacity": {"units_per_day": n.units_per_day, "used_today": int(used),
+                     "orders_per_day": n.orders_per_day, "orders_today": int(orders)},
         "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
         "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
         "scorecard": {**card.view(rules.scorecard_floors, rules.scorecard_min_fulfillments), "by_status": counts},

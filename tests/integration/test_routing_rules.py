@@ -70,3 +70,17 @@ async def test_simulate_explains_every_candidate_and_reserves_nothing(api: Api):
     bad = await api.call("POST", "/routing/simulate", key=net.client_key,
                          json={**body, "lines": [{**body["lines"][0], "sku": "nope"}]})
     assert bad.status_code == 422 and "nope" in bad.text
+
+
+async def test_daily_order_capacity_sends_the_next_order_elsewhere(api: Api):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {"SKU1": 5}})
+    north = net.node("DC-N")
+    node = await api.ok("PATCH", f"/nodes/{north}", json={"capacity": {"orders_per_day": 1}})
+    assert node["capacity"]["orders_per_day"] == 1 and node["capacity"]["orders_today"] == 0
+    first = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    assert [a["node_id"] for a in (await _decision(api, first))["allocations"]] == [north]
+    assert (await api.ok("GET", f"/nodes/{north}"))["capacity"]["orders_today"] == 1
+    second = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    decision = await _decision(api, second)
+    assert [a["node_id"] for a in decision["allocations"]] == [net.node("DC-S")]
+    assert {c["node_id"]: c["reason"] for c in decision["candidates"]}[north] == "at daily order capacity"

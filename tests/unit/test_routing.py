@@ -233,3 +233,9 @@ def test_a_ship_alone_item_pays_a_package_per_unit_and_shares_none():
     alone = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "B", qty=2))), view).cost
     unit = together - CostModel().package_cost  # one unit of A, without its package
     assert alone == pytest.approx(together + 2 * (unit + CostModel().package_cost), abs=0.01)
+
+
+def test_a_node_at_its_daily_order_capacity_takes_no_more_orders():
+    busy = node("NEAR", remaining_orders=0)
+    r = plan(RouteRequest(lines=(line(),)), net([busy, FAR], {("NEAR", "A"): 5, ("FAR", "A"): 5}))
+    assert chosen(r) == {"FAR": [("L1", 1)]} and verdict(r, "NEAR").reason == "at daily order capacity"
