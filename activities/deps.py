@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from adapters.carriers import SimulatedCarriers
 from adapters.notifications import SimulatedNotifier
@@ -17,6 +18,7 @@ class Deps:
     payments: SimulatedPaymentGateway
     carriers: SimulatedCarriers
     notifier: SimulatedNotifier
+    routing_budget_ms: Optional[float] = None
 
     @classmethod
     def build(cls, db: Database, settings: Settings) -> "Deps":
@@ -26,4 +28,5 @@ class Deps:
             payments=SimulatedPaymentGateway(db, decline_rate=settings.payment_decline_rate, **common),
             carriers=SimulatedCarriers(db, **common),
             notifier=SimulatedNotifier(db, **common),
+            routing_budget_ms=settings.routing_budget_ms,
         )

@@ -24,7 +24,7 @@ from routing.cost import distance_km, package_cost, unit_cost
 COSTS = CostModel()
 
 
-async def plan_request(db: Database, req: PlanRequest) -> Plan:
+async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None = None) -> Plan:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
@@ -49,7 +49,7 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
     result = plan(RouteRequest(
         lines=tuple(route_lines), ship_complete=req.policy.ship_complete, fill_or_kill=req.policy.fill_or_kill,
         min_fill_rate=req.policy.min_fill_rate, max_splits=req.policy.max_splits,
-        exclude_nodes=frozenset(req.exclude_nodes), to_node=req.to_node, at=req.at,
+        exclude_nodes=frozenset(req.exclude_nodes), to_node=req.to_node, at=req.at, budget_ms=budget_ms,
     ), net, COSTS)
 
     by_line = {l.line_id: l for l in route_lines}
@@ -90,7 +90,8 @@ async def plan_request(db: Database, req: PlanRequest) -> Plan:
     return Plan(
         feasible=feasible, reason=reason, allocations=allocations,
         unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in unfilled.items()],
-        backorder_dates=dates, supply_claims=claims, rules_version=rules_version,
+        backorder_dates=dates, supply_claims=claims, rules_version=rules_version, exact=result.exact,
+        lower_bound=Decimal(str(round(result.lower_bound, 2))), search_cost=Decimal(str(round(result.search_cost, 2))),
         total_cost=Decimal(str(round(result.cost, 2))), candidates=candidates,
     )
 
@@ -155,4 +156,4 @@ class RoutingActivities:
 
     @activity.defn(name="routing.plan")
     async def plan(self, req: PlanRequest) -> Plan:
-        return await plan_request(self.deps.db, req)
+        return await plan_request(self.deps.db, req, self.deps.routing_budget_ms)

@@ -154,6 +154,11 @@ class Plan(Msg):
     # The incoming supply those dates rely on, to be claimed with the reservation.
     supply_claims: list[SupplyClaimLine] = []
     rules_version: int = 0  # the routing rules the decision used
+    # Whether every candidate node set was priced within the budget, and how good the answer is at worst:
+    # no plan costs less than lower_bound in the search's terms (search_cost is the chosen plan's).
+    exact: bool = True
+    lower_bound: Decimal = Decimal("0")
+    search_cost: Decimal = Decimal("0")
     total_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
 

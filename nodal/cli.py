@@ -80,13 +80,15 @@ def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing b
           max_splits: int = typer.Option(2, help="nodes an order may be split across, beyond the first"),
           forecast: bool = typer.Option(True, help="price scarce stock from the demand forecast"),
           inline_pricing: bool = typer.Option(False, help="solve the forecast LP in line: reproducible runs,"
-                                              " but the orders that trigger a solve wait for it")) -> None:
+                                              " but the orders that trigger a solve wait for it"),
+          budget_ms: float = typer.Option(None, help="search budget per order (default: exhaustive)")) -> None:
     """The sourcing engine on stdin/stdout (../shared/bench/ROUTING.md), the same code the workflow uses."""
     if not stdio:
         raise typer.BadParameter("only --stdio is supported")
     from routing.stdio import serve
 
-    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast, background=not inline_pricing)
+    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast, background=not inline_pricing,
+          budget_ms=budget_ms)
 
 
 @app.command()

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # A valid API key is remembered this long per API process (a revocation through this process applies at
     # once, through another within this time); 0 looks every request up.
     auth_cache_seconds: float = 5.0
+    # Time the router may spend searching node sets for one order before it keeps the best plan found
+    # (single nodes are always priced; the decision records whether the search was exhaustive).
+    routing_budget_ms: float = 200.0
     # Re-sourcing attempts before a line is declared backordered.
     max_reroutes: int = 5
 

@@ -8,6 +8,7 @@ choice of set the hard part; the candidate cap bounds the enumeration.
 
 from __future__ import annotations
 
+import time
 from itertools import combinations
 from typing import Optional
 
@@ -108,6 +109,8 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     verdicts: dict[str, NodeVerdict] = {}
     distances: dict[str, float] = {}
     max_nodes = 1 if req.ship_complete else req.max_splits + 1
+    deadline = None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000
+    exact, lower_bound, searched = True, 0.0, 0.0
 
     for group in groups.values():
         candidates: set[str] = set()
@@ -141,10 +144,21 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         best: tuple[float, int, tuple[str, ...], list[Assignment], dict[str, int]] = (lost, 0, (), assigned, left)
         served = False
         best_with: dict[str, float] = {}
+        # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the
+        # lost-sale fee.
+        lower_bound += sum(l.qty * min([p for p, _, _ in group.options[l.line_id]] + [model.unfilled_penalty])
+                           for l in group.lines) + min(group.package, model.unfilled_order_fee)
         for size in range(1, min(max_nodes, len(ranked)) + 1):
             if size * group.package >= (best[0] if served else lost):
                 break  # the packages alone cost more (every other term is ≥ 0)
+            # Single nodes are always priced; beyond them the budget may stop the search (best plan kept).
+            if size > 1 and deadline is not None and time.perf_counter() > deadline:
+                exact = False
+                break
             for subset in combinations(ranked, size):
+                if size > 1 and deadline is not None and time.perf_counter() > deadline:
+                    exact = False
+                    break
                 cost, landed, assigned, left = _fill(subset, group, stock, capacity, model)
                 if len({a.node_id for a in assigned}) < size:
                     continue  # a node in the set took nothing: the smaller set covers it
@@ -164,6 +178,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         for line_id, qty in left.items():
             unfilled[line_id] = unfilled.get(line_id, 0) + qty
         total += cost - sum(left.values()) * model.unfilled_penalty
+        searched += cost
 
     ordered = sum(l.qty for l in req.lines)
     filled = ordered - sum(unfilled.values())
@@ -185,7 +200,8 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         verdicts = {n: v if v.outcome != "chosen" else NodeVerdict(n, "lost", reason, v.cost)
                     for n, v in verdicts.items()}
     ordered_verdicts = [verdicts[n] for n in sorted(verdicts)]
-    return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances)
+    return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances,
+                       exact, round(lower_bound, 4), round(searched, 4))
 
 
 _RANK = {"chosen": 0, "lost": 1, "ineligible": 2}

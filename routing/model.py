@@ -97,6 +97,8 @@ class RouteRequest:
     exclude_nodes: frozenset[str] = frozenset()
     to_node: Optional[str] = None
     at: Optional[datetime] = None
+    # Stop searching node sets after this long and keep the best found (None: search them all).
+    budget_ms: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,8 @@ class RouteResult:
     cost: float
     verdicts: list[NodeVerdict]
     distance_km: dict[str, float] = field(default_factory=dict)  # node → km to its destination
+    exact: bool = True  # every candidate node set was priced (False: the budget ran out first)
+    # The chosen plan's cost as the search weighs it (lost units and the future priced in), and a bound
+    # no plan can beat in the same terms: how far from optimal a budget-limited answer can be.
+    lower_bound: float = 0.0
+    search_cost: float = 0.0

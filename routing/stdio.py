@@ -26,8 +26,10 @@ METHOD = "ship_standard"
 
 class Session:
     def __init__(self, network: dict, model: CostModel = CostModel(), resolve_every: int = 100,
-                 max_splits: int = 2, use_forecast: bool = True, background: bool = True):
+                 max_splits: int = 2, use_forecast: bool = True, background: bool = True,
+                 budget_ms: Optional[float] = None):
         self.model, self.resolve_every, self.max_splits = model, resolve_every, max_splits
+        self.budget_ms = budget_ms
         self.nodes = {n["id"]: NodeInfo(
             node_id=n["id"], type="dc" if n.get("kind", "dc") == "dc" else "store", lat=n["lat"], lon=n["lon"],
             capabilities=frozenset({"ship"}), handling_cost=float(n.get("unit_surcharge") or 0.0),
@@ -96,7 +98,7 @@ class Session:
         # A lost unit costs what the benchmark charges for it here, so the engine weighs it like any option.
         model = replace(self.model, unfilled_penalty=self.unfilled_unit[region],
                         unfilled_order_fee=2 * self.model.package_cost)
-        result = plan(RouteRequest(lines=lines, max_splits=self.max_splits), net, model)
+        result = plan(RouteRequest(lines=lines, max_splits=self.max_splits, budget_ms=self.budget_ms), net, model)
         out = []
         for a in result.assignments:
             self.stock[(a.node_id, a.sku)] -= a.qty

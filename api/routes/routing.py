@@ -89,5 +89,6 @@ async def simulate(body: SimulateIn, request: Request,
     plan = await plan_request(request.app.state.db, PlanRequest(
         order_id="simulation", channel=body.channel, customer_tier=body.customer_tier,
         lines=[PlanLine(line_id=l.line_id, sku=l.sku, qty=l.qty, delivery=l.delivery) for l in lines],
-        policy=body.policy, exclude_nodes=body.exclude_nodes, at=datetime.now(timezone.utc)))
+        policy=body.policy, exclude_nodes=body.exclude_nodes, at=datetime.now(timezone.utc)),
+        request.app.state.settings.routing_budget_ms)
     return {"simulated": True, "reserved": False, **plan.model_dump(mode="json", exclude={"supply_claims"})}

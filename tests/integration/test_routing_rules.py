@@ -60,7 +60,8 @@ async def test_simulate_explains_every_candidate_and_reserves_nothing(api: Api):
     by_node = {c["node_id"]: c for c in sim["candidates"]}
     assert by_node[net.node("DC-N")]["outcome"] == "chosen"
     assert by_node[net.node("DC-S")]["outcome"] == "lost" and "more expensive by" in by_node[net.node("DC-S")]["reason"]
-    assert "rules_version" in sim
+    assert "rules_version" in sim and sim["exact"] is True
+    assert float(sim["lower_bound"]) <= float(sim["search_cost"])
     # Nothing was reserved.
     items = (await api.ok("GET", f"/inventory/{net.node('DC-N')}"))["items"]
     assert items[0]["reserved"] == 0

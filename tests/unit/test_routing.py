@@ -239,3 +239,15 @@ def test_a_node_at_its_daily_order_capacity_takes_no_more_orders():
     busy = node("NEAR", remaining_orders=0)
     r = plan(RouteRequest(lines=(line(),)), net([busy, FAR], {("NEAR", "A"): 5, ("FAR", "A"): 5}))
     assert chosen(r) == {"FAR": [("L1", 1)]} and verdict(r, "NEAR").reason == "at daily order capacity"
+
+
+def test_a_budget_limited_search_says_so_and_reports_a_bound():
+    nodes = [node(f"N{i}", lat=41.0 + i * 0.3, lon=-88.0 - i * 0.3) for i in range(12)]
+    stock = {(n.node_id, "ABCDEFGH"[i % 8]): 5 for i, n in enumerate(nodes)}  # no node has two SKUs
+    lines = tuple(line(f"L{i}", s) for i, s in enumerate("ABC"))
+    full = plan(RouteRequest(lines=lines), net(nodes, stock))
+    assert full.exact and full.lower_bound <= full.search_cost
+    rushed = plan(RouteRequest(lines=lines, budget_ms=0), net(nodes, stock))
+    assert not rushed.exact and rushed.lower_bound == full.lower_bound
+    assert rushed.search_cost >= full.search_cost >= rushed.lower_bound
+    assert rushed.feasible and rushed.assignments  # single nodes are always priced
