@@ -50,6 +50,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         lines=tuple(route_lines), ship_complete=req.policy.ship_complete, fill_or_kill=req.policy.fill_or_kill,
         min_fill_rate=req.policy.min_fill_rate, max_splits=req.policy.max_splits,
         exclude_nodes=frozenset(req.exclude_nodes), to_node=req.to_node, at=req.at, budget_ms=budget_ms,
+        per_line=req.policy.sourcing == "line",
     ), net, COSTS)
 
     by_line = {l.line_id: l for l in route_lines}

@@ -46,6 +46,9 @@ class Policy(Msg):
     fill_or_kill: bool = False
     min_fill_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     max_splits: int = Field(default=2, ge=0, le=10)
+    # "line": every line is sourced on its own, from its best node (urgent B2B parts); "order": lines
+    # going to the same place are planned together to share packages.
+    sourcing: Literal["order", "line"] = "order"
 
 
 class Customer(Msg):

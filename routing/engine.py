@@ -23,10 +23,11 @@ MAX_CANDIDATES = 12
 NO_STOCK = "no eligible node has stock"
 
 
-def _group_key(line: RouteLine, net: NetworkView) -> tuple:
-    # Lines going to the same place the same way can share a package; a ship-alone item shares none.
+def _group_key(line: RouteLine, net: NetworkView, per_line: bool = False) -> tuple:
+    # Lines going to the same place the same way can share a package; a ship-alone item shares none,
+    # and under line-level sourcing every line is its own group.
     rules = net.skus.get(line.sku)
-    alone = line.line_id if rules is not None and "ship_alone" in rules.handling else None
+    alone = line.line_id if per_line or (rules is not None and "ship_alone" in rules.handling) else None
     return (line.method, line.postal_code, line.lat, line.lon, line.pickup_node_id, alone)
 
 
@@ -95,7 +96,7 @@ def _fill(
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
     groups: dict[tuple, _Group] = {}
     for line in req.lines:
-        group = groups.setdefault(_group_key(line, net), _Group([]))
+        group = groups.setdefault(_group_key(line, net, req.per_line), _Group([]))
         group.lines.append(line)
         rules = net.skus.get(line.sku)
         group.ship_alone = rules is not None and "ship_alone" in rules.handling

@@ -99,6 +99,7 @@ class RouteRequest:
     at: Optional[datetime] = None
     # Stop searching node sets after this long and keep the best found (None: search them all).
     budget_ms: Optional[float] = None
+    per_line: bool = False  # each line planned on its own (no package sharing)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.conftest import Api, eventually, make_network, order_body
 from tests.integration.flow import place
 
 pytestmark = pytest.mark.integration
@@ -85,3 +85,13 @@ async def test_daily_order_capacity_sends_the_next_order_elsewhere(api: Api):
     decision = await _decision(api, second)
     assert [a["node_id"] for a in decision["allocations"]] == [net.node("DC-S")]
     assert {c["node_id"]: c["reason"] for c in decision["candidates"]}[north] == "at daily order capacity"
+
+
+async def test_line_level_sourcing_through_the_order_policy(api: Api):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {"SKU1": 5, "SKU2": 5}})
+    bad = await api.call("POST", "/orders", key=net.client_key,
+                         json=order_body(net, [("SKU1", 1)], policy={"sourcing": "sometimes"}))
+    assert bad.status_code == 422
+    oid = (await place(api, net, [("SKU1", 1), ("SKU2", 1)], policy={"sourcing": "line"}))["order_id"]
+    allocations = {a["node_id"]: [l["line_id"] for l in a["lines"]] for a in (await _decision(api, oid))["allocations"]}
+    assert allocations == {net.node("DC-N"): ["L1"], net.node("DC-S"): ["L2"]}

@@ -251,3 +251,12 @@ def test_a_budget_limited_search_says_so_and_reports_a_bound():
     assert not rushed.exact and rushed.lower_bound == full.lower_bound
     assert rushed.search_cost >= full.search_cost >= rushed.lower_bound
     assert rushed.feasible and rushed.assignments  # single nodes are always priced
+
+
+def test_line_level_sourcing_takes_each_line_from_its_own_best_node():
+    # NEAR has A only; FAR has A and B: order-level sourcing ships both from FAR in one package.
+    view = net([NEAR, FAR], {("NEAR", "A"): 5, ("FAR", "A"): 5, ("FAR", "B"): 5})
+    lines = (line("L1", "A"), line("L2", "B"))
+    assert chosen(plan(RouteRequest(lines=lines), view)) == {"FAR": [("L1", 1), ("L2", 1)]}
+    # Urgent parts: each line from its closest node, whatever the packages cost.
+    assert chosen(plan(RouteRequest(lines=lines, per_line=True), view)) == {"NEAR": [("L1", 1)], "FAR": [("L2", 1)]}
