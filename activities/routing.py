@@ -97,9 +97,16 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     )
 
 
+async def rules_row(conn, version: int | None = None):
+    """A stored version of the routing rules (the one in force when no version is given), or None."""
+    return (await conn.execute(text(
+        "SELECT version, rules, actor, created_at FROM routing_rules"
+        + (" WHERE version = :v" if version else " ORDER BY version DESC LIMIT 1")), {"v": version})).first()
+
+
 async def load_rules(conn) -> tuple[int, RoutingRules]:
     """The routing rules in force and their version (0: none set, the defaults)."""
-    row = (await conn.execute(text("SELECT version, rules FROM routing_rules ORDER BY version DESC LIMIT 1"))).first()
+    row = await rules_row(conn)
     return (0, RoutingRules()) if row is None else (row.version, RoutingRules.model_validate(row.rules))
 
 

@@ -74,6 +74,15 @@ async def _ledger(
     return row.first() is not None
 
 
+async def _ensure_position(conn: AsyncConnection, node_id: str, sku: str) -> bool:
+    """An empty position for units to land in; True if it did not exist."""
+    return (await conn.execute(
+        text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
+             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING RETURNING 1"),
+        dict(n=node_id, s=sku),
+    )).first() is not None
+
+
 # Units that are not sellable live in their own buckets; only on hand (sellable) can be sold.
 UNSELLABLE = ("damaged", "pending_inspection")
 
@@ -87,11 +96,7 @@ async def receive_units(
         return await adjust(conn, node_id, sku, qty, reason, event_id, order_id, actor)
     if disposition not in UNSELLABLE:
         raise ValueError(f"unknown disposition {disposition}")
-    await conn.execute(
-        text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
-             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING"),
-        dict(n=node_id, s=sku),
-    )
+    await _ensure_position(conn, node_id, sku)
     if not await _ledger(conn, node_id, sku, qty, 0, reason, event_id, order_id, actor, disposition):
         return False
     await conn.execute(
@@ -207,8 +212,7 @@ async def claim_supply(conn: AsyncConnection, order_id: str, line_ids: Iterable[
     only up to its quantity, so two waiting orders are never promised the same incoming unit.
     Run inside the caller's transaction; with a short claim the caller rolls back.
     """
-    await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o AND line_id = ANY(:l)"),
-                       {"o": order_id, "l": sorted(set(line_ids))})
+    await release_claims(conn, order_id, line_ids)
     short = []
     for c in sorted(claims, key=lambda c: (c.supply_id, c.line_id)):
         free = (await conn.execute(text(
@@ -226,11 +230,10 @@ async def claim_supply(conn: AsyncConnection, order_id: str, line_ids: Iterable[
 
 async def release_claims(conn: AsyncConnection, order_id: str, line_ids: Optional[Iterable[str]] = None) -> int:
     """Give back an order's claims on incoming supply (all of them, or these lines')."""
-    if line_ids is None:
-        res = await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o"), {"o": order_id})
-    else:
-        res = await conn.execute(text("DELETE FROM supply_claims WHERE order_id = :o AND line_id = ANY(:l)"),
-                                 {"o": order_id, "l": sorted(set(line_ids))})
+    res = await conn.execute(text(
+        "DELETE FROM supply_claims WHERE order_id = :o"
+        " AND (CAST(:l AS varchar[]) IS NULL OR line_id = ANY(CAST(:l AS varchar[])))"),
+        {"o": order_id, "l": None if line_ids is None else sorted(set(line_ids))})
     return res.rowcount
 
 
@@ -358,12 +361,7 @@ async def adjust(
 
     On hand never goes below zero; the ledger records the change actually applied.
     """
-    created = (await conn.execute(
-        text("INSERT INTO inventory_positions (node_id, sku, on_hand, reserved, safety_stock, updated_at)"
-             " VALUES (:n, :s, 0, 0, 0, now()) ON CONFLICT (node_id, sku) DO NOTHING RETURNING 1"),
-        dict(n=node_id, s=sku),
-    )).first()
-    if created:
+    if await _ensure_position(conn, node_id, sku):
         await apply_safety_defaults(conn, node_id, sku)
     on_hand = (await conn.execute(
         text("SELECT on_hand FROM inventory_positions WHERE node_id = :n AND sku = :s FOR UPDATE"),

@@ -705,8 +705,7 @@ class OrderWorkflow:
                 want[lid] -= take
         await self._trim_claims()
         # Then preorders reserved but not yet at a node.
-        held = {lid: min(q, sum(l.qty for a in self.planned for l in a.lines if l.line_id == lid))
-                for lid, q in want.items()}
+        held = {lid: min(q, self._planned_qty(lid)) for lid, q in want.items()}
         if any(held.values()):
             await self._release_planned("cancelled", held)
             for lid, q in held.items():
@@ -796,8 +795,12 @@ class OrderWorkflow:
         return sum((l.unit_price * (l.qty - l.cancelled_qty) for l in self.lines.values()), Decimal("0"))
 
     # ================================================================== quantities and statuses
+    def _planned_qty(self, line_id: str) -> int:
+        """Units of a line reserved but not yet at a node (remorse window, preorders before release)."""
+        return sum(l.qty for a in self.planned for l in a.lines if l.line_id == line_id)
+
     def _allocated(self, line_id: str) -> int:
-        n = sum(l.qty for a in self.planned for l in a.lines if l.line_id == line_id)
+        n = self._planned_qty(line_id)
         n += sum(l.qty for f in self.fulfillments.values() if f.status not in FULFILLMENT_FAILED
                  for l in f.lines if l.line_id == line_id)
         return n
@@ -845,8 +848,7 @@ class OrderWorkflow:
             return OS.partially_shipped
         if self._open_qty(line.line_id):
             return OS.backordered
-        if not self._fulfilled_qty(line.line_id, set(FS)) and any(
-                l.line_id == line.line_id for a in self.planned for l in a.lines):
+        if not self._fulfilled_qty(line.line_id, set(FS)) and self._planned_qty(line.line_id):
             return OS.awaiting_release  # a preorder before its release day
         return OS.released
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from activities.network import load_scorecards, local_day
 from activities.routing import load_rules
+from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
 from inventory.service import apply_safety_defaults
 from api.auth import ADMIN, ANY_ROLE, Principal
@@ -44,7 +45,9 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def _node_view(conn, node_id: str) -> dict[str, Any]:
+async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] = None,
+                     rules: Optional[RoutingRules] = None) -> dict[str, Any]:
+    """One node; ``cards`` and ``rules`` when the caller already loaded them for many nodes."""
     n = (await conn.execute(text("SELECT * FROM nodes WHERE node_id = :n"), {"n": node_id})).first()
     if n is None:
         raise HTTPException(404, f"no node {node_id}")
@@ -55,8 +58,11 @@ async def _node_view(conn, node_id: str) -> dict[str, Any]:
         {"n": node_id, "d": day})).one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
-    card = (await load_scorecards(conn, [node_id])).get(node_id, Scorecard())
-    _, rules = await load_rules(conn)
+    if cards is None:
+        cards = await load_scorecards(conn, [node_id])
+    card = cards.get(node_id, Scorecard())
+    if rules is None:
+        _, rules = await load_rules(conn)
     return {
         "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
         "postal_code": n.postal_code, "capabilities": n.capabilities, "enabled": n.enabled,
@@ -102,7 +108,8 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
 async def list_nodes(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         ids = [r.node_id for r in (await conn.execute(text("SELECT node_id FROM nodes ORDER BY node_id"))).all()]
-        return {"nodes": [await _node_view(conn, i) for i in ids]}
+        cards, (_, rules) = await load_scorecards(conn), await load_rules(conn)
+        return {"nodes": [await _node_view(conn, i, cards, rules) for i in ids]}
 
 
 @router.get("/nodes/{node_id}", summary="A node with today's used capacity and its partner scorecard")

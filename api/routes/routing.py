@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from pydantic import Field
 
-from activities.routing import plan_request
+from activities.routing import plan_request, rules_row
 from api.auth import ADMIN, STAFF, Principal, require
 from api.routes.orders import _lines, validate_lines
 from api.schemas import Body
@@ -31,9 +31,7 @@ def _view(row) -> dict[str, Any]:
 async def get_rules(request: Request, _: Principal = Depends(STAFF),
                     version: Optional[int] = Query(None, ge=1)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
-        row = (await conn.execute(text(
-            "SELECT version, rules, actor, created_at FROM routing_rules"
-            + (" WHERE version = :v" if version else " ORDER BY version DESC LIMIT 1")), {"v": version})).first()
+        row = await rules_row(conn, version)
     if row is None:
         if version:
             raise HTTPException(404, f"no routing rules version {version}")
