@@ -71,6 +71,10 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         why = channel_view.excludes(node.node_id, node.type)
         if why:
             view.channel_excluded[node.node_id] = why
+    # What the demand forecast says taking a unit now costs later orders (refreshed by a schedule).
+    for r in (await conn.execute(
+        text("SELECT node_id, sku, price FROM bid_prices WHERE sku = ANY(:s)"), {"s": skus})).all():
+        view.opportunity[(r.node_id, r.sku)] = float(r.price)
     for r in (await conn.execute(
         text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone FROM skus"
              " WHERE sku = ANY(:s)"), {"s": skus}

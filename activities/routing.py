@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -12,11 +15,12 @@ from temporalio import activity
 from activities.deps import Deps
 from nodal.db import Database
 from activities.network import load_network, load_scorecards, node_info, postal_coordinates
-from models.messages import Allocation, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
+from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
 from promise import promised_by, release_start, ship_by
 from routing import CostModel, RouteLine, RouteRequest, plan
+from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
 from routing.rules import RoutingRules, apply_rules
 from routing.cost import distance_km, package_cost, unit_cost
@@ -93,7 +97,8 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in unfilled.items()],
         backorder_dates=dates, supply_claims=claims, rules_version=rules_version, exact=result.exact,
         lower_bound=Decimal(str(round(result.lower_bound, 2))), search_cost=Decimal(str(round(result.search_cost, 2))),
-        total_cost=Decimal(str(round(result.cost, 2))), candidates=candidates,
+        total_cost=Decimal(str(round(result.cost, 2))), future_cost=Decimal(str(round(result.future_cost, 2))),
+        candidates=candidates,
     )
 
 
@@ -158,6 +163,52 @@ async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int]
     return dates, claims
 
 
+async def refresh_bid_prices(db: Database, at: datetime) -> BidPriceRefresh:
+    """Re-solve the forecast LP on today's stock and replace the bid prices routing reads.
+
+    The forecast covers ``horizon_days`` from its ``as_of``; the part of it still ahead is what the stock on
+    hand has to serve, so expected orders are scaled by the fraction of the horizon left. Idempotent: a run
+    replaces every price, so a retried or repeated run leaves the same table.
+    """
+    started = time.perf_counter()
+    async with db.engine.connect() as conn:
+        forecast = (await conn.execute(text(
+            "SELECT version, as_of, horizon_days FROM demand_forecasts ORDER BY version DESC LIMIT 1"))).first()
+        rows = [] if forecast is None else (await conn.execute(text(
+            "SELECT e.postal_code, e.skus, e.expected, p.lat, p.lon FROM demand_forecast_entries e"
+            " JOIN postal_codes p USING (postal_code) WHERE e.version = :v ORDER BY e.entry"),
+            {"v": forecast.version})).all()
+        horizon = timedelta(days=forecast.horizon_days) if forecast else timedelta(0)
+        left = 0.0 if forecast is None else min(max(1 - (at - forecast.as_of) / horizon, 0.0), 1.0)
+        prices: dict[tuple[str, str], float] = {}
+        if rows and left > 0:
+            skus = sorted({s for r in rows for s in r.skus})
+            net = await load_network(conn, skus, sorted({r.postal_code for r in rows}), at)
+            _, rules = await load_rules(conn)
+            net = apply_rules(net, rules)
+            # Each node's units over the days still ahead, not just today's.
+            days = math.ceil(left * forecast.horizon_days)
+            capacity = {r.node_id: None if r.units_per_day is None else r.units_per_day * days for r in (
+                await conn.execute(text("SELECT node_id, units_per_day FROM nodes"))).all()}
+            entries = [ForecastEntry(r.postal_code, r.lat, r.lon, tuple(r.skus), r.expected * left) for r in rows]
+            # The LP is CPU work: off the event loop, so heartbeats and other activities keep going.
+            prices = await asyncio.to_thread(network_bid_prices, entries, net, capacity, COSTS)
+    priced = {k: v for k, v in prices.items() if v > 1e-6}
+    async with db.engine.begin() as conn:
+        await conn.execute(text("LOCK TABLE bid_prices IN EXCLUSIVE MODE"))  # one refresh writes at a time
+        await conn.execute(text("DELETE FROM bid_prices"))
+        if priced:
+            await conn.execute(text(
+                "INSERT INTO bid_prices (node_id, sku, price, forecast_version, computed_at)"
+                " VALUES (:n, :s, :p, :v, :at)"),
+                [{"n": n, "s": s, "p": p, "v": forecast.version, "at": at} for (n, s), p in sorted(priced.items())])
+    result = BidPriceRefresh(
+        forecast_version=forecast.version if forecast else 0, horizon_left=round(left, 4),
+        positions_priced=len(prices), scarce_positions=len(priced), seconds=round(time.perf_counter() - started, 3))
+    get_logger().info("routing.bid_prices_refreshed", **result.model_dump())
+    return result
+
+
 class RoutingActivities:
     def __init__(self, deps: Deps):
         self.deps = deps
@@ -165,3 +216,7 @@ class RoutingActivities:
     @activity.defn(name="routing.plan")
     async def plan(self, req: PlanRequest) -> Plan:
         return await plan_request(self.deps.db, req, self.deps.routing_budget_ms)
+
+    @activity.defn(name="routing.refresh_bid_prices")
+    async def refresh_bid_prices(self, at: datetime) -> BidPriceRefresh:
+        return await refresh_bid_prices(self.deps.db, at)

@@ -163,7 +163,19 @@ class Plan(Msg):
     lower_bound: Decimal = Decimal("0")
     search_cost: Decimal = Decimal("0")
     total_cost: Decimal = Decimal("0")
+    # The part of search_cost that prices the forecast's later orders (bid prices on the units taken).
+    future_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
+
+
+class BidPriceRefresh(Msg):
+    """One re-solve of the forecast LP (activities/routing.refresh_bid_prices)."""
+
+    forecast_version: int  # 0: no forecast, every price cleared
+    horizon_left: float  # the share of the forecast's horizon still ahead
+    positions_priced: int
+    scarce_positions: int  # positions with a price above zero
+    seconds: float
 
 
 class FulfillmentAssignment(Msg):

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from sqlalchemy import (
     JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, func, text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -157,6 +157,43 @@ class RoutingRuleSet(SQLModel, table=True):
     rules: dict = Field(sa_column=Column(JSONB, nullable=False))
     actor: str = Field(max_length=64)
     created_at: datetime = _ts()
+
+
+class DemandForecast(SQLModel, table=True):
+    """One version of the demand forecast: expected orders over ``horizon_days`` from ``as_of``.
+
+    Routing prices the future cost of taking scarce stock from it (bid prices); the highest version is in force.
+    """
+
+    __tablename__ = "demand_forecasts"
+    version: int = Field(primary_key=True)
+    as_of: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    horizon_days: int
+    actor: str = Field(max_length=64)
+    created_at: datetime = _ts()
+
+
+class DemandForecastEntry(SQLModel, table=True):
+    """Expected orders of one basket (SKUs, one unit each) to one postal code over the forecast's horizon."""
+
+    __tablename__ = "demand_forecast_entries"
+    version: int = Field(sa_column=Column(Integer, ForeignKey("demand_forecasts.version", ondelete="CASCADE"),
+                                          primary_key=True))
+    entry: int = Field(primary_key=True)
+    postal_code: str = Field(max_length=32)
+    skus: list[str] = Field(sa_column=Column(ARRAY(String(64)), nullable=False))
+    expected: float
+
+
+class BidPrice(SQLModel, table=True):
+    """What one unit taken now at a node is expected to cost the forecast's later orders (its LP dual price)."""
+
+    __tablename__ = "bid_prices"
+    node_id: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(primary_key=True, max_length=64)
+    price: float
+    forecast_version: int
+    computed_at: datetime = _ts()
 
 
 class ProtectedStock(SQLModel, table=True):

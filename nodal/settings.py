@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # Time the router may spend searching node sets for one order before it keeps the best plan found
     # (single nodes are always priced; the decision records whether the search was exhaustive).
     routing_budget_ms: float = 200.0
+    # How often scarce stock is re-priced from the demand forecast (PUT /forecast also re-prices at once).
+    bid_price_every: Duration = timedelta(minutes=15)
     # Re-sourcing attempts before a line is declared backordered.
     max_reroutes: int = 5
 

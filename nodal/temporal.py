@@ -20,6 +20,7 @@ async def connect(settings: Settings, lazy: bool = False) -> Client:
 def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None) -> Worker:
     from activities import NodalActivities
     from activities.deps import Deps
+    from workflows.bid_prices import BidPriceWorkflow
     from workflows.fulfillment import FulfillmentWorkflow
     from workflows.holds import HoldSweepWorkflow
     from workflows.order import OrderWorkflow
@@ -28,7 +29,7 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow],
+        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow, BidPriceWorkflow],
         activities=acts.all(),
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -36,20 +37,22 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the hold-sweep schedule once per namespace (every worker may try; the first wins)."""
+    """Create the hold-sweep and bid-price schedules once per namespace (every worker may try; the first wins)."""
     from temporalio.client import (
         Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleIntervalSpec,
         ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
     )
 
+    from workflows.bid_prices import BID_PRICE_SCHEDULE, BidPriceWorkflow
     from workflows.holds import HOLD_SWEEP_SCHEDULE, HoldSweepWorkflow
 
-    try:
-        await client.create_schedule(HOLD_SWEEP_SCHEDULE, Schedule(
-            action=ScheduleActionStartWorkflow(HoldSweepWorkflow.run, id=f"{HOLD_SWEEP_SCHEDULE}-run",
-                                               task_queue=settings.task_queue),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.hold_sweep_every)]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        ))
-    except ScheduleAlreadyRunningError:
-        pass
+    for schedule_id, run, every in ((HOLD_SWEEP_SCHEDULE, HoldSweepWorkflow.run, settings.hold_sweep_every),
+                                    (BID_PRICE_SCHEDULE, BidPriceWorkflow.run, settings.bid_price_every)):
+        try:
+            await client.create_schedule(schedule_id, Schedule(
+                action=ScheduleActionStartWorkflow(run, id=f"{schedule_id}-run", task_queue=settings.task_queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ))
+        except ScheduleAlreadyRunningError:
+            pass

@@ -10,13 +10,16 @@ time budget fall back to the per-destination, per-SKU transportation LP (no pack
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from routing.model import CostModel
+from routing.cost import unit_cost as landed_unit_cost
+from routing.eligibility import ineligible_reason
+from routing.model import CostModel, NetworkView, RouteLine, RouteRequest
 
 # Beyond this many variables the order-type LP is replaced by the transportation LP.
 MAX_ORDER_TYPE_VARIABLES = 150_000
@@ -35,15 +38,15 @@ def bid_prices(
     demand: list[Demand],
     stock: dict[tuple[str, str], int],
     capacity: dict[str, int | None],
-    eligible: dict[str, list[str]],
+    eligible: Callable[[str, str], Iterable[str]],
     unit_cost: dict[tuple[str, str], float],
     unfilled_unit: dict[str, float],
     model: CostModel,
     time_limit: float = 10.0,
 ) -> dict[tuple[str, str], float]:
-    """(node, sku) → future cost of one unit there; ``eligible[destination]`` lists the nodes serving it,
-    ``unit_cost[(node, destination)]`` is a unit's landed cost, ``unfilled_unit`` the cost of a lost unit."""
-    size = sum(len(d.skus) * (len(eligible[d.destination]) + 1) for d in demand)
+    """(node, sku) → future cost of one unit there; ``eligible(destination, sku)`` lists the nodes that may
+    serve it, ``unit_cost[(node, destination)]`` is a unit's landed cost, ``unfilled_unit`` a lost unit's."""
+    size = sum(len(list(eligible(d.destination, s))) + 1 for d in demand for s in d.skus)
     if size <= MAX_ORDER_TYPE_VARIABLES:
         return _order_type_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, model, time_limit)
     return _transportation_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, time_limit)
@@ -108,15 +111,15 @@ def _order_type_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, 
     cap_rows: dict[str, int] = {}
     for d in demand:
         # y = share of these orders with a package from a node; u = share of a SKU's units from it.
-        packages = {}
-        for node in eligible[d.destination]:
-            packages[node] = lp.var(d.expected * model.package_cost)
+        packages: dict[str, int] = {}
         lost = lp.var(d.expected * 2 * model.package_cost)
         for sku in d.skus:
             served = lp.row("eq", 1.0)
-            for node in eligible[d.destination]:
+            for node in eligible(d.destination, sku):
                 if stock.get((node, sku), 0) <= 0:
                     continue
+                if node not in packages:
+                    packages[node] = lp.var(d.expected * model.package_cost)
                 u = lp.var(d.expected * unit_cost[(node, d.destination)])
                 lp.coef("eq", served, u, 1.0)
                 link = lp.row("ub", 0.0)
@@ -141,10 +144,54 @@ def _transportation_lp(demand, stock, capacity, eligible, unit_cost, unfilled_un
     cap_rows: dict[str, int] = {}
     for (dest, sku), qty in units.items():
         served = lp.row("eq", qty)
-        for node in eligible[dest]:
+        for node in eligible(dest, sku):
             if stock.get((node, sku), 0) > 0:
                 x = lp.var(unit_cost[(node, dest)])
                 lp.coef("eq", served, x, 1.0)
                 _resource_rows(lp, stock, capacity, stock_rows, cap_rows, node, sku, x, 1.0)
         lp.coef("eq", served, lp.var(unfilled_unit[dest]), 1.0)
     return _prices(lp.solve(time_limit), stock_rows, cap_rows)
+
+
+@dataclass(frozen=True)
+class ForecastEntry:
+    """Expected orders of one basket to one postal code over what is left of the forecast's horizon."""
+
+    postal_code: str
+    lat: float
+    lon: float
+    skus: tuple[str, ...]
+    expected: float
+
+
+def network_bid_prices(
+    entries: list[ForecastEntry],
+    view: NetworkView,
+    capacity: dict[str, Optional[int]],
+    model: CostModel,
+    time_limit: float = 30.0,
+) -> dict[tuple[str, str], float]:
+    """Bid prices for the live network: which node may serve which forecast basket is decided by the same
+    eligibility rules as an order (capability, service areas, SKU handling, minimum stock), at standard
+    shipping; ``capacity`` is each node's units over the rest of the horizon (None = unlimited) instead of
+    today's. A lost unit is priced, as in the benchmark, at twice the cost of shipping it from the farthest
+    node."""
+    nodes = {k: replace(n, remaining_units=None, remaining_orders=None) for k, n in view.nodes.items()}
+    probe_view = replace(view, nodes=nodes)
+    request = RouteRequest(lines=())
+    places = {e.postal_code: (e.lat, e.lon) for e in entries}
+    allowed: dict[tuple[str, str], list[str]] = {}
+    unit: dict[tuple[str, str], float] = {}
+    for postal, (lat, lon) in places.items():
+        for sku in sorted({s for e in entries if e.postal_code == postal for s in e.skus}):
+            line = RouteLine("forecast", sku, 1, "ship_standard", postal_code=postal, lat=lat, lon=lon)
+            allowed[(postal, sku)] = [k for k, n in nodes.items()
+                                      if ineligible_reason(n, line, request, probe_view, model) is None]
+            for k in allowed[(postal, sku)]:
+                unit.setdefault((k, postal), landed_unit_cost(nodes[k], line, model))
+    far = {postal: max((landed_unit_cost(n, RouteLine("forecast", "", 1, "ship_standard", lat=lat, lon=lon), model)
+                        for n in nodes.values()), default=model.unit_base) for postal, (lat, lon) in places.items()}
+    demand = [Demand(e.postal_code, e.skus, e.expected) for e in entries if e.expected > 0]
+    stock = {key: qty for key, qty in view.available.items() if qty > 0}
+    return bid_prices(demand, stock, capacity, lambda dest, sku: allowed.get((dest, sku), ()), unit,
+                      {p: 2 * c for p, c in far.items()}, model, time_limit)

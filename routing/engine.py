@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from itertools import combinations
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from routing.cost import distance_km, package_cost, unit_cost
 from routing.eligibility import ineligible_reason
@@ -35,7 +35,8 @@ class _Group:
     def __init__(self, lines: list[RouteLine]):
         self.lines = lines
         self.eligible: dict[str, list[str]] = {}  # line_id → node ids
-        self.options: dict[str, list[tuple[float, str]]] = {}  # line_id → (price, node), cheapest first
+        # line_id → (price, node, landed unit cost, future cost), cheapest price first
+        self.options: dict[str, list[tuple[float, str, float, float]]] = {}
         self.package = 0.0
         self.ship_alone = False  # every unit in its own package
 
@@ -47,26 +48,34 @@ def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -
             + net.preference.get(node_id, 0.0))
 
 
+class _Filled(NamedTuple):
+    cost: float  # with the future and priority preferences priced in: what the search minimises
+    landed: float  # what serving the order costs today
+    future: float  # what the units taken are expected to cost later orders
+    assignments: list[Assignment]
+    unfilled: dict[str, int]
+
+
 def _fill(
     nodes: tuple[str, ...],
     group: _Group,
     stock: dict[tuple[str, str], int],
     capacity: dict[str, Optional[int]],
     model: CostModel,
-) -> tuple[float, float, list[Assignment], dict[str, int]]:
+) -> _Filled:
     """Fill a fixed node set line by line from its cheapest node (optimal for a fixed set: unit costs are
     separable); ``group.options`` holds each line's eligible nodes, cheapest first, with their prices.
-    Returns the cost with the future priced in, and the landed cost alone."""
+    """
     members = set(nodes)
     taken: dict[tuple[str, str], int] = {}
     used_capacity: dict[str, int] = {}
     assignments: list[Assignment] = []
     unfilled: dict[str, int] = {}
-    cost = landed = 0.0
+    cost = landed = future = 0.0
     used: set[str] = set()
     for line in group.lines:
         left = line.qty
-        for price, n, unit in group.options[line.line_id]:
+        for price, n, unit, later in group.options[line.line_id]:
             if left == 0:
                 break
             if n not in members:
@@ -83,6 +92,7 @@ def _fill(
             used.add(n)
             cost += take * price
             landed += take * unit
+            future += take * later
             assignments.append(Assignment(n, line.line_id, line.sku, take))
         if left:
             unfilled[line.line_id] = left
@@ -90,7 +100,7 @@ def _fill(
             landed += left * model.unfilled_penalty
     packages = sum(a.qty for a in assignments) if group.ship_alone else len(used)
     fixed = group.package * packages + (model.unfilled_order_fee if unfilled else 0.0)
-    return cost + fixed, landed + fixed, assignments, unfilled
+    return _Filled(cost + fixed, landed + fixed, future, assignments, unfilled)
 
 
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
@@ -111,7 +121,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     distances: dict[str, float] = {}
     max_nodes = 1 if req.ship_complete else req.max_splits + 1
     deadline = None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000
-    exact, lower_bound, searched = True, 0.0, 0.0
+    exact, lower_bound, searched, future_cost = True, 0.0, 0.0, 0.0
 
     for group in groups.values():
         candidates: set[str] = set()
@@ -125,13 +135,14 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                     reasons.setdefault(node.node_id, why)
             group.eligible[line.line_id] = ok
             group.options[line.line_id] = sorted(
-                (_priced(n, line, net, model), n, unit_cost(net.nodes[n], line, model)) for n in ok)
+                (_priced(n, line, net, model), n, unit_cost(net.nodes[n], line, model),
+                 net.opportunity.get((n, line.sku), 0.0)) for n in ok)
             candidates.update(ok)
         group.package = package_cost(group.lines[0], model)
         # Keep the candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter.
         cheapest: dict[str, float] = {}
         for options in group.options.values():
-            for price, n, _ in options:
+            for price, n, _, _ in options:
                 cheapest[n] = min(cheapest.get(n, price), price)
         ranked = sorted(candidates, key=lambda n: (cheapest[n], n))
         for n in ranked[MAX_CANDIDATES:]:
@@ -141,13 +152,14 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         # Losing the sale has a price too: a plan is taken only if it lands for less (stock is never held
         # back from a customer here and now for one the forecast merely expects); among those, the
         # cheapest with the future priced in wins.
-        lost, _, assigned, left = _fill((), group, stock, capacity, model)
-        best: tuple[float, int, tuple[str, ...], list[Assignment], dict[str, int]] = (lost, 0, (), assigned, left)
+        lost_plan = _fill((), group, stock, capacity, model)
+        lost = lost_plan.cost
+        best: tuple[float, int, tuple[str, ...], _Filled] = (lost, 0, (), lost_plan)
         served = False
-        best_with: dict[str, float] = {}
+        best_with: dict[str, _Filled] = {}
         # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the
         # lost-sale fee.
-        lower_bound += sum(l.qty * min([p for p, _, _ in group.options[l.line_id]] + [model.unfilled_penalty])
+        lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
                            for l in group.lines) + min(group.package, model.unfilled_order_fee)
         for size in range(1, min(max_nodes, len(ranked)) + 1):
             if size * group.package >= (best[0] if served else lost):
@@ -160,21 +172,24 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 if size > 1 and deadline is not None and time.perf_counter() > deadline:
                     exact = False
                     break
-                cost, landed, assigned, left = _fill(subset, group, stock, capacity, model)
-                if len({a.node_id for a in assigned}) < size:
+                filled = _fill(subset, group, stock, capacity, model)
+                if len({a.node_id for a in filled.assignments}) < size:
                     continue  # a node in the set took nothing: the smaller set covers it
                 for n in subset:
-                    best_with[n] = min(best_with.get(n, float("inf")), cost)
-                key = (cost, size, subset)
-                if landed < lost and (not served or key < best[:3]):
-                    best, served = (cost, size, subset, assigned, left), True
-        cost, _, subset, assigned, left = best
+                    if n not in best_with or filled.cost < best_with[n].cost:
+                        best_with[n] = filled
+                key = (filled.cost, size, subset)
+                if filled.landed < lost and (not served or key < best[:3]):
+                    best, served = (filled.cost, size, subset, filled), True
+        cost, _, subset, chosen = best
+        assigned, left = chosen.assignments, chosen.unfilled
+        future_cost += chosen.future
         for a in assigned:
             stock[(a.node_id, a.sku)] -= a.qty
             if capacity[a.node_id] is not None:
                 capacity[a.node_id] -= a.qty  # type: ignore[operator]
             distances[a.node_id] = round(distance_km(net.nodes[a.node_id], group.lines[0]), 1)
-        _explain_group(verdicts, ranked, subset, best_with, cost)
+        _explain_group(verdicts, ranked, subset, best_with, chosen)
         all_assignments.extend(assigned)
         for line_id, qty in left.items():
             unfilled[line_id] = unfilled.get(line_id, 0) + qty
@@ -202,7 +217,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                     for n, v in verdicts.items()}
     ordered_verdicts = [verdicts[n] for n in sorted(verdicts)]
     return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances,
-                       exact, round(lower_bound, 4), round(searched, 4))
+                       exact, round(lower_bound, 4), round(searched, 4), round(future_cost, 4))
 
 
 _RANK = {"chosen": 0, "lost": 1, "ineligible": 2}
@@ -212,17 +227,25 @@ def _explain_group(
     verdicts: dict[str, NodeVerdict],
     ranked: list[str],
     chosen: tuple[str, ...],
-    best_with: dict[str, float],
-    winner: float,
+    best_with: dict[str, "_Filled"],
+    winner: "_Filled",
 ) -> None:
     """Record, for one delivery group, why each candidate won or lost; a node chosen anywhere is chosen."""
     for node_id in ranked:
         if node_id in chosen:
-            v = NodeVerdict(node_id, "chosen", "cheapest landed cost under the order policy", round(winner, 2))
+            v = NodeVerdict(node_id, "chosen", "cheapest landed cost under the order policy", round(winner.cost, 2))
         elif node_id in best_with:
-            extra = best_with[node_id] - winner
-            why = f"more expensive by {extra:.2f}" if extra > 0.005 else "not needed: the chosen nodes cover the order"
-            v = NodeVerdict(node_id, "lost", why, round(best_with[node_id], 2))
+            alt = best_with[node_id]
+            extra = alt.cost - winner.cost
+            if extra > 0.005 and alt.landed < winner.landed - 0.005 and alt.future > winner.future:
+                # Cheaper today, but it takes stock the forecast needs for customers it serves better.
+                why = (f"lands {winner.landed - alt.landed:.2f} cheaper today, but its stock is worth "
+                       f"{alt.future - winner.future:.2f} more to forecast demand: more expensive by {extra:.2f}")
+            elif extra > 0.005:
+                why = f"more expensive by {extra:.2f}"
+            else:
+                why = "not needed: the chosen nodes cover the order"
+            v = NodeVerdict(node_id, "lost", why, round(alt.cost, 2))
         else:
             continue
         old = verdicts.get(node_id)

@@ -132,3 +132,5 @@ class RouteResult:
     # no plan can beat in the same terms: how far from optimal a budget-limited answer can be.
     lower_bound: float = 0.0
     search_cost: float = 0.0
+    # What the chosen units are expected to cost later orders (bid prices from the demand forecast).
+    future_cost: float = 0.0

@@ -110,7 +110,8 @@ class Session:
 
 def _price(forecast: tuple, left: float, stock, capacity) -> dict[tuple[str, str], float]:
     demand, service, unit, unfilled_unit, model = forecast
-    return bid_prices([replace(d, expected=d.expected * left) for d in demand], stock, capacity, service, unit,
+    return bid_prices([replace(d, expected=d.expected * left) for d in demand], stock, capacity,
+                      lambda destination, _sku: service[destination], unit,
                       unfilled_unit, model)
 
 

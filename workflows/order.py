@@ -243,6 +243,7 @@ class OrderWorkflow:
             self._event("routing_decision", {
                 "reason": reason, "feasible": plan.feasible, "why": plan.reason, "rules_version": plan.rules_version,
                 "exact": plan.exact, "lower_bound": str(plan.lower_bound), "search_cost": str(plan.search_cost),
+                "future_cost": str(plan.future_cost),
                 "total_cost": str(plan.total_cost),
                 "allocations": [{"node_id": a.node_id, "lines": [l.model_dump() for l in a.lines],
                                  "cost": str(a.cost)} for a in plan.allocations],

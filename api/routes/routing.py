@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from datetime import datetime, timezone
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from activities.routing import plan_request, rules_row
 from api.auth import ADMIN, STAFF, Principal, require
@@ -19,6 +19,7 @@ from api.schemas import Body
 from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
 from models.status import Role
 from routing.rules import RoutingRules
+from workflows.bid_prices import BID_PRICE_SCHEDULE
 
 router = APIRouter(tags=["routing"])
 
@@ -90,3 +91,92 @@ async def simulate(body: SimulateIn, request: Request,
         policy=body.policy, exclude_nodes=body.exclude_nodes, at=datetime.now(timezone.utc)),
         request.app.state.settings.routing_budget_ms)
     return {"simulated": True, "reserved": False, **plan.model_dump(mode="json", exclude={"supply_claims"})}
+
+
+class ForecastEntryIn(Body):
+    postal_code: str = Field(min_length=1, max_length=32)
+    skus: list[str] = Field(min_length=1, max_length=100, description="a basket: one unit of each SKU")
+    expected: float = Field(ge=0, le=1e9, description="orders of this basket expected over the horizon")
+
+
+class ForecastIn(Body):
+    as_of: Optional[AwareDatetime] = Field(default=None, description="start of the horizon (default: now)")
+    horizon_days: int = Field(ge=1, le=366)
+    entries: list[ForecastEntryIn] = Field(max_length=200_000)
+
+
+def _forecast_view(row, entries: Optional[list] = None) -> dict[str, Any]:
+    view = {"version": row.version, "as_of": row.as_of.isoformat(), "horizon_days": row.horizon_days,
+            "actor": row.actor, "created_at": row.created_at.isoformat()}
+    if entries is not None:
+        view["entries"] = [{"postal_code": e.postal_code, "skus": list(e.skus), "expected": e.expected}
+                           for e in entries]
+    return view
+
+
+@router.put("/forecast", summary="Replace the demand forecast routing prices scarce stock from: a new version")
+async def put_forecast(body: ForecastIn, request: Request, who: Principal = Depends(ADMIN)) -> dict[str, Any]:
+    postal = sorted({e.postal_code for e in body.entries})
+    skus = sorted({s for e in body.entries for s in e.skus})
+    async with request.app.state.db.engine.begin() as conn:
+        known_postal = {r[0] for r in (await conn.execute(
+            text("SELECT postal_code FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal})).all()}
+        known_skus = {r[0] for r in (await conn.execute(
+            text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus})).all()}
+        problems = []
+        if unknown := [p for p in postal if p not in known_postal]:
+            problems.append(f"postal codes without coordinates: {', '.join(unknown[:20])}")
+        if unknown := [s for s in skus if s not in known_skus]:
+            problems.append(f"unknown SKUs: {', '.join(unknown[:20])}")
+        if dupes := [i for i, e in enumerate(body.entries) if len(set(e.skus)) != len(e.skus)]:
+            problems.append(f"entries {dupes[:20]} repeat a SKU in one basket")
+        if problems:
+            raise HTTPException(422, "; ".join(problems))
+        await conn.execute(text("LOCK TABLE demand_forecasts IN SHARE ROW EXCLUSIVE MODE"))
+        version = (await conn.execute(text("SELECT COALESCE(MAX(version), 0) + 1 FROM demand_forecasts"))).scalar_one()
+        row = (await conn.execute(text(
+            "INSERT INTO demand_forecasts (version, as_of, horizon_days, actor) VALUES (:v, :a, :h, :who)"
+            " RETURNING version, as_of, horizon_days, actor, created_at"),
+            {"v": version, "a": body.as_of or datetime.now(timezone.utc), "h": body.horizon_days,
+             "who": who.key_id})).first()
+        if body.entries:
+            await conn.execute(text(
+                "INSERT INTO demand_forecast_entries (version, entry, postal_code, skus, expected)"
+                " VALUES (:v, :i, :p, :s, :e)"),
+                [{"v": version, "i": i, "p": e.postal_code, "s": sorted(e.skus), "e": e.expected}
+                 for i, e in enumerate(body.entries)])
+    # Re-price now rather than at the next scheduled run; with Temporal away the schedule catches up.
+    try:
+        await request.app.state.temporal.get_schedule_handle(BID_PRICE_SCHEDULE).trigger()
+        refresh = "triggered"
+    except Exception:
+        refresh = "at the next scheduled run"
+    return {**_forecast_view(row), "entries": len(body.entries), "bid_price_refresh": refresh}
+
+
+@router.get("/forecast", summary="The demand forecast in force, with its entries")
+async def get_forecast(request: Request, _: Principal = Depends(STAFF)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT version, as_of, horizon_days, actor, created_at FROM demand_forecasts"
+            " ORDER BY version DESC LIMIT 1"))).first()
+        if row is None:
+            raise HTTPException(404, "no demand forecast has been set")
+        entries = (await conn.execute(text(
+            "SELECT postal_code, skus, expected FROM demand_forecast_entries WHERE version = :v ORDER BY entry"),
+            {"v": row.version})).all()
+    return _forecast_view(row, entries)
+
+
+@router.get("/bid-prices", summary="What one unit taken now at a node is expected to cost later orders")
+async def get_bid_prices(request: Request, _: Principal = Depends(STAFF),
+                         sku: Optional[str] = Query(None, max_length=64),
+                         node_id: Optional[str] = Query(None, max_length=64)) -> dict[str, Any]:
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT node_id, sku, price, forecast_version, computed_at FROM bid_prices"
+            " WHERE (CAST(:s AS varchar) IS NULL OR sku = :s) AND (CAST(:n AS varchar) IS NULL OR node_id = :n)"
+            " ORDER BY sku, node_id LIMIT 10000"), {"s": sku, "n": node_id})).all()
+    return {"prices": [{"node_id": r.node_id, "sku": r.sku, "price": round(r.price, 4),
+                        "forecast_version": r.forecast_version, "computed_at": r.computed_at.isoformat()}
+                       for r in rows]}

@@ -26,7 +26,7 @@ def _unit(node: str, at: tuple[float, float]) -> float:
 def _prices(stock, demand, **kw):
     regions = {"W": WEST, "E": EAST}
     unit = {(n, r): _unit(n, at) for n in NODES for r, at in regions.items()}
-    return bid_prices(demand, stock, {n: None for n in NODES}, {r: list(NODES) for r in regions}, unit,
+    return bid_prices(demand, stock, {n: None for n in NODES}, lambda region, sku: list(NODES), unit,
                       {r: 20.0 for r in regions}, MODEL, **kw)
 
 
@@ -94,3 +94,38 @@ def test_nodal_route_stdio_command():
     assert r.returncode == 0, r.stderr
     assert [json.loads(x) for x in r.stdout.splitlines()] == [
         {"type": "ready"}, {"id": "O1", "allocations": [{"line": 0, "node": "N-W", "qty": 1}]}]
+
+
+def test_network_bid_prices_follow_the_same_eligibility_as_orders():
+    """A store serves only its mapped postal codes and a hazmat SKU ships only from DCs: stock a forecast
+    customer cannot be served from is not priced for them."""
+    from routing.bidprice import ForecastEntry, network_bid_prices
+    from routing.model import SkuRules
+
+    nodes = {**NODES, "ST-E": NodeInfo("ST-E", "store", *EAST, frozenset({"ship"}))}
+    view = NetworkView(nodes=nodes, service_areas={"E1": {"ST-E": 1}},
+                       available={("N-E", "X"): 2, ("ST-E", "X"): 2, ("N-W", "X"): 100,
+                                  ("N-E", "H"): 2, ("ST-E", "H"): 2, ("N-W", "H"): 100},
+                       skus={"H": SkuRules(handling=frozenset({"hazmat"}))},
+                       handling_node_types={"hazmat": frozenset({"dc"})})
+    east = [ForecastEntry("E1", *EAST, ("X",), 6.0), ForecastEntry("E1", *EAST, ("H",), 6.0)]
+    prices = network_bid_prices(east, view, {k: None for k in nodes}, MODEL)
+    # X: the east store and DC both serve E1; 4 local units for 6 orders: both are scarce.
+    assert prices[("ST-E", "X")] > 0 and prices[("N-E", "X")] > 0
+    # H may not leave the store, so its store stock is worth nothing to the forecast; the DC's is.
+    assert prices.get(("ST-E", "H"), 0.0) == pytest.approx(0.0, abs=1e-9) and prices[("N-E", "H")] > 0
+    # Elsewhere (a postal code the store does not serve) the store's stock has no value either.
+    west = network_bid_prices([ForecastEntry("W1", *WEST, ("X",), 200.0)], view, {k: None for k in nodes}, MODEL)
+    assert west.get(("ST-E", "X"), 0.0) == pytest.approx(0.0, abs=1e-9)
+    assert west[("N-W", "X")] > 0  # 200 western orders for 100 units nearby
+
+
+def test_capacity_over_the_horizon_is_priced():
+    from routing.bidprice import ForecastEntry, network_bid_prices
+
+    view = NetworkView(nodes=NODES, available={("N-E", "X"): 100, ("N-W", "X"): 100})
+    entries = [ForecastEntry("E1", *EAST, ("X",), 30.0)]
+    assert all(p == pytest.approx(0.0, abs=1e-9) for p in network_bid_prices(
+        entries, view, {"N-E": None, "N-W": None}, MODEL).values())
+    capped = network_bid_prices(entries, view, {"N-E": 10, "N-W": None}, MODEL)
+    assert capped[("N-E", "X")] > 0  # the east node can ship only 10 of the 30 it is best placed for
