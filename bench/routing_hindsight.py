@@ -31,7 +31,8 @@ import routing_bench as harness  # noqa: E402
 from routing.stdio import Session  # noqa: E402
 
 
-def hindsight(inst: dict, time_limit: float) -> tuple[float, str]:
+def hindsight(inst: dict, time_limit: float) -> tuple[float, str, float]:
+    """The clairvoyant optimum (or the best found in the time limit), its status, and HiGHS's lower bound on it."""
     net = harness.Network(inst["network"])
     inv = inst["network"]["inventory"]
     cost: list[float] = []
@@ -80,9 +81,11 @@ def hindsight(inst: dict, time_limit: float) -> tuple[float, str]:
     ub = np.full(len(cost), np.inf)  # packages and units are whole; a line is at most its quantity anyway
     res = milp(np.array(cost), constraints=LinearConstraint(a, lo, hi), integrality=np.array(integer),
                bounds=Bounds(np.zeros(len(cost)), ub), options={"time_limit": time_limit, "mip_rel_gap": 1e-4})
+    bound = getattr(res, "mip_dual_bound", None)
     if res.x is None:
-        return float("nan"), res.message
-    return float(res.fun), "optimal" if res.status == 0 else f"best found ({res.message})"
+        return float("nan"), res.message, float("nan") if bound is None else float(bound)
+    fun = float(res.fun)
+    return fun, "optimal" if res.status == 0 else "best found in the time limit", fun if bound is None else float(bound)
 
 
 def main() -> None:
@@ -91,13 +94,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--horizon", type=int, default=400)
     ap.add_argument("--time-limit", type=float, default=120)
+    ap.add_argument("--instance", help="a full harness instance (routing_bench.py gen): prints how much of the "
+                                       "myopic-to-DLP gap clairvoyance itself can close")
     a = ap.parse_args()
+    if a.instance:
+        return ceiling(a.instance, a.time_limit)
     print(f"{a.family}, {a.horizon} orders per instance; cost / hindsight optimum (lower is better, 1 = clairvoyant)")
     print(f"{'seed':>4} {'hindsight $':>12} {'engine':>8} {'order-opt':>9} {'myopic':>8} {'DLP':>8}  solve")
     for seed in a.seeds:
         inst = harness.generate(a.family, seed, a.horizon, "warmup")
         t0 = time.perf_counter()
-        best, status = hindsight(inst, a.time_limit)
+        best, status, _ = hindsight(inst, a.time_limit)
         solve = time.perf_counter() - t0
         session = Session(inst["network"], background=False, resolve_every=max(a.horizon // 20, 1))
         engine = harness.replay(inst, session.decide, "engine")["cost"]
@@ -106,6 +113,20 @@ def main() -> None:
         dlp = harness.dlp_bound(inst, harness.Network(inst["network"]), 60) or float("nan")
         print(f"{seed:>4} {best:>12,.2f} {engine / best:>8.4f} {base['order-optimal'] / best:>9.4f} "
               f"{base['myopic'] / best:>8.4f} {dlp / best:>8.4f}  {solve:.1f} s {status}")
+
+
+def ceiling(path: str, time_limit: float) -> None:
+    """No policy, online or not, closes more of the harness's gap_closed_vs_myopic than the clairvoyant optimum."""
+    import json
+
+    inst = json.loads(Path(path).read_text())
+    t0 = time.perf_counter()
+    best, status, bound = hindsight(inst, time_limit)
+    myopic = harness.replay(inst, harness.builtin_decider(inst, "myopic"), "myopic")["cost"]
+    dlp = harness.dlp_bound(inst, harness.Network(inst["network"]), 300)
+    print(f"{path}: hindsight {best:,.2f} ({status}, lower bound {bound:,.2f}) in {time.perf_counter() - t0:.0f} s")
+    print(f"  myopic {myopic:,.2f}  DLP {dlp:,.2f}  hindsight/DLP {bound / dlp:.4f}-{best / dlp:.4f}")
+    print(f"  most gap_closed_vs_myopic any policy can reach: {(myopic - bound) / (myopic - dlp):.4f}")
 
 
 if __name__ == "__main__":

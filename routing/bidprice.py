@@ -6,6 +6,9 @@ each order type's packages counted per node used. The dual price of a node's sto
 capacity) is the future cost of taking one unit of it now; the engine adds it to the unit's landed cost
 (Acimovic & Graves 2015 price the future the same way). Forecasts too large for the order-type LP in the
 time budget fall back to the per-destination, per-SKU transportation LP (no package coupling).
+
+The model is one HiGHS instance (highspy) that later re-pricings re-solve from the last basis, changing only
+bounds: how much of the forecast is still ahead, and the stock and capacity left.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
+import highspy
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix
 
 from routing.cost import unit_cost as landed_unit_cost
 from routing.eligibility import ineligible_reason
 from routing.model import CostModel, NetworkView, RouteLine, RouteRequest
+
+INF = highspy.kHighsInf
 
 # Beyond this many variables the order-type LP is replaced by the transportation LP.
 MAX_ORDER_TYPE_VARIABLES = 150_000
@@ -46,111 +50,124 @@ def bid_prices(
 ) -> dict[tuple[str, str], float]:
     """(node, sku) → future cost of one unit there; ``eligible(destination, sku)`` lists the nodes that may
     serve it, ``unit_cost[(node, destination)]`` is a unit's landed cost, ``unfilled_unit`` a lost unit's."""
-    size = sum(len(list(eligible(d.destination, s))) + 1 for d in demand for s in d.skus)
-    if size <= MAX_ORDER_TYPE_VARIABLES:
-        return _order_type_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, model, time_limit)
-    return _transportation_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, time_limit)
+    lp = ForecastLp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, model, time_limit)
+    return lp.prices(1.0, stock, capacity)
 
 
-class _Lp:
-    """Sparse rows for scipy's HiGHS interface."""
+class ForecastLp:
+    """The forecast LP as one HiGHS model, in volumes (orders and units, not shares of them).
 
-    def __init__(self) -> None:
+    Re-pricing later only moves bounds: the orders still expected (the forecast × the share of the horizon
+    left), and the stock and capacity left. HiGHS then re-solves from its last basis in a few milliseconds
+    instead of building and solving the model again.
+    """
+
+    def __init__(self, demand, stock, capacity, eligible, unit_cost, unfilled_unit, model: CostModel,
+                 time_limit: float = 10.0) -> None:
         self.cost: list[float] = []
-        self.ub: tuple[list[int], list[int], list[float]] = ([], [], [])
-        self.b_ub: list[float] = []
-        self.eq: tuple[list[int], list[int], list[float]] = ([], [], [])
-        self.b_eq: list[float] = []
+        self.rows: list[tuple[float, float, list[int], list[float]]] = []
+        self.stock_rows: dict[tuple[str, str], int] = {}
+        self.cap_rows: dict[str, int] = {}
+        self.served: list[tuple[int, float]] = []  # (row, expected volume over the whole horizon)
+        self._capacity = capacity
+        size = sum(len(list(eligible(d.destination, s))) + 1 for d in demand for s in d.skus)
+        if size <= MAX_ORDER_TYPE_VARIABLES:
+            self._order_types(demand, stock, eligible, unit_cost, unfilled_unit, model)
+        else:
+            self._transportation(demand, stock, eligible, unit_cost, unfilled_unit)
+        self.highs = _highs(self.cost, self.rows, time_limit)
 
-    def var(self, cost: float) -> int:
+    def _var(self, cost: float) -> int:
         self.cost.append(cost)
         return len(self.cost) - 1
 
-    def row(self, kind: str, bound: float) -> int:
-        rows = self.b_ub if kind == "ub" else self.b_eq
-        rows.append(bound)
-        return len(rows) - 1
+    def _uses(self, node: str, sku: str, col: int, stock) -> None:
+        """Column ``col`` takes units of ``sku`` at ``node``: its stock row, and its capacity row if any."""
+        if (node, sku) not in self.stock_rows:
+            self.stock_rows[(node, sku)] = len(self.rows)
+            self.rows.append((-INF, float(stock.get((node, sku), 0)), [], []))
+        self.rows[self.stock_rows[(node, sku)]][2].append(col)
+        if self._capacity.get(node) is not None:
+            if node not in self.cap_rows:
+                self.cap_rows[node] = len(self.rows)
+                self.rows.append((-INF, float(self._capacity[node]), [], []))
+            self.rows[self.cap_rows[node]][2].append(col)
 
-    def coef(self, kind: str, row: int, col: int, value: float) -> None:
-        r, c, v = self.ub if kind == "ub" else self.eq
-        r.append(row)
-        c.append(col)
-        v.append(value)
+    def _served(self, cols: list[int], volume: float) -> None:
+        self.served.append((len(self.rows), volume))
+        self.rows.append((volume, volume, cols, [1.0] * len(cols)))
 
-    def solve(self, time_limit: float):
-        n = len(self.cost)
-        a_ub = coo_matrix((self.ub[2], (self.ub[0], self.ub[1])), shape=(len(self.b_ub), n)) if self.b_ub else None
-        a_eq = coo_matrix((self.eq[2], (self.eq[0], self.eq[1])), shape=(len(self.b_eq), n)) if self.b_eq else None
-        res = linprog(np.array(self.cost), A_ub=a_ub, b_ub=self.b_ub or None, A_eq=a_eq, b_eq=self.b_eq or None,
-                      bounds=(0, None), method="highs", options={"time_limit": time_limit})
-        return res if res.status == 0 else None
+    def _order_types(self, demand, stock, eligible, unit_cost, unfilled_unit, model) -> None:
+        # y = orders of a type with a package from a node (or lost); x = its units of a SKU from there.
+        for d in demand:
+            packages: dict[str, int] = {}
+            lost = self._var(2 * model.package_cost)
+            for sku in d.skus:
+                cols = []
+                for node in eligible(d.destination, sku):
+                    if stock.get((node, sku), 0) <= 0:
+                        continue
+                    if node not in packages:
+                        packages[node] = self._var(model.package_cost)
+                    x = self._var(unit_cost[(node, d.destination)])
+                    self.rows.append((-INF, 0.0, [x, packages[node]], [1.0, -1.0]))
+                    self._uses(node, sku, x, stock)
+                    cols.append(x)
+                x = self._var(unfilled_unit[d.destination])
+                self.rows.append((-INF, 0.0, [x, lost], [1.0, -1.0]))
+                self._served(cols + [x], d.expected)
 
+    def _transportation(self, demand, stock, eligible, unit_cost, unfilled_unit) -> None:
+        # Too large for order types: units per destination and SKU, packages not coupled.
+        units: dict[tuple[str, str], float] = {}
+        for d in demand:
+            for sku in d.skus:
+                units[(d.destination, sku)] = units.get((d.destination, sku), 0.0) + d.expected
+        for (dest, sku), qty in units.items():
+            cols = []
+            for node in eligible(dest, sku):
+                if stock.get((node, sku), 0) > 0:
+                    x = self._var(unit_cost[(node, dest)])
+                    self._uses(node, sku, x, stock)
+                    cols.append(x)
+            self._served(cols + [self._var(unfilled_unit[dest])], qty)
 
-def _prices(res, stock_rows: dict[tuple[str, str], int], cap_rows: dict[str, int]) -> dict[tuple[str, str], float]:
-    if res is None:
-        return {}
-    duals = -res.ineqlin.marginals  # ≤ rows of a minimisation: marginals are ≤ 0
-    return {(node, sku): float(duals[row]) + (float(duals[cap_rows[node]]) if node in cap_rows else 0.0)
-            for (node, sku), row in stock_rows.items()}
-
-
-def _resource_rows(lp: _Lp, stock, capacity, stock_rows, cap_rows, node: str, sku: str, col: int, qty: float):
-    key = (node, sku)
-    if key not in stock_rows:
-        stock_rows[key] = lp.row("ub", stock.get(key, 0))
-    lp.coef("ub", stock_rows[key], col, qty)
-    if capacity.get(node) is not None:
-        if node not in cap_rows:
-            cap_rows[node] = lp.row("ub", capacity[node])
-        lp.coef("ub", cap_rows[node], col, qty)
-
-
-def _order_type_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, model, time_limit):
-    lp = _Lp()
-    stock_rows: dict[tuple[str, str], int] = {}
-    cap_rows: dict[str, int] = {}
-    for d in demand:
-        # y = share of these orders with a package from a node; u = share of a SKU's units from it.
-        packages: dict[str, int] = {}
-        lost = lp.var(d.expected * 2 * model.package_cost)
-        for sku in d.skus:
-            served = lp.row("eq", 1.0)
-            for node in eligible(d.destination, sku):
-                if stock.get((node, sku), 0) <= 0:
-                    continue
-                if node not in packages:
-                    packages[node] = lp.var(d.expected * model.package_cost)
-                u = lp.var(d.expected * unit_cost[(node, d.destination)])
-                lp.coef("eq", served, u, 1.0)
-                link = lp.row("ub", 0.0)
-                lp.coef("ub", link, u, 1.0)
-                lp.coef("ub", link, packages[node], -1.0)
-                _resource_rows(lp, stock, capacity, stock_rows, cap_rows, node, sku, u, d.expected)
-            u = lp.var(d.expected * unfilled_unit[d.destination])
-            lp.coef("eq", served, u, 1.0)
-            link = lp.row("ub", 0.0)
-            lp.coef("ub", link, u, 1.0)
-            lp.coef("ub", link, lost, -1.0)
-    return _prices(lp.solve(time_limit), stock_rows, cap_rows)
+    def prices(self, left: float, stock, capacity) -> dict[tuple[str, str], float]:
+        """Bid prices with ``left`` of the horizon's orders still to come and this stock and capacity left."""
+        h = self.highs
+        rows = np.array([r for r, _ in self.served], dtype=np.int32)
+        volume = np.array([v * left for _, v in self.served])
+        if len(rows):
+            h.changeRowsBounds(len(rows), rows, volume, volume)
+        for (node, sku), row in self.stock_rows.items():
+            h.changeRowBounds(row, -INF, float(max(stock.get((node, sku), 0), 0)))
+        for node, row in self.cap_rows.items():
+            if capacity.get(node) is not None:
+                h.changeRowBounds(row, -INF, float(max(capacity[node], 0)))
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return {}
+        dual = h.getSolution().row_dual  # ≤ rows of a minimisation: duals are ≤ 0
+        return {(node, sku): -dual[row] - (dual[self.cap_rows[node]] if node in self.cap_rows else 0.0)
+                for (node, sku), row in self.stock_rows.items()}
 
 
-def _transportation_lp(demand, stock, capacity, eligible, unit_cost, unfilled_unit, time_limit):
-    units: dict[tuple[str, str], float] = {}
-    for d in demand:
-        for sku in d.skus:
-            units[(d.destination, sku)] = units.get((d.destination, sku), 0.0) + d.expected
-    lp = _Lp()
-    stock_rows: dict[tuple[str, str], int] = {}
-    cap_rows: dict[str, int] = {}
-    for (dest, sku), qty in units.items():
-        served = lp.row("eq", qty)
-        for node in eligible(dest, sku):
-            if stock.get((node, sku), 0) > 0:
-                x = lp.var(unit_cost[(node, dest)])
-                lp.coef("eq", served, x, 1.0)
-                _resource_rows(lp, stock, capacity, stock_rows, cap_rows, node, sku, x, 1.0)
-        lp.coef("eq", served, lp.var(unfilled_unit[dest]), 1.0)
-    return _prices(lp.solve(time_limit), stock_rows, cap_rows)
+def _highs(cost: list[float], rows, time_limit: float) -> "highspy.Highs":
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit))
+    n = len(cost)
+    h.addVars(n, np.zeros(n), np.full(n, INF))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(cost, dtype=float))
+    starts, index, value = [], [], []
+    for _, _, cols, coefs in rows:
+        starts.append(len(index))
+        index.extend(cols)
+        value.extend(coefs if coefs else [1.0] * len(cols))
+    if rows:
+        h.addRows(len(rows), np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), len(index),
+                  np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
+    return h
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from typing import IO, Optional
 
-from routing.bidprice import Demand, bid_prices
+from routing.bidprice import Demand, ForecastLp
 from routing.cost import unit_cost
 from routing.engine import plan
 from routing.geo import haversine_km
@@ -52,6 +52,7 @@ class Session:
         self.seen = 0
         self.pending: Optional[Future] = None
         self.pool: Optional[ProcessPoolExecutor] = None
+        self.pricer: Optional[_Pricer] = None
         self._reprice()  # before the first order, in this process
         if self.demand and background:
             self.pool = ProcessPoolExecutor(max_workers=1, initializer=_keep_forecast, initargs=(self._forecast(),))
@@ -76,7 +77,9 @@ class Session:
             self.opportunity, self.pending = {}, None
             return
         if self.pool is None:
-            self.opportunity = _price(self._forecast(), left, self.stock, self.capacity)
+            if self.pricer is None:
+                self.pricer = _Pricer(self._forecast(), self.stock, self.capacity)
+            self.opportunity = self.pricer(left, self.stock, self.capacity)
         else:
             self.pending = self.pool.submit(_price_in_worker, left, dict(self.stock), dict(self.capacity))
 
@@ -108,14 +111,20 @@ class Session:
         return out
 
 
-def _price(forecast: tuple, left: float, stock, capacity) -> dict[tuple[str, str], float]:
-    demand, service, unit, unfilled_unit, model = forecast
-    return bid_prices([replace(d, expected=d.expected * left) for d in demand], stock, capacity,
-                      lambda destination, _sku: service[destination], unit,
-                      unfilled_unit, model)
+class _Pricer:
+    """One forecast LP per session, re-solved from its last basis as stock runs down."""
+
+    def __init__(self, forecast: tuple, stock, capacity):
+        demand, service, unit, unfilled_unit, model = forecast
+        self.lp = ForecastLp(demand, stock, capacity, lambda destination, _sku: service[destination], unit,
+                             unfilled_unit, model)
+
+    def __call__(self, left: float, stock, capacity) -> dict[tuple[str, str], float]:
+        return self.lp.prices(left, stock, capacity)
 
 
 _FORECAST: tuple = ()
+_PRICER: Optional[_Pricer] = None
 
 
 def _keep_forecast(forecast: tuple) -> None:
@@ -124,7 +133,10 @@ def _keep_forecast(forecast: tuple) -> None:
 
 
 def _price_in_worker(left: float, stock, capacity) -> dict[tuple[str, str], float]:
-    return _price(_FORECAST, left, stock, capacity)
+    global _PRICER
+    if _PRICER is None:
+        _PRICER = _Pricer(_FORECAST, stock, capacity)
+    return _PRICER(left, stock, capacity)
 
 
 def serve(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **options) -> None:
