@@ -76,6 +76,8 @@ class ForecastLp:
         else:
             self._transportation(demand, stock, eligible, unit_cost, unfilled_unit)
         self.highs = _highs(self.cost, self.rows, time_limit)
+        self._served_rows = np.array([r for r, _ in self.served], dtype=np.int32)
+        self._served_volume = np.array([v for _, v in self.served])
 
     def _var(self, cost: float) -> int:
         self.cost.append(cost)
@@ -86,12 +88,15 @@ class ForecastLp:
         if (node, sku) not in self.stock_rows:
             self.stock_rows[(node, sku)] = len(self.rows)
             self.rows.append((-INF, float(stock.get((node, sku), 0)), [], []))
-        self.rows[self.stock_rows[(node, sku)]][2].append(col)
+        rows = [self.stock_rows[(node, sku)]]
         if self._capacity.get(node) is not None:
             if node not in self.cap_rows:
                 self.cap_rows[node] = len(self.rows)
                 self.rows.append((-INF, float(self._capacity[node]), [], []))
-            self.rows[self.cap_rows[node]][2].append(col)
+            rows.append(self.cap_rows[node])
+        for row in rows:
+            self.rows[row][2].append(col)
+            self.rows[row][3].append(1.0)
 
     def _served(self, cols: list[int], volume: float) -> None:
         self.served.append((len(self.rows), volume))
@@ -135,10 +140,9 @@ class ForecastLp:
     def prices(self, left: float, stock, capacity) -> dict[tuple[str, str], float]:
         """Bid prices with ``left`` of the horizon's orders still to come and this stock and capacity left."""
         h = self.highs
-        rows = np.array([r for r, _ in self.served], dtype=np.int32)
-        volume = np.array([v * left for _, v in self.served])
-        if len(rows):
-            h.changeRowsBounds(len(rows), rows, volume, volume)
+        if len(self._served_rows):
+            volume = self._served_volume * left
+            h.changeRowsBounds(len(self._served_rows), self._served_rows, volume, volume)
         for (node, sku), row in self.stock_rows.items():
             h.changeRowBounds(row, -INF, float(max(stock.get((node, sku), 0), 0)))
         for node, row in self.cap_rows.items():
@@ -163,7 +167,7 @@ def _highs(cost: list[float], rows, time_limit: float) -> "highspy.Highs":
     for _, _, cols, coefs in rows:
         starts.append(len(index))
         index.extend(cols)
-        value.extend(coefs if coefs else [1.0] * len(cols))
+        value.extend(coefs)
     if rows:
         h.addRows(len(rows), np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), len(index),
                   np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
@@ -199,8 +203,11 @@ def network_bid_prices(
     places = {e.postal_code: (e.lat, e.lon) for e in entries}
     allowed: dict[tuple[str, str], list[str]] = {}
     unit: dict[tuple[str, str], float] = {}
+    wanted: dict[str, set[str]] = {}
+    for e in entries:
+        wanted.setdefault(e.postal_code, set()).update(e.skus)
     for postal, (lat, lon) in places.items():
-        for sku in sorted({s for e in entries if e.postal_code == postal for s in e.skus}):
+        for sku in sorted(wanted[postal]):
             line = RouteLine("forecast", sku, 1, "ship_standard", postal_code=postal, lat=lat, lon=lon)
             allowed[(postal, sku)] = [k for k, n in nodes.items()
                                       if ineligible_reason(n, line, request, probe_view, model) is None]

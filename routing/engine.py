@@ -227,8 +227,8 @@ def _explain_group(
     verdicts: dict[str, NodeVerdict],
     ranked: list[str],
     chosen: tuple[str, ...],
-    best_with: dict[str, "_Filled"],
-    winner: "_Filled",
+    best_with: dict[str, _Filled],
+    winner: _Filled,
 ) -> None:
     """Record, for one delivery group, why each candidate won or lost; a node chosen anywhere is chosen."""
     for node_id in ranked:

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, Field
 
 from activities.routing import plan_request, rules_row
 from api.auth import ADMIN, STAFF, Principal, require
+from api.routes.inventory import _known
 from api.routes.orders import _lines, validate_lines
 from api.schemas import Body
 from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
@@ -119,10 +120,8 @@ async def put_forecast(body: ForecastIn, request: Request, who: Principal = Depe
     postal = sorted({e.postal_code for e in body.entries})
     skus = sorted({s for e in body.entries for s in e.skus})
     async with request.app.state.db.engine.begin() as conn:
-        known_postal = {r[0] for r in (await conn.execute(
-            text("SELECT postal_code FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal})).all()}
-        known_skus = {r[0] for r in (await conn.execute(
-            text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus})).all()}
+        known_postal = await _known(conn, "postal_codes", "postal_code", postal)
+        known_skus = await _known(conn, "skus", "sku", skus)
         problems = []
         if unknown := [p for p in postal if p not in known_postal]:
             problems.append(f"postal codes without coordinates: {', '.join(unknown[:20])}")
