@@ -76,11 +76,12 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         text("SELECT node_id, sku, price FROM bid_prices WHERE sku = ANY(:s)"), {"s": skus})).all():
         view.opportunity[(r.node_id, r.sku)] = float(r.price)
     for r in (await conn.execute(
-        text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone FROM skus"
-             " WHERE sku = ANY(:s)"), {"s": skus}
+        text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone, digital"
+             " FROM skus WHERE sku = ANY(:s)"), {"s": skus}
     )).all():
         handling = frozenset(c for c in ("oversized", "hazmat", "ship_alone") if getattr(r, c))
-        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling)
+        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling,
+                                    r.digital)
     return view
 
 

@@ -81,7 +81,7 @@ class ReadModelActivities:
                 dict(order_id=s.order_id, line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price,
                      status=l.status, delivery=l.delivery.model_dump(mode="json", exclude_none=True),
                      cancelled_qty=l.cancelled_qty, shipped_qty=l.shipped_qty, delivered_qty=l.delivered_qty,
-                     returned_qty=l.returned_qty, promised_by=l.promised_by)
+                     returned_qty=l.returned_qty, promised_by=l.promised_by, digital=l.digital)
                 for l in s.lines
             ], ["order_id", "line_id"]))
             # Lines removed by a modification in the remorse window.

@@ -99,6 +99,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         lower_bound=Decimal(str(round(result.lower_bound, 2))), search_cost=Decimal(str(round(result.search_cost, 2))),
         total_cost=Decimal(str(round(result.cost, 2))), future_cost=Decimal(str(round(result.future_cost, 2))),
         candidates=candidates,
+        digital=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in result.digital.items()],
     )
 
 

@@ -166,6 +166,7 @@ class Plan(Msg):
     # The part of search_cost that prices the forecast's later orders (bid prices on the units taken).
     future_cost: Decimal = Decimal("0")
     candidates: list[Candidate] = []
+    digital: list[LineQty] = []  # lines of digital SKUs: no node, no reservation; delivered at release
 
 
 class BidPriceRefresh(Msg):
@@ -443,6 +444,7 @@ class LineState(Msg):
     delivered_qty: int = 0
     returned_qty: int = 0
     promised_by: Optional[datetime] = None
+    digital: bool = False  # delivered by the order itself at release; not returnable
 
 
 class FulfillmentState(Msg):

@@ -311,6 +311,7 @@ class OrderLine(SQLModel, table=True):
     delivered_qty: int = 0
     returned_qty: int = 0
     promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    digital: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
 
 
 class Fulfillment(SQLModel, table=True):

@@ -105,7 +105,10 @@ def _fill(
 
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
     groups: dict[tuple, _Group] = {}
+    digital = {l.line_id: l.qty for l in req.lines if (r := net.skus.get(l.sku)) is not None and r.digital}
     for line in req.lines:
+        if line.line_id in digital:
+            continue
         group = groups.setdefault(_group_key(line, net, req.per_line), _Group([]))
         group.lines.append(line)
         rules = net.skus.get(line.sku)
@@ -208,7 +211,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     elif ordered and filled / ordered < req.min_fill_rate:
         feasible, reason = False, f"fill rate {filled / ordered:.0%} below the minimum {req.min_fill_rate:.0%}"
     if not feasible:
-        all_assignments, unfilled = [], {l.line_id: l.qty for l in req.lines}
+        all_assignments, unfilled, digital = [], {l.line_id: l.qty for l in req.lines}, {}
 
     for node_id, why in reasons.items():
         verdicts.setdefault(node_id, NodeVerdict(node_id, "ineligible", why))
@@ -217,7 +220,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                     for n, v in verdicts.items()}
     ordered_verdicts = [verdicts[n] for n in sorted(verdicts)]
     return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances,
-                       exact, round(lower_bound, 4), round(searched, 4), round(future_cost, 4))
+                       exact, round(lower_bound, 4), round(searched, 4), round(future_cost, 4), digital)
 
 
 _RANK = {"chosen": 0, "lost": 1, "ineligible": 2}

@@ -62,6 +62,7 @@ class SkuRules:
     allowed_node_types: frozenset[str] = frozenset()  # empty = any
     preorder_release: Optional[date] = None  # sold before this day, shipped from it
     handling: frozenset[str] = frozenset()  # oversized, hazmat, ship_alone
+    digital: bool = False  # delivered by the order itself (a code, a download): needs no node and no stock
 
 
 @dataclass
@@ -134,3 +135,4 @@ class RouteResult:
     search_cost: float = 0.0
     # What the chosen units are expected to cost later orders (bid prices from the demand forecast).
     future_cost: float = 0.0
+    digital: dict[str, int] = field(default_factory=dict)  # line_id → units of digital lines: no node needed

@@ -78,6 +78,8 @@ class OrderWorkflow:
         self.settled = False
         self.returns_changed = False
         self.created_at: Optional[datetime] = None
+        self.release_at: Optional[datetime] = None  # the remorse window's end, counted from placement
+        self.digital_at: Optional[datetime] = None  # when the digital lines were delivered
         self.lock = asyncio.Lock()
         self.sa_last: tuple = ()
 
@@ -85,16 +87,19 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderState:
         self.created_at = workflow.now()
+        self.release_at = self.created_at + inp.windows.remorse
         self._event("order_received", {"channel": inp.channel, "lines": len(inp.lines)})
         await self._publish()
         async with self.lock:
             if await self._capture_and_promise():
                 await self._enter_remorse_window()
         if self.phase == OS.awaiting_release:
-            try:
-                await workflow.wait_condition(lambda: self.phase != OS.awaiting_release, timeout=inp.windows.remorse)
-            except asyncio.TimeoutError:
-                pass
+            left = (self.release_at - workflow.now()).total_seconds()
+            if left > 0:
+                try:
+                    await workflow.wait_condition(lambda: self.phase != OS.awaiting_release, timeout=left)
+                except asyncio.TimeoutError:
+                    pass
             async with self.lock:
                 if self.phase == OS.awaiting_release:
                     await self._release()
@@ -133,7 +138,8 @@ class OrderWorkflow:
 
     async def _enter_remorse_window(self) -> None:
         self.phase = OS.awaiting_release
-        self._event("awaiting_release", {"until": (workflow.now() + self.inp.windows.remorse).isoformat(),
+        assert self.release_at is not None
+        self._event("awaiting_release", {"until": self.release_at.isoformat(),
                                          "promised_by": self._promised_by_iso()})
         await self._notify("confirmed", "confirmed", {"promised_by": self._promised_by_iso()})
         await self._publish()
@@ -145,9 +151,24 @@ class OrderWorkflow:
         self._event("released", {"fulfillments": started,
                                  "held_until": {a.fulfillment_id: self.hold_until[a.fulfillment_id].isoformat()
                                                 for a in self.planned}})
+        await self._deliver_digital()
         if self._open_total():
             await self._resource_open("backorder_retry")  # stock may have come in during the remorse window
         await self._publish()
+
+    async def _deliver_digital(self) -> None:
+        """Digital lines need no node: they are captured and delivered the moment the order is released."""
+        due = {lid: l.qty - l.cancelled_qty for lid, l in self.lines.items() if l.digital and l.qty > l.cancelled_qty}
+        if not due:
+            return
+        amount = sum((self.lines[lid].unit_price * q for lid, q in due.items()), Decimal("0"))
+        payment = await call("payments.call", self._payment("capture", f"{self.inp.order_id}:digital:capture",
+                                                           amount), PaymentRecord)
+        self.payments.append(payment)
+        self.digital_at = workflow.now()
+        self._event("digital_delivered", {"lines": [{"line_id": k, "qty": v} for k, v in due.items()],
+                                          "amount": str(amount)})
+        await self._notify("delivered", "digital:delivered", {"lines": sorted(due)})
 
     async def _release_due(self) -> list[str]:
         """Start every planned fulfillment whose preorder release day has come; the rest stay reserved."""
@@ -196,8 +217,8 @@ class OrderWorkflow:
 
     async def _return_window(self) -> None:
         """Stay open for returns until the window after the last delivery ends and no return is open."""
-        if not any(l.delivered_qty for l in self.lines.values()):
-            return
+        if self._return_deadline() is None:
+            return  # nothing returnable was delivered
         while True:
             deadline = self._return_deadline()
             assert deadline is not None
@@ -276,6 +297,9 @@ class OrderWorkflow:
                 continue
             for lid in claim_lines:
                 self.claims.pop(lid, None)
+            for d in plan.digital:
+                line = self.lines[d.line_id]
+                line.digital, line.promised_by = True, self.release_at
             for c in plan.supply_claims:
                 self.claims.setdefault(c.line_id, []).append(c)
             if plan.supply_claims:
@@ -457,14 +481,12 @@ class OrderWorkflow:
             new_lines = self._apply_modification(body)
             await self._release_planned("modified")
             self.lines, self.policy = new_lines, body.policy or self.policy
-            for l in self.lines.values():
-                l.promised_by = None
+            self._forget_sourcing()
             plan = await self._source(list(self.lines), self.policy, release_now=False, reason="modified")
             if plan is None or not plan.feasible:
                 # Put the order back as it was; the caller hears why.
                 self.lines, self.policy = old_lines, old_policy
-                for l in self.lines.values():
-                    l.promised_by = None
+                self._forget_sourcing()
                 await self._source(list(self.lines), self.policy, release_now=False, reason="modification_reverted")
                 await self._publish()
                 raise conflict(f"modification cannot be fulfilled: {plan.reason if plan else 'nothing to source'}")
@@ -660,6 +682,9 @@ class OrderWorkflow:
             raise conflict("nothing to reorchestrate: every unit is with a node")
 
     def _check_return(self, body: ReturnIn) -> None:
+        digital = sorted({l.line_id for l in body.lines if l.line_id in self.lines and self.lines[l.line_id].digital})
+        if digital:
+            raise conflict(f"digital lines cannot be returned: {', '.join(digital)}")
         deadline = self._return_deadline()
         if deadline is None:
             raise conflict("nothing has been delivered yet")
@@ -808,12 +833,17 @@ class OrderWorkflow:
 
     def _open_qty(self, line_id: str) -> int:
         line = self.lines[line_id]
+        if line.digital:
+            return 0  # nothing to source
         return max(line.qty - line.cancelled_qty - self._allocated(line_id), 0)
 
     def _open_total(self) -> int:
         return sum(self._open_qty(lid) for lid in self.lines)
 
     def _fulfilled_qty(self, line_id: str, statuses: set[FS]) -> int:
+        line = self.lines[line_id]
+        if line.digital:
+            return line.qty - line.cancelled_qty if self.digital_at and FS.delivered in statuses else 0
         return sum(l.qty for f in self.fulfillments.values() if f.status in statuses
                    for l in f.lines if l.line_id == line_id)
 
@@ -920,6 +950,11 @@ class OrderWorkflow:
                     l.delivery = Delivery(method=l.delivery.method, address=body.address)
         return lines
 
+    def _forget_sourcing(self) -> None:
+        """Before the lines are sourced afresh (a modification, or putting one back)."""
+        for l in self.lines.values():
+            l.promised_by, l.digital = None, False
+
     # ================================================================== failure exits
     async def _reject(self, reason: str) -> None:
         await self._release_planned("order_rejected")
@@ -964,7 +999,8 @@ class OrderWorkflow:
             currency=self.inp.currency, policy=self.policy, requested_delivery_date=self.inp.requested_delivery_date,
             lines=list(self.lines.values()), fulfillments=fulfillments, returns=list(self.returns.values()),
             payments=list(self.payments), promised_by=self._promised_by(),
-            delivered_at=max((f.delivered_at for f in fulfillments if f.delivered_at), default=None),
+            delivered_at=max([f.delivered_at for f in fulfillments if f.delivered_at]
+                             + ([self.digital_at] if self.digital_at else []), default=None),
             return_deadline=self._return_deadline(), reason=self.reason, version=self.version,
         )
 

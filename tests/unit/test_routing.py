@@ -260,3 +260,20 @@ def test_line_level_sourcing_takes_each_line_from_its_own_best_node():
     assert chosen(plan(RouteRequest(lines=lines), view)) == {"FAR": [("L1", 1), ("L2", 1)]}
     # Urgent parts: each line from its closest node, whatever the packages cost.
     assert chosen(plan(RouteRequest(lines=lines, per_line=True), view)) == {"NEAR": [("L1", 1)], "FAR": [("L2", 1)]}
+
+
+def test_digital_lines_need_no_node_and_no_stock():
+    skus = {"CODE": SkuRules(digital=True)}
+    view = net([NEAR, FAR], {("NEAR", "A"): 5}, skus=skus)
+    mixed = plan(RouteRequest(lines=(line("L1", "A"), line("L2", "CODE", qty=3))), view)
+    assert mixed.feasible and chosen(mixed) == {"NEAR": [("L1", 1)]}
+    assert mixed.digital == {"L2": 3} and mixed.unfilled == {}
+    # An order of digital lines alone is served with no node at all.
+    alone = plan(RouteRequest(lines=(line("L1", "CODE", qty=2),), ship_complete=True), view)
+    assert alone.feasible and alone.assignments == [] and alone.digital == {"L1": 2}
+    # Ship complete still holds the physical lines to one node; a failed plan delivers nothing digital either.
+    short = plan(RouteRequest(lines=(line("L1", "B"), line("L2", "CODE")), ship_complete=True), view)
+    assert not short.feasible and short.digital == {} and short.unfilled == {"L1": 1, "L2": 1}
+    # Digital units count as filled for the fill rate.
+    half = plan(RouteRequest(lines=(line("L1", "B"), line("L2", "CODE")), min_fill_rate=0.5), view)
+    assert half.feasible and half.unfilled == {"L1": 1} and half.digital == {"L2": 1}
