@@ -25,6 +25,8 @@ def node_info(row, used_today: int = 0, orders_today: int = 0) -> NodeInfo:
         processing_minutes=row.processing_time_minutes, cutoff_time=row.cutoff_time,
         timezone=row.timezone, closed_weekdays=frozenset(cal.get("closed_weekdays", [])),
         holidays=frozenset(str(h) for h in cal.get("holidays", [])),
+        hours=(cal["hours"]["open"], cal["hours"]["close"]) if cal.get("hours") else None,
+        same_day_cutoff=cal.get("same_day_cutoff") or "14:00",
     )
 
 

@@ -18,7 +18,7 @@ from activities.network import load_network, load_scorecards, node_info, postal_
 from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
-from promise import promised_by, release_start, ship_by
+from promise import promised_by, quote, release_start
 from routing import CostModel, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
@@ -49,11 +49,13 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
             line_id=l.line_id, sku=l.sku, qty=l.qty, method=l.delivery.method.value,
             postal_code=addr.postal_code if addr else None, lat=lat, lon=lon,
             pickup_node_id=l.delivery.pickup_node_id, exclude_nodes=frozenset(l.exclude_nodes),
+            due=l.due or req.requested_delivery_date,
         ))
+    start_at = max(req.release_at or req.at, req.at)
     result = plan(RouteRequest(
         lines=tuple(route_lines), ship_complete=req.policy.ship_complete, fill_or_kill=req.policy.fill_or_kill,
         min_fill_rate=req.policy.min_fill_rate, max_splits=req.policy.max_splits,
-        exclude_nodes=frozenset(req.exclude_nodes), to_node=req.to_node, at=req.at, budget_ms=budget_ms,
+        exclude_nodes=frozenset(req.exclude_nodes), to_node=req.to_node, at=start_at, budget_ms=budget_ms,
         per_line=req.policy.sourcing == "line",
     ), net, COSTS)
 
@@ -68,20 +70,24 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         line = by_line[lines[0].line_id]
         km = distance_km(node, line)
         m = DeliveryMethod(method)
-        hold_until = _not_before(node, [q.sku for q in lines], net, req.at)
-        start = hold_until or req.at
+        hold_until = _not_before(node, [q.sku for q in lines], net, start_at)
+        dated = quote(node, m, km, hold_until or start_at, net.carriers,
+                      None if hold_until else req.requested_delivery_date)
+        if dated is not None and dated.hold_until is not None:
+            hold_until = dated.hold_until  # scheduled backwards to the requested date
         allocations.append(Allocation(
             node_id=node_id, method=m, postal_code=postal_code, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(line, COSTS) + sum(
                 q.qty * unit_cost(node, by_line[q.line_id], COSTS) for q in lines), 2))),
-            ship_by=ship_by(node, start) if m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
-            promised_by=promised_by(node, m, km, start), hold_until=hold_until,
+            ship_by=dated.ship_by if dated and m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
+            promised_by=dated.promised_by if dated else None, hold_until=hold_until,
+            carrier=dated.carrier if dated else None, service=dated.service if dated else None,
         ))
     feasible, reason, unfilled = result.feasible, result.reason, dict(result.unfilled)
     if not feasible and result.reason == NO_STOCK and not req.policy.fill_or_kill:
         # Nothing on hand: the order can still be taken as a backorder or preorder if incoming supply covers it all.
         unfilled = {l.line_id: l.qty for l in route_lines}
-    dates, claims = (await _backorder_dates(db, req.order_id, unfilled, by_line, net, req.at)
+    dates, claims = (await _backorder_dates(db, req.order_id, unfilled, by_line, net, start_at)
                      if unfilled else ({}, []))
     if not feasible and unfilled and not req.policy.fill_or_kill and set(dates) == set(unfilled):
         feasible, reason = True, ""
@@ -157,7 +163,10 @@ async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int]
         node = node_info(last)
         start = max(last.eta, at)
         hold = _not_before(node, [line.sku], net, start)
-        dates[line_id] = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), hold or start)
+        date = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), hold or start, net.carriers)
+        if date is None:
+            continue  # no date this method can keep from there (a same-day cutoff): the line waits undated
+        dates[line_id] = date
         for r, take in taken:
             free[r.supply_id] -= take
             claims.append(SupplyClaimLine(line_id=line_id, supply_id=r.supply_id, sku=line.sku, qty=take))

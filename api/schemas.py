@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.messages import Address, Customer, OrderLineIn, Policy
 from models.status import Capability, NodeType, Role
@@ -26,9 +26,29 @@ class Capacity(Body):
     orders_per_day: Optional[int] = Field(default=None, ge=0)
 
 
+class Hours(Body):
+    open: str = Field(description="HH:MM local")
+    close: str = Field(description="HH:MM local")
+
+    @model_validator(mode="after")
+    def _order(self) -> "Hours":
+        for v in (self.open, self.close):
+            _check_hhmm(v, "opening hours")
+        if self.open >= self.close:
+            raise ValueError("opening hours must open before they close")
+        return self
+
+
 class Calendar(Body):
     closed_weekdays: list[int] = []
     holidays: list[date] = []
+    hours: Optional[Hours] = Field(default=None, description="opening hours: store processing and pickup run inside them")
+    same_day_cutoff: Optional[str] = Field(default=None, description="HH:MM local: same-day orders must be ready by then")
+
+    @field_validator("same_day_cutoff")
+    @classmethod
+    def _same_day(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else _check_hhmm(v, "same_day_cutoff")
 
     @field_validator("closed_weekdays")
     @classmethod
@@ -46,10 +66,14 @@ def _check_tz(v: str) -> str:
     return v
 
 
-def _check_cutoff(v: str) -> str:
+def _check_hhmm(v: str, what: str = "cutoff_time") -> str:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
-        raise ValueError("cutoff_time is HH:MM (24 h)")
+        raise ValueError(f"{what} is HH:MM (24 h)")
     return v
+
+
+def _check_cutoff(v: str) -> str:
+    return _check_hhmm(v)
 
 
 class NodeIn(Body):

@@ -101,6 +101,7 @@ class PlanLine(Msg):
     qty: int
     delivery: Delivery
     exclude_nodes: list[str] = []
+    due: Optional[date] = None  # must arrive by then (its promise on a reroute): later nodes cost more
 
 
 class PlanRequest(Msg):
@@ -114,6 +115,10 @@ class PlanRequest(Msg):
     at: datetime
     # Stock held for this order at checkout counts as available to it.
     hold_id: Optional[str] = None
+    # When the work can reach a node: the remorse window's end for a new order (None: at).
+    release_at: Optional[datetime] = None
+    # A B2B delivery date: shipped on the last day that still arrives by then, and due by then.
+    requested_delivery_date: Optional[date] = None
 
 
 class Candidate(Msg):
@@ -134,8 +139,10 @@ class Allocation(Msg):
     distance_km: float = 0.0
     promised_by: Optional[datetime] = None
     ship_by: Optional[datetime] = None
-    # Preorders: reserved now, released to the node no earlier than this (the SKU's release date).
+    # Preorders and B2B dates: reserved now, released to the node no earlier than this.
     hold_until: Optional[datetime] = None
+    carrier: Optional[str] = None  # the carrier service the promise counted on
+    service: Optional[str] = None
 
 
 class SupplyClaimLine(Msg):
@@ -315,6 +322,8 @@ class FulfillmentInput(Msg):
     postal_code: Optional[str] = None
     accept_timeout: timedelta
     ship_by: Optional[datetime] = None
+    carrier: Optional[str] = None  # the carrier the promise counted on: labels use it unless the node names one
+    promised_by: Optional[datetime] = None
 
 
 class FulfillmentEvent(Msg):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from models.status import METHOD_CAPABILITY, NATIONAL_NODE_TYPES, DeliveryMethod
+from promise.dates import quote
 from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
 
@@ -38,6 +39,8 @@ def ineligible_reason(
             return "destination unknown"
         if haversine_km(node.lat, node.lon, line.lat, line.lon) > cost.same_day_radius_km:
             return f"beyond the {cost.same_day_radius_km:.0f} km same-day radius"
+        if req.at is not None and quote(node, method, 0.0, req.at, net.carriers) is None:
+            return f"past today's same-day cutoff ({node.same_day_cutoff} local)"
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"
     have = net.available.get((node.node_id, line.sku), 0)

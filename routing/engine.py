@@ -12,10 +12,12 @@ import time
 from itertools import combinations
 from typing import NamedTuple, Optional
 
+from models.status import DeliveryMethod
+from promise.dates import quote
 from routing.cost import distance_km, package_cost, unit_cost
 from routing.eligibility import ineligible_reason
 from routing.model import (
-    Assignment, CostModel, NetworkView, NodeVerdict, RouteLine, RouteRequest, RouteResult,
+    Assignment, CostModel, NetworkView, NodeInfo, NodeVerdict, RouteLine, RouteRequest, RouteResult,
 )
 
 MAX_CANDIDATES = 12
@@ -46,6 +48,14 @@ def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -
     and the node's priority-group preference (0 without routing rules)."""
     return (unit_cost(net.nodes[node_id], line, model) + net.opportunity.get((node_id, line.sku), 0.0)
             + net.preference.get(node_id, 0.0))
+
+
+def _late_days(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView) -> int:
+    """Days after the line's due date this node would deliver it (0 when on time or nothing is due)."""
+    if line.due is None or req.at is None:
+        return 0
+    q = quote(node, DeliveryMethod(line.method), distance_km(node, line), req.at, net.carriers)
+    return 0 if q is None else max((q.promised_by.date() - line.due).days, 0)
 
 
 class _Filled(NamedTuple):
@@ -125,6 +135,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     max_nodes = 1 if req.ship_complete else req.max_splits + 1
     deadline = None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000
     exact, lower_bound, searched, future_cost = True, 0.0, 0.0, 0.0
+    late_days: dict[str, int] = {}  # node → days it would deliver after a line's due date
 
     for group in groups.values():
         candidates: set[str] = set()
@@ -137,8 +148,13 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 else:
                     reasons.setdefault(node.node_id, why)
             group.eligible[line.line_id] = ok
+            late = {n: d for n in ok if (d := _late_days(net.nodes[n], line, req, net))}
+            for n, d in late.items():
+                late_days[n] = max(late_days.get(n, 0), d)
+            penalty = {n: d * model.late_per_unit_day for n, d in late.items()}
             group.options[line.line_id] = sorted(
-                (_priced(n, line, net, model), n, unit_cost(net.nodes[n], line, model),
+                (_priced(n, line, net, model) + penalty.get(n, 0.0), n,
+                 unit_cost(net.nodes[n], line, model) + penalty.get(n, 0.0),
                  net.opportunity.get((n, line.sku), 0.0)) for n in ok)
             candidates.update(ok)
         group.package = package_cost(group.lines[0], model)
@@ -213,6 +229,11 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     if not feasible:
         all_assignments, unfilled, digital = [], {l.line_id: l.qty for l in req.lines}, {}
 
+    for node_id, days in late_days.items():
+        v = verdicts.get(node_id)
+        if v is not None:
+            verdicts[node_id] = NodeVerdict(node_id, v.outcome, f"{v.reason}; delivers {days} day"
+                                            f"{'s' if days > 1 else ''} after the promise", v.cost)
     for node_id, why in reasons.items():
         verdicts.setdefault(node_id, NodeVerdict(node_id, "ineligible", why))
     if not feasible:

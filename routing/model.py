@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Optional
 
+from promise.carriers import DEFAULT_CALENDAR, CarrierCalendar
+
 
 @dataclass(frozen=True)
 class NodeInfo:
@@ -23,6 +25,8 @@ class NodeInfo:
     timezone: str = "UTC"
     closed_weekdays: frozenset[int] = frozenset()  # 0 = Monday
     holidays: frozenset[str] = frozenset()  # ISO dates
+    hours: Optional[tuple[str, str]] = None  # opening hours ("09:00", "21:00") local; None: processing runs round the clock
+    same_day_cutoff: str = "14:00"  # same-day orders must be ready by this local time
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class CostModel:
     unfilled_penalty: float = 1000.0
     unfilled_order_fee: float = 0.0  # once per delivery group with anything unfilled (a lost sale's fixed cost)
     same_day_radius_km: float = 50.0
+    late_per_unit_day: float = 15.0  # a unit delivered a day after its promise costs this much more
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class RouteLine:
     lon: Optional[float] = None
     pickup_node_id: Optional[str] = None
     exclude_nodes: frozenset[str] = frozenset()
+    # The date this line must arrive by (its promise on a reroute, a B2B requested date): a node that
+    # would deliver later pays CostModel.late_per_unit_day for each day late.
+    due: Optional[date] = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class NetworkView:
     min_stock: dict[str, int] = field(default_factory=dict)
     # handling class (oversized, hazmat) → the node types that may ship it (routing rules)
     handling_node_types: dict[str, frozenset[str]] = field(default_factory=dict)
+    carriers: CarrierCalendar = DEFAULT_CALENDAR  # carrier holidays and closures, for dates
 
 
 @dataclass(frozen=True)

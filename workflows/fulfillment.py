@@ -120,7 +120,7 @@ class FulfillmentWorkflow:
         label = await call("carriers.label", ShipmentRequest(
             order_id=inp.order_id, fulfillment_id=inp.fulfillment_id, node_id=inp.node_id,
             postal_code=inp.postal_code, method=inp.method, units=sum(l.qty for l in s.lines),
-            carrier=req.carrier, tracking=req.tracking,
+            carrier=req.carrier or (None if req.tracking else inp.carrier), tracking=req.tracking,
         ), Label)
         await call("inventory.consume", ConsumeRequest(
             order_id=inp.order_id, fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, lines=s.lines), int)

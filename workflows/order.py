@@ -55,7 +55,7 @@ class OrderWorkflow:
         self.reason: Optional[str] = None
         self.planned: list[FulfillmentAssignment] = []  # reserved, not yet released (remorse window)
         self.plan_dates: dict[str, tuple[Optional[datetime], Optional[datetime]]] = {}  # fid → (ship_by, promised)
-        self.plan_meta: dict[str, tuple[DeliveryMethod, Optional[str]]] = {}  # fid → (method, postal code)
+        self.plan_meta: dict[str, tuple[DeliveryMethod, Optional[str], Optional[str]]] = {}  # fid → (method, postal, carrier)
         self.hold_until: dict[str, datetime] = {}  # fid → preorder release day: not released to the node before
         self.claims: dict[str, list[SupplyClaimLine]] = {}  # line → incoming supply promised to its open units
         self.fulfillments: dict[str, FulfillmentState] = {}
@@ -281,7 +281,7 @@ class OrderWorkflow:
                 fid = f"{self.inp.order_id}-F{self.f_seq}"
                 assignments.append(FulfillmentAssignment(fulfillment_id=fid, node_id=a.node_id, lines=a.lines))
                 self.plan_dates[fid] = (a.ship_by, a.promised_by)
-                self.plan_meta[fid] = (a.method, a.postal_code)
+                self.plan_meta[fid] = (a.method, a.postal_code, a.carrier)
                 if a.hold_until is not None:
                     self.hold_until[fid] = a.hold_until
             # These lines' earlier claims on incoming supply are replaced by the plan's (none once sourced).
@@ -318,14 +318,19 @@ class OrderWorkflow:
         return Plan(feasible=False, reason="stock kept changing while reserving") if plan is None else plan
 
     async def _plan(self, want: dict[str, int], policy: Policy, exclude: set[str], to_node: Optional[str]) -> Plan:
+        # A line already promised is due by its promise: nodes that would deliver later cost more.
         lines = [
             PlanLine(line_id=lid, sku=self.lines[lid].sku, qty=q, delivery=self.lines[lid].delivery,
-                     exclude_nodes=sorted(self.excluded.get(lid, set()) | exclude))
+                     exclude_nodes=sorted(self.excluded.get(lid, set()) | exclude),
+                     due=self.lines[lid].promised_by.date() if self.lines[lid].promised_by else None)
             for lid, q in want.items()
         ]
+        unreleased = self.phase in (OS.received, OS.awaiting_release)
         return await call("routing.plan", PlanRequest(
             order_id=self.inp.order_id, channel=self.inp.channel, customer_tier=self.inp.customer.tier,
-            lines=lines, policy=policy, to_node=to_node, at=workflow.now(), hold_id=self.inp.hold_id), Plan)
+            lines=lines, policy=policy, to_node=to_node, at=workflow.now(), hold_id=self.inp.hold_id,
+            release_at=self.release_at if unreleased else None,
+            requested_delivery_date=self.inp.requested_delivery_date), Plan)
 
     async def _resource_open(self, reason: str, exclude: Optional[set[str]] = None,
                              to_node: Optional[str] = None) -> Optional[Plan]:
@@ -379,7 +384,7 @@ class OrderWorkflow:
 
     async def _start_fulfillment(self, a: FulfillmentAssignment) -> None:
         ship_by, promised = self.plan_dates.get(a.fulfillment_id, (None, None))
-        method, postal = self.plan_meta[a.fulfillment_id]
+        method, postal, carrier = self.plan_meta[a.fulfillment_id]
         self.fulfillments[a.fulfillment_id] = FulfillmentState(
             fulfillment_id=a.fulfillment_id, node_id=a.node_id, status=FS.released, lines=list(a.lines),
             ship_by=ship_by, promised_by=promised,
@@ -391,7 +396,8 @@ class OrderWorkflow:
                 parent_workflow_id=workflow.info().workflow_id, node_id=a.node_id, lines=a.lines,
                 unit_prices={l.line_id: self.lines[l.line_id].unit_price for l in a.lines},
                 currency=self.inp.currency, method=method, postal_code=postal,
-                accept_timeout=self.inp.windows.accept_timeout, ship_by=ship_by,
+                accept_timeout=self.inp.windows.accept_timeout, ship_by=ship_by, carrier=carrier,
+                promised_by=promised,
             ),
             id=a.fulfillment_id,
             # A fulfillment finishes its own last steps even when the order closes first.

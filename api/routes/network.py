@@ -33,8 +33,8 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
         elif k == "processing_time":
             row["processing_time_minutes"] = int(parse_duration(v).total_seconds() // 60)
         elif k == "calendar":
-            row["calendar"] = {"closed_weekdays": v["closed_weekdays"],
-                               "holidays": [str(h) for h in v["holidays"]]}
+            row["calendar"] = {"closed_weekdays": v["closed_weekdays"], "holidays": [str(h) for h in v["holidays"]],
+                               "hours": v.get("hours"), "same_day_cutoff": v.get("same_day_cutoff")}
         elif k == "capabilities":
             row[k] = [str(c) for c in v]
         elif k == "type":

@@ -97,10 +97,11 @@ async def test_a_digital_only_order_needs_no_node_and_closes_at_release(api: Api
     assert order["fulfillments"] == [] and await reservations(db, oid) == []
     assert order["lines"][0]["delivered_qty"] == 2 and order["lines"][0]["cancelled_qty"] == 1
     assert order["return_deadline"] is None
-    kinds = [(p["kind"], p["amount"]) for p in order["payments"]]
-    assert kinds == [("authorization", "30.00"), ("capture", "20.00"), ("void", "10.00")]
     # Nothing can be returned, so the order closes at once instead of waiting out a return window.
     await temporal_env.client.get_workflow_handle(oid).result()
+    order = await api.ok("GET", f"/orders/{oid}")
+    kinds = [(p["kind"], p["amount"]) for p in order["payments"]]
+    assert kinds == [("authorization", "30.00"), ("capture", "20.00"), ("void", "10.00")]
     r = await api.call("POST", f"/orders/{oid}/returns", key=net.client_key,
                        json={"lines": [{"line_id": "L1", "qty": 1}], "reason": "x"})
     assert r.status_code == 409
