@@ -87,6 +87,15 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     return view
 
 
+async def load_carrier_closures(conn: AsyncConnection) -> dict[str, frozenset[str]]:
+    """Each carrier's own closures (storms, embargoes) from today on, beside its national holidays."""
+    closures: dict[str, set[str]] = {}
+    for r in (await conn.execute(text(
+            "SELECT carrier, day FROM carrier_closures WHERE day >= CURRENT_DATE - 1"))).all():
+        closures.setdefault(r.carrier, set()).add(r.day.isoformat())
+    return {c: frozenset(days) for c, days in closures.items()}
+
+
 async def postal_coordinates(conn: AsyncConnection, postal_codes: list[str]) -> dict[str, tuple[float, float]]:
     rows = (await conn.execute(
         text("SELECT postal_code, lat, lon FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal_codes}

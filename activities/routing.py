@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -14,12 +15,12 @@ from temporalio import activity
 
 from activities.deps import Deps
 from nodal.db import Database
-from activities.network import load_network, load_scorecards, node_info, postal_coordinates
+from activities.network import load_carrier_closures, load_network, load_scorecards, node_info, postal_coordinates
 from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
-from promise import promised_by, quote, release_start
-from routing import CostModel, RouteLine, RouteRequest, plan
+from promise import CarrierCalendar, promised_by, quote, release_start
+from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
 from routing.rules import RoutingRules, apply_rules
@@ -28,7 +29,17 @@ from routing.cost import distance_km, package_cost, unit_cost
 COSTS = CostModel()
 
 
-async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None = None) -> Plan:
+@dataclass
+class RoutingView:
+    """What a request may route over, read once: the network as the rules shape it, and where its postal
+    codes are. POST /promise plans every delivery method over one view."""
+
+    net: NetworkView
+    rules_version: int
+    coords: dict[str, tuple[float, float]]
+
+
+async def load_view(db: Database, req: PlanRequest) -> RoutingView:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
@@ -37,7 +48,17 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         rules_version, rules = await load_rules(conn)
         # Unreliable partners cost more per unit, when the rules say by how much.
         cards = await load_scorecards(conn, sorted(net.nodes)) if rules.partner_penalty else None
+        closures = await load_carrier_closures(conn)
     net = apply_rules(net, rules, cards)
+    net.carriers = CarrierCalendar(closures=closures)
+    return RoutingView(net, rules_version, coords)
+
+
+async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None = None,
+                       view: RoutingView | None = None) -> Plan:
+    """Route a request and date the result; ``view`` is read for it when not given."""
+    view = view or await load_view(db, req)
+    net, coords, rules_version = view.net, view.coords, view.rules_version
     route_lines = []
     for l in req.lines:
         addr = l.delivery.address

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.auth import KeyCache, ensure_admin_key
 from api.placement import recovery_loop
-from api.routes import fulfillments, holds, inventory, keys, network, ops, orders, routing
+from api.routes import fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
 from nodal import __version__
 from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
@@ -43,6 +43,6 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(ops.MetricsMiddleware)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
-              keys.router, ops.router):
+              promise.router, keys.router, ops.router):
         app.include_router(r)
     return app

@@ -196,6 +196,16 @@ class BidPrice(SQLModel, table=True):
     computed_at: datetime = _ts()
 
 
+class CarrierClosure(SQLModel, table=True):
+    """A day one carrier neither collects nor delivers, beyond its country's holidays (a storm, an embargo)."""
+
+    __tablename__ = "carrier_closures"
+    carrier: str = Field(primary_key=True, max_length=32)
+    day: date = Field(primary_key=True)
+    reason: str = Field(default="", max_length=200)
+    updated_at: datetime = _ts()
+
+
 class ProtectedStock(SQLModel, table=True):
     """Units of a position only one customer tier may buy (B2B key accounts, VIP): a nested protection level."""
 

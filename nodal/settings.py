@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Time the router may spend searching node sets for one order before it keeps the best plan found
     # (single nodes are always priced; the decision records whether the search was exhaustive).
     routing_budget_ms: float = 200.0
+    # POST /promise quotes pickup and curbside at the nearest stores offering them within this radius.
+    pickup_radius_km: float = 50.0
+    pickup_options: int = 3
     # How often scarce stock is re-priced from the demand forecast (PUT /forecast also re-prices at once).
     bid_price_every: Duration = timedelta(minutes=15)
     # Re-sourcing attempts before a line is declared backordered.

@@ -1,0 +1,186 @@
+"""Delivery promise quotes (POST /promise) and the carrier calendars they count on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timezone
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import Field
+from sqlalchemy import text
+
+from activities.routing import RoutingView, load_view, plan_request
+from api.auth import ADMIN, ANY_ROLE, Principal, require
+from api.routes.orders import validate_lines
+from api.schemas import Body
+from models.messages import Address, Delivery, OrderLineIn, Plan, PlanLine, PlanRequest, Policy
+from models.status import METHOD_CAPABILITY, DeliveryMethod, Role
+from promise import CARRIERS, SERVICES
+from promise.carriers import national_closures
+from routing.geo import haversine_km
+
+router = APIRouter(tags=["promise"])
+QUOTERS = require(Role.admin, Role.support, Role.client)
+COUNTER = (DeliveryMethod.pickup, DeliveryMethod.curbside)
+
+
+class PromiseLine(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(ge=1, le=100_000)
+
+
+class PromiseIn(Body):
+    channel: str = Field(min_length=1, max_length=64)
+    destination: Address
+    lines: list[PromiseLine] = Field(min_length=1, max_length=100)
+    customer_tier: Optional[str] = Field(default=None, max_length=64)
+    policy: Policy = Policy()
+    requested_delivery_date: Optional[date] = Field(
+        default=None, description="B2B: the day the customer wants it; shipped to arrive then, not before")
+    methods: Optional[list[DeliveryMethod]] = Field(default=None, description="only these methods (default: all)")
+
+
+def _z(at: datetime) -> str:
+    """UTC as the order API writes it (…Z), so a quote and the order's promise compare equal."""
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn) -> Optional[dict[str, Any]]:
+    """One quote line: what this method can deliver, by when, from where (None: nothing)."""
+    got: dict[str, int] = {}
+    for a in plan.allocations:
+        for q in a.lines:
+            got[q.line_id] = got.get(q.line_id, 0) + q.qty
+    for q in plan.unfilled:
+        if q.line_id in plan.backorder_dates:
+            got[q.line_id] = got.get(q.line_id, 0) + q.qty
+    for q in plan.digital:
+        got[q.line_id] = got.get(q.line_id, 0) + q.qty
+    if not plan.feasible or not got:
+        return None
+    dates = [a.promised_by for a in plan.allocations if a.promised_by] + [
+        d for lid, d in plan.backorder_dates.items() if lid in got]
+    if not dates:
+        return None
+    nodes = sorted({a.node_id for a in plan.allocations})
+    ship_bys = [a.ship_by for a in plan.allocations if a.ship_by]
+    lines = [{"line": i + 1, "sku": l.sku, "qty": got.get(str(i + 1), 0), "requested": l.qty}
+             for i, l in enumerate(body.lines)]
+    return {
+        "method": method.value, "node_id": nodes[0] if len(nodes) == 1 else None, "nodes": nodes,
+        "promised_by": _z(max(dates)), "ship_by": _z(min(ship_bys)) if ship_bys else None,
+        "carriers": sorted({f"{a.carrier}/{a.service}" for a in plan.allocations if a.carrier}),
+        "lines_available": [l for l in lines if l["qty"]],
+        "complete": all(l["qty"] >= l["requested"] for l in lines),
+        "from_incoming_supply": bool(set(plan.backorder_dates) & set(got)),
+    }
+
+
+def _counters(view: RoutingView, body: PromiseIn, method: DeliveryMethod, lat: float, lon: float,
+              radius_km: float, limit: int) -> list[str]:
+    """The stores offering this counter service within the radius: those holding more of the cart first,
+    then the nearest."""
+    cap = METHOD_CAPABILITY[method].value
+    ranked = []
+    for n in view.net.nodes.values():
+        km = haversine_km(n.lat, n.lon, lat, lon)
+        if n.enabled and cap in n.capabilities and km <= radius_km:
+            covered = sum(min(view.net.available.get((n.node_id, l.sku), 0), l.qty) for l in body.lines)
+            ranked.append((-covered, km, n.node_id))
+    return [node_id for _, _, node_id in sorted(ranked)[:limit]]
+
+
+@router.post("/promise", summary="The earliest date each delivery method can keep for a cart; nothing reserved")
+async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QUOTERS)) -> dict[str, Any]:
+    if who.role == Role.client and who.channel != body.channel:
+        raise HTTPException(403, f"this key quotes for channel {who.channel} only")
+    app = request.app.state
+    dest = body.destination
+    ship = Delivery(method=DeliveryMethod.ship_standard, address=dest)
+    async with app.db.engine.connect() as conn:
+        problems = await validate_lines(conn, [OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=ship)
+                                               for l in body.lines])
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+    now = datetime.now(timezone.utc)
+
+    def req(delivery: Delivery) -> PlanRequest:
+        # Dated from the remorse window's end, as the order placed from this quote will be.
+        return PlanRequest(order_id="promise", channel=body.channel, customer_tier=body.customer_tier,
+                           lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty, delivery=delivery)
+                                  for i, l in enumerate(body.lines)],
+                           policy=body.policy, at=now, release_at=now + app.settings.remorse_window,
+                           requested_delivery_date=body.requested_delivery_date)
+
+    view = await load_view(app.db, req(ship))
+    lat, lon = (dest.lat, dest.lon) if dest.lat is not None and dest.lon is not None else view.coords[dest.postal_code]
+    budget = app.settings.routing_budget_ms
+    asks: list[tuple[DeliveryMethod, PlanRequest]] = []
+    for method in body.methods or list(DeliveryMethod):
+        if method in COUNTER:
+            for node_id in _counters(view, body, method, lat, lon, app.settings.pickup_radius_km,
+                                     app.settings.pickup_options):
+                asks.append((method, req(Delivery(method=method, pickup_node_id=node_id))))
+        else:
+            asks.append((method, req(Delivery(method=method, address=dest))))
+    plans = await asyncio.gather(*(plan_request(app.db, r, budget, view) for _, r in asks))
+    options, unavailable = [], {}
+    for (method, _), plan in zip(asks, plans):
+        option = _option(method, plan, body)
+        if option is not None:
+            options.append(option)
+        elif method.value not in unavailable:
+            unavailable[method.value] = plan.reason or "no eligible node can serve any of it"
+    served = {o["method"] for o in options}
+    for method in body.methods or list(DeliveryMethod):
+        if method in COUNTER and method.value not in served and method.value not in unavailable:
+            unavailable[method.value] = f"no {method.value} node within {app.settings.pickup_radius_km:.0f} km"
+    options.sort(key=lambda o: (not o["complete"], o["promised_by"], o["method"]))
+    return {"quoted_at": _z(now), "options": options,
+            "unavailable": [{"method": m, "reason": why} for m, why in unavailable.items() if m not in served]}
+
+
+class ClosureIn(Body):
+    day: date
+    reason: str = Field(default="", max_length=200)
+
+
+@router.get("/carriers", summary="Carrier services the promise counts on: zones, pickup and delivery days, closures")
+async def carriers(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    today = datetime.now(timezone.utc).date()
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT carrier, day, reason FROM carrier_closures WHERE day >= :d"
+                                        " ORDER BY carrier, day"), {"d": today})).all()
+    holidays = sorted(d for y in (today.year, today.year + 1) for d in national_closures("US", y)
+                      if d >= today.isoformat())
+    return {"carriers": [{
+        "carrier": c,
+        "services": [{"method": m.value, "service": s.service, "pickup_weekdays": sorted(s.pickup_weekdays),
+                      "delivery_weekdays": sorted(s.delivery_weekdays),
+                      "zones": [{"up_to_km": None if km == float("inf") else km, "transit_days": d} for km, d in s.zones]}
+                     for m, services in SERVICES.items() for s in services if s.carrier == c],
+        "holidays": holidays,
+        "closures": [{"day": r.day.isoformat(), "reason": r.reason} for r in rows if r.carrier == c],
+    } for c in CARRIERS]}
+
+
+@router.put("/carriers/{carrier}/closures", summary="Replace a carrier's own closures from today on")
+async def put_closures(carrier: str, body: list[ClosureIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    if carrier not in CARRIERS:
+        raise HTTPException(404, f"no carrier {carrier}; known: {', '.join(CARRIERS)}")
+    days = [c.day for c in body]
+    if len(days) != len(set(days)):
+        raise HTTPException(422, "each day may appear once")
+    today = datetime.now(timezone.utc).date()
+    if any(d < today for d in days):
+        raise HTTPException(422, "closures are for today or later")
+    async with request.app.state.db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM carrier_closures WHERE carrier = :c AND day >= :d"),
+                           {"c": carrier, "d": today})
+        if body:
+            await conn.execute(text("INSERT INTO carrier_closures (carrier, day, reason, updated_at)"
+                                    " VALUES (:c, :d, :r, now())"),
+                               [{"c": carrier, "d": c.day, "r": c.reason} for c in body])
+    return {"carrier": carrier, "closures": [{"day": c.day.isoformat(), "reason": c.reason} for c in sorted(
+        body, key=lambda c: c.day)]}
