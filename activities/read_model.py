@@ -68,7 +68,7 @@ class ReadModelActivities:
             customer_tier=s.customer_tier, customer_email=snap.customer_email, status=s.status.value,
             currency=s.currency, total=snap.total, policy=s.policy.model_dump(mode="json"),
             requested_delivery_date=s.requested_delivery_date, promised_by=s.promised_by,
-            delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version,
+            delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version, at_risk=s.at_risk,
             created_at=snap.created_at, updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at,
         )
         async with self.deps.db.engine.begin() as conn:
@@ -106,7 +106,7 @@ class ReadModelActivities:
             lines=[l.model_dump(mode="json") for l in f.lines], carrier=f.carrier, tracking=f.tracking,
             ship_by=f.ship_by, reason=f.reason, version=snap.version, released_at=f.released_at,
             accepted_at=f.accepted_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
-            short_units=f.short_units,
+            short_units=f.short_units, at_risk=f.at_risk,
         )
         async with self.deps.db.engine.begin() as conn:
             await conn.execute(_upsert(Fulfillment.__table__, [row], ["fulfillment_id"], guard="version"))

@@ -37,7 +37,7 @@ async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str,
         "customer": {"id": o.customer_id, "tier": o.customer_tier},
         "status": o.status, "currency": o.currency, "total": _money(o.total), "policy": o.policy,
         "requested_delivery_date": _iso(o.requested_delivery_date), "promised_by": _iso(o.promised_by),
-        "return_deadline": _iso(o.return_deadline), "created_at": _iso(o.created_at),
+        "return_deadline": _iso(o.return_deadline), "created_at": _iso(o.created_at), "at_risk": o.at_risk,
         "lines": [{
             "line_id": l.line_id, "sku": l.sku, "qty": l.qty, "unit_price": _money(l.unit_price),
             "status": l.status, "promised_by": _iso(l.promised_by), "delivery": l.delivery,
@@ -58,6 +58,7 @@ def fulfillment_view(f: Any) -> dict[str, Any]:
     return {
         "fulfillment_id": f.fulfillment_id, "order_id": f.order_id, "node_id": f.node_id, "status": f.status,
         "lines": f.lines, "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
+        "at_risk": f.at_risk,
         "reason": f.reason,
     }
 

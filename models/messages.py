@@ -304,7 +304,7 @@ class ReturnLabelRequest(Msg):
 
 class Notification(Msg):
     order_id: str
-    event: Literal["confirmed", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed"]
+    event: Literal["confirmed", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed", "at_risk"]
     key: str
     detail: dict[str, Any] = {}
 
@@ -343,6 +343,7 @@ class FulfillmentEvent(Msg):
     at: datetime
     seq: int
     request_id: Optional[str] = None
+    at_risk: Optional[str] = None  # a milestone of the promise was missed: which one
 
 
 class CancelLines(Msg):
@@ -474,6 +475,7 @@ class FulfillmentState(Msg):
     accepted_at: Optional[datetime] = None
     requested_units: int = 0
     short_units: int = 0  # asked for, not found at pick
+    at_risk: Optional[str] = None  # the missed milestone (ship-by or promised delivery), until it is met
 
 
 class ReturnLineState(Msg):
@@ -520,6 +522,7 @@ class OrderState(Msg):
     return_deadline: Optional[datetime] = None
     reason: Optional[str] = None
     version: int = 0
+    at_risk: bool = False  # a live fulfillment missed a promise milestone
 
 
 class OrderSnapshot(Msg):

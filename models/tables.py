@@ -298,6 +298,7 @@ class Order(SQLModel, table=True):
     intake: dict[str, Any] = Field(default_factory=dict, sa_column=Column(
         JSONType, nullable=False, server_default=text("'{}'::jsonb")))
     version: int = 0
+    at_risk: bool = Field(default=False, sa_column_kwargs={"server_default": "false"}, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -342,6 +343,7 @@ class Fulfillment(SQLModel, table=True):
     shipped_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     requested_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     short_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    at_risk: Optional[str] = Field(default=None, max_length=300)  # the promise milestone it missed
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -24,7 +24,7 @@ from nodal.settings import Settings
 from workflows.common import SEARCH_ATTRIBUTES
 
 SEARCH_ATTRIBUTE_TYPES = {"OrderStatus": "Keyword", "Channel": "Keyword", "CustomerId": "Keyword",
-                          "FulfillmentNodes": "KeywordList", "PromisedBy": "Datetime"}
+                          "FulfillmentNodes": "KeywordList", "PromisedBy": "Datetime", "AtRisk": "Bool"}
 assert set(SEARCH_ATTRIBUTE_TYPES) == {k.name for k in SEARCH_ATTRIBUTES}
 
 

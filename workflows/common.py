@@ -16,7 +16,8 @@ CHANNEL = SearchAttributeKey.for_keyword("Channel")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 FULFILLMENT_NODES = SearchAttributeKey.for_keyword_list("FulfillmentNodes")
 PROMISED_BY = SearchAttributeKey.for_datetime("PromisedBy")
-SEARCH_ATTRIBUTES = [ORDER_STATUS, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, PROMISED_BY]
+AT_RISK = SearchAttributeKey.for_bool("AtRisk")  # a fulfillment missed its ship-by or promised delivery
+SEARCH_ATTRIBUTES = [ORDER_STATUS, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, PROMISED_BY, AT_RISK]
 
 # Errors an Update raises to say "not now" (the API answers 409) or "not like this" (422).
 CONFLICT = "Conflict"

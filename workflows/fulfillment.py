@@ -12,6 +12,7 @@ queue them, and ``run`` performs them in order, so every activity call happens i
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -23,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
         Label, LineQty, MilestoneResult, PaymentRecord, PaymentRequest, PickIn, RejectIn, ReservationTarget,
         ShipIn, ShipmentRequest, TimelineEntry,
     )
-    from models.status import FULFILLMENT_PATH, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS
+    from models.status import (
+        FULFILLMENT_PATH, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS,
+    )
     from workflows.common import call, conflict, invalid
 
 _RANK = {s: i for i, s in enumerate(FULFILLMENT_PATH)}
@@ -45,6 +48,7 @@ class FulfillmentWorkflow:
         self.version = 0
         self.seq = 0
         self.timeline: list[TimelineEntry] = []
+        self.missed: set[str] = set()  # promise milestones already flagged
 
     # ------------------------------------------------------------------ lifecycle
     @workflow.run
@@ -57,16 +61,21 @@ class FulfillmentWorkflow:
         await self._record()
         deadline = workflow.now() + inp.accept_timeout
         while self.state.status not in (FS.delivered, FS.rejected, FS.timed_out, FS.cancelled):
-            timeout = None
-            if self.state.status == FS.released:
-                timeout = max((deadline - workflow.now()).total_seconds(), 0.001)
+            waits = [(deadline - workflow.now()).total_seconds()] if self.state.status == FS.released else []
+            milestone = self._next_milestone()
+            if milestone is not None:
+                waits.append((milestone[0] - workflow.now()).total_seconds())
             try:
-                await workflow.wait_condition(lambda: bool(self.queue or self.cancels), timeout=timeout)
+                await workflow.wait_condition(lambda: bool(self.queue or self.cancels),
+                                              timeout=max(min(waits), 0.001) if waits else None)
             except asyncio.TimeoutError:
-                await self._release_all("accept_timeout")
-                await self._change(FS.timed_out, f"not accepted within {inp.accept_timeout}",
-                                   unsourced=self._take_lines())
-                break
+                if self.state.status == FS.released and workflow.now() >= deadline:
+                    await self._release_all("accept_timeout")
+                    await self._change(FS.timed_out, f"not accepted within {inp.accept_timeout}",
+                                       unsourced=self._take_lines())
+                    break
+                await self._check_milestones()
+                continue
             if self.cancels:
                 await self._cancel(self.cancels.pop(0))
                 continue
@@ -80,6 +89,30 @@ class FulfillmentWorkflow:
             await self._signal_parent(self.state.status, cancelled=[], request_id=c.request_id)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
+
+    def _next_milestone(self) -> Optional[tuple[datetime, str]]:
+        """The next promise milestone still to be met: shipping by the ship-by cutoff, then delivery by the
+        promised date; each is flagged once when missed."""
+        s, inp = self.state, self.inp
+        if inp.ship_by and s.status in FULFILLMENT_UNSHIPPED and "ship_by" not in self.missed:
+            return inp.ship_by, "ship_by"
+        if inp.promised_by and s.status != FS.delivered and "promised_by" not in self.missed:
+            return inp.promised_by, "promised_by"
+        return None
+
+    async def _check_milestones(self) -> None:
+        milestone = self._next_milestone()
+        if milestone is None or workflow.now() < milestone[0]:
+            return
+        at, kind = milestone
+        self.missed.add(kind)
+        s = self.state
+        s.at_risk = (f"not shipped by its ship-by {at.isoformat()}" if kind == "ship_by"
+                     else f"not delivered by its promised date {at.isoformat()}")
+        self._event("fulfillment_at_risk", {"node_id": s.node_id, "milestone": kind, "due": at.isoformat(),
+                                            "status": s.status.value})
+        await self._record()
+        await self._signal_parent(s.status)
 
     async def _perform(self, kind: str, payload: Any) -> Any:
         s = self.state
@@ -284,6 +317,8 @@ class FulfillmentWorkflow:
         s.reason = reason
         if status == FS.delivered:
             s.delivered_at = workflow.now()
+        if status in FULFILLMENT_TERMINAL or (status == FS.shipped and "promised_by" not in self.missed):
+            s.at_risk = None  # over (delivered, or failed and rerouted), or shipped: only delivery is watched now
         if changed:
             detail: dict[str, Any] = {"node_id": s.node_id, "status": status.value}
             if reason:
@@ -308,6 +343,7 @@ class FulfillmentWorkflow:
                 fulfillment_id=s.fulfillment_id, node_id=s.node_id, status=status, lines=list(s.lines),
                 unsourced=unsourced or [], cancelled=cancelled or [], carrier=s.carrier, tracking=s.tracking,
                 reason=s.reason, payment=payment, at=workflow.now(), seq=self.version, request_id=request_id,
+                at_risk=s.at_risk,
             ),
         )
 

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus,
     )
     from workflows.common import (
-        CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, call, conflict, invalid,
+        AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, call, conflict, invalid,
     )
     from workflows.fulfillment import FulfillmentWorkflow
 
@@ -359,6 +359,9 @@ class OrderWorkflow:
         # Tell the customer once per date that moved later, or once that a line waits with no date yet.
         for lid, old in before.items():
             new = self.lines[lid].promised_by
+            if old and new and new > old and not (plan and plan.backorder_dates.get(lid)):
+                self._event("repromised", {"line_id": lid, "reason": reason, "old": old.isoformat(),
+                                           "new": new.isoformat()})
             if self._open_qty(lid) and not (plan and plan.backorder_dates.get(lid)):
                 key = f"delayed:{lid}:undated"
             elif new and (old is None or new > old):
@@ -446,6 +449,12 @@ class OrderWorkflow:
             before = f.status
             f.status, f.lines, f.reason = ev.status, ev.lines, ev.reason
             f.carrier, f.tracking = ev.carrier, ev.tracking
+            if ev.at_risk and ev.at_risk != f.at_risk:
+                self._event("at_risk", {"fulfillment_id": f.fulfillment_id, "node_id": f.node_id,
+                                        "why": ev.at_risk, "promised_by": self._promised_by_iso()})
+                await self._notify("at_risk", f"{f.fulfillment_id}:at_risk:{ev.at_risk}",
+                                   {"promised_by": self._promised_by_iso()})
+            f.at_risk = ev.at_risk
             if ev.status == FS.shipped and before != FS.shipped:
                 f.shipped_at = ev.at
             if ev.status == FS.delivered and before != FS.delivered:
@@ -988,11 +997,12 @@ class OrderWorkflow:
             state=state, customer_email=self.inp.customer.email, total=self._order_total(),
             timeline=timeline, created_at=self.created_at or workflow.now()), None)
         nodes = sorted({f.node_id for f in self.fulfillments.values()} | {a.node_id for a in self.planned})
-        sa = (state.status.value, tuple(nodes), state.promised_by)
+        sa = (state.status.value, tuple(nodes), state.promised_by, state.at_risk)
         if sa != self.sa_last:
             self.sa_last = sa
             updates = [ORDER_STATUS.value_set(state.status.value), CHANNEL.value_set(self.inp.channel),
-                       CUSTOMER_ID.value_set(self.inp.customer.id), FULFILLMENT_NODES.value_set(nodes)]
+                       CUSTOMER_ID.value_set(self.inp.customer.id), FULFILLMENT_NODES.value_set(nodes),
+                       AT_RISK.value_set(state.at_risk)]
             if state.promised_by:
                 updates.append(PROMISED_BY.value_set(state.promised_by))
             workflow.upsert_search_attributes(updates)
@@ -1008,6 +1018,7 @@ class OrderWorkflow:
             delivered_at=max([f.delivered_at for f in fulfillments if f.delivered_at]
                              + ([self.digital_at] if self.digital_at else []), default=None),
             return_deadline=self._return_deadline(), reason=self.reason, version=self.version,
+            at_risk=any(f.at_risk for f in fulfillments if f.status not in FULFILLMENT_TERMINAL),
         )
 
     def _placed(self) -> PlacedOrder:

@@ -189,6 +189,7 @@ async def list_orders(
     request: Request, who: Principal = Depends(ANY_ROLE),
     status: Optional[str] = None, customer_id: Optional[str] = None, channel: Optional[str] = None,
     node_id: Optional[str] = None, limit: int = Query(50, ge=1, le=500), cursor: Optional[str] = None,
+    at_risk: Optional[bool] = Query(None, description="only orders with a fulfillment past a promise milestone"),
 ) -> dict[str, Any]:
     if who.role == Role.partner:
         raise HTTPException(403, "partners read their node's work at /fulfillments")
@@ -201,6 +202,8 @@ async def list_orders(
         where.append("o.status = :status"); params["status"] = status
     if customer_id:
         where.append("o.customer_id = :cid"); params["cid"] = customer_id
+    if at_risk is not None:
+        where.append("o.at_risk = :risk"); params["risk"] = at_risk
     if channel:
         where.append("o.channel = :channel"); params["channel"] = channel
     if node_id:
@@ -216,7 +219,7 @@ async def list_orders(
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
             "SELECT o.order_id, o.external_id, o.channel, o.customer_id, o.status, o.promised_by, o.created_at,"
-            " o.total, o.currency FROM orders o WHERE " + " AND ".join(where) +
+            " o.total, o.currency, o.at_risk FROM orders o WHERE " + " AND ".join(where) +
             " ORDER BY o.created_at DESC, o.order_id DESC LIMIT :limit"), params)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -225,7 +228,7 @@ async def list_orders(
             "order_id": r.order_id, "external_id": r.external_id, "channel": r.channel,
             "customer_id": r.customer_id, "status": r.status, "total": f"{r.total:.2f}", "currency": r.currency,
             "promised_by": r.promised_by.isoformat() if r.promised_by else None,
-            "created_at": r.created_at.isoformat(),
+            "created_at": r.created_at.isoformat(), "at_risk": r.at_risk,
         } for r in rows],
         "next_cursor": _cursor(rows[-1].created_at, rows[-1].order_id) if more else None,
     }
