@@ -20,6 +20,7 @@ from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Pla
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
 from promise import CarrierCalendar, promised_by, quote, release_start
+from promise.dates import PRODUCT_BUFFER
 from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
@@ -50,7 +51,7 @@ async def load_view(db: Database, req: PlanRequest) -> RoutingView:
         cards = await load_scorecards(conn, sorted(net.nodes)) if rules.partner_penalty else None
         closures = await load_carrier_closures(conn)
     net = apply_rules(net, rules, cards)
-    net.carriers = CarrierCalendar(closures=closures)
+    net.carriers, net.promise_buffer = CarrierCalendar(closures=closures), PRODUCT_BUFFER
     return RoutingView(net, rules_version, coords)
 
 
@@ -93,7 +94,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         m = DeliveryMethod(method)
         hold_until = _not_before(node, [q.sku for q in lines], net, start_at)
         dated = quote(node, m, km, hold_until or start_at, net.carriers,
-                      None if hold_until else req.requested_delivery_date)
+                      None if hold_until else req.requested_delivery_date, net.promise_buffer)
         if dated is not None and dated.hold_until is not None:
             hold_until = dated.hold_until  # scheduled backwards to the requested date
         allocations.append(Allocation(
@@ -184,7 +185,8 @@ async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int]
         node = node_info(last)
         start = max(last.eta, at)
         hold = _not_before(node, [line.sku], net, start)
-        date = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), hold or start, net.carriers)
+        date = promised_by(node, DeliveryMethod(line.method), distance_km(node, line), hold or start, net.carriers,
+                           net.promise_buffer)
         if date is None:
             continue  # no date this method can keep from there (a same-day cutoff): the line waits undated
         dates[line_id] = date

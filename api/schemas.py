@@ -237,6 +237,8 @@ class OrderPatch(Body):
     lines: Optional[list[OrderLineIn]] = Field(default=None, min_length=1, max_length=5000)
     address: Optional[dict[str, Any]] = None
     policy: Optional[Policy] = None
+    requested_delivery_date: Optional[date] = Field(
+        default=None, description="B2B: a new delivery date; after release only this and line quantities change")
 
 
 class ApiKeyIn(Body):

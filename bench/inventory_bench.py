@@ -18,8 +18,10 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 
@@ -275,9 +277,34 @@ async def _load(base: str, key: str, paths: list[str], clients: int, seconds: fl
     return sorted(latencies)
 
 
-def bench_http(args) -> None:
+@contextmanager
+def serve(url: str, key: str, workers: int, port: int = 8765) -> Iterator[str]:
+    """The API as production runs it (uvicorn workers, no access log) on this database; yields its base URL."""
     import subprocess
 
+    import httpx
+
+    env = {**os.environ, "NODAL_DATABASE_URL": url, "NODAL_ADMIN_KEY": key, "NODAL_LOG_LEVEL": "WARNING",
+           "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1"}  # the endpoints measured need no Temporal
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                               "--log-level", "warning", "--no-access-log"], env=env,
+                              cwd=Path(__file__).resolve().parents[1])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def bench_http(args) -> None:
     url = database()
     prefix = f"h{int(time.time())}-"
     with psycopg.connect(libpq(url)) as conn:
@@ -293,30 +320,11 @@ def bench_http(args) -> None:
         conn.execute("ANALYZE")
         conn.commit()
     key = "bench-admin-key"
-    env = {**os.environ, "NODAL_DATABASE_URL": url, "NODAL_ADMIN_KEY": key, "NODAL_LOG_LEVEL": "WARNING",
-           "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1"}  # availability needs no Temporal
-    port = 8765
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-                               "--log-level", "warning", "--no-access-log"], env=env,
-                              cwd=Path(__file__).resolve().parents[1])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with serve(url, key, args.workers) as base:
         paths = [f"/availability?skus={','.join(skus[(i * 5 + k) % len(skus)] for k in range(5))}"
                  f"&postal_code={prefix}{i % 90:05d}" for i in range(500)]
         runs = {name: _wrk(base, key, ps, args.clients, args.seconds) for name, ps in
                 (("warm-up", paths), ("GET /availability", paths), ("GET /livez (trivial, same app)", ["/livez"]))}
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"5 SKUs for one postal code (50 DCs + 5 stores) over {args.positions} positions; wrk, {args.clients}"
           f" connections, {args.workers} server worker(s), {args.seconds:.0f} s each (target p99 ≤ 50 ms)")
     for name, (rps, p50, p99) in runs.items():
@@ -324,8 +332,10 @@ def bench_http(args) -> None:
             print(f"  {name:32} {rps:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
 
 
-def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float) -> tuple[float, float, float]:
-    """Closed-loop load from wrk (a C client, so the load generator is not the bottleneck)."""
+def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float,
+         bodies: list[str] | None = None) -> tuple[float, float, float]:
+    """Closed-loop load from wrk (a C client, so the load generator is not the bottleneck); with ``bodies``,
+    path i is POSTed body i (JSON)."""
     import re
     import shutil
     import subprocess
@@ -334,9 +344,12 @@ def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float) ->
         raise SystemExit("install wrk (apt-get install wrk) for the HTTP benchmark")
     script = Path(tempfile.mkdtemp()) / "paths.lua"
     script.write_text("paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
-                      f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+                      + ("bodies = {" + ",".join(f"[=[{b}]=]" for b in bodies) + "}\n"
+                         'wrk.headers["Content-Type"] = "application/json"\n' if bodies else "")
+                      + f'wrk.headers["Authorization"] = "Bearer {key}"\n'
                       "i = 0\nrequest = function()\n  i = i + 1\n"
-                      "  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n")
+                      + ("  return wrk.format('POST', paths[(i % #paths) + 1], nil, bodies[(i % #bodies) + 1])\nend\n"
+                         if bodies else "  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n"))
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", str(script), base],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:

@@ -393,6 +393,7 @@ class ModifyIn(Msg):
     lines: Optional[list[ModifyLine]] = None
     address: Optional[Address] = None
     policy: Optional[Policy] = None
+    requested_delivery_date: Optional[date] = None
 
 
 class CancelLine(Msg):

@@ -97,10 +97,11 @@ def release_start(node: NodeInfo, release_date: date) -> datetime:
 
 
 def delivered_on(service: CarrierService, node: NodeInfo, shipped: datetime, distance_km: float,
-                 calendar: CarrierCalendar = DEFAULT_CALENDAR) -> date:
-    """The day a parcel handed over at ``shipped`` arrives: transit counted on the carrier's delivery days."""
+                 calendar: CarrierCalendar = DEFAULT_CALENDAR, days: Optional[int] = None) -> date:
+    """The day a parcel handed over at ``shipped`` arrives: transit (the zone's days unless given) counted on
+    the carrier's delivery days."""
     day = shipped.astimezone(ZoneInfo(node.timezone)).date()
-    left = service.transit_days(distance_km)
+    left = service.transit_days(distance_km) if days is None else days
     for _ in range(HORIZON_DAYS):
         if left <= 0:
             break
@@ -110,12 +111,29 @@ def delivered_on(service: CarrierService, node: NodeInfo, shipped: datetime, dis
     return day
 
 
+# How many delivery days a promise adds to the computed arrival, against late picks and slow transit
+# (bench/promise_accuracy.py measures each): none; one day always; or one day only where the risk is
+# (a store picking, or three or more days in transit). The product promises with "flat": the only one
+# that keeps ≥ 95% of promises in the simulation, at a median slack of one day.
+BUFFER_POLICIES = ("none", "flat", "risk")
+PRODUCT_BUFFER = "flat"
+
+
+def buffer_days(policy: str, node: NodeInfo, transit_days: int) -> int:
+    if policy == "flat":
+        return 1
+    if policy == "risk":
+        return 1 if node.type != "dc" or transit_days >= 3 else 0
+    return 0
+
+
 def end_of(day: date) -> datetime:
     return datetime.combine(day, time(23, 59), tzinfo=timezone.utc)
 
 
 def quote(node: NodeInfo, method: DeliveryMethod, distance_km: float, at: datetime,
-          calendar: CarrierCalendar = DEFAULT_CALENDAR, requested: Optional[date] = None) -> Optional[Quote]:
+          calendar: CarrierCalendar = DEFAULT_CALENDAR, requested: Optional[date] = None,
+          buffer: str = "none") -> Optional[Quote]:
     """The date this node can keep for this method (None: it cannot serve the method from ``at``)."""
     if method in COUNTER:
         start = at
@@ -135,10 +153,12 @@ def quote(node: NodeInfo, method: DeliveryMethod, distance_km: float, at: dateti
         first = next(ship_days(node, at, service, calendar), None)
         if first is None:
             continue
-        arrives = delivered_on(service, node, first, distance_km, calendar)
+        transit = service.transit_days(distance_km)
+        arrives = delivered_on(service, node, first, distance_km, calendar,
+                               transit + buffer_days(buffer, node, transit))
         q = Quote(end_of(arrives), first, service.carrier, service.service)
         if requested is not None and requested > arrives:
-            q = _backwards(node, at, service, distance_km, calendar, requested) or q
+            q = _backwards(node, at, service, distance_km, calendar, requested, buffer) or q
         if best is None or q.promised_by < best.promised_by or (
                 q.promised_by == best.promised_by and q.ship_by and best.ship_by and q.ship_by > best.ship_by):
             best = q  # earliest arrival; then the latest hand-over, which leaves the node the most time
@@ -146,11 +166,13 @@ def quote(node: NodeInfo, method: DeliveryMethod, distance_km: float, at: dateti
 
 
 def _backwards(node: NodeInfo, at: datetime, service: CarrierService, distance_km: float,
-               calendar: CarrierCalendar, requested: date) -> Optional[Quote]:
-    """Ship on the last day that still arrives by the requested date."""
+               calendar: CarrierCalendar, requested: date, buffer: str) -> Optional[Quote]:
+    """Ship on the last day that still arrives by the requested date, buffer included."""
     last = None
+    transit = service.transit_days(distance_km)
+    days = transit + buffer_days(buffer, node, transit)
     for cutoff in ship_days(node, at, service, calendar):
-        if delivered_on(service, node, cutoff, distance_km, calendar) > requested:
+        if delivered_on(service, node, cutoff, distance_km, calendar, days) > requested:
             break
         last = cutoff
     if last is None:
@@ -164,6 +186,6 @@ def _backwards(node: NodeInfo, at: datetime, service: CarrierService, distance_k
 
 
 def promised_by(node: NodeInfo, method: DeliveryMethod, distance_km: float, at: datetime,
-                calendar: CarrierCalendar = DEFAULT_CALENDAR) -> Optional[datetime]:
-    q = quote(node, method, distance_km, at, calendar)
+                calendar: CarrierCalendar = DEFAULT_CALENDAR, buffer: str = "none") -> Optional[datetime]:
+    q = quote(node, method, distance_km, at, calendar, buffer=buffer)
     return q.promised_by if q else None

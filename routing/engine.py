@@ -54,7 +54,8 @@ def _late_days(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkV
     """Days after the line's due date this node would deliver it (0 when on time or nothing is due)."""
     if line.due is None or req.at is None:
         return 0
-    q = quote(node, DeliveryMethod(line.method), distance_km(node, line), req.at, net.carriers)
+    q = quote(node, DeliveryMethod(line.method), distance_km(node, line), req.at, net.carriers,
+              buffer=net.promise_buffer)
     return 0 if q is None else max((q.promised_by.date() - line.due).days, 0)
 
 

@@ -95,6 +95,7 @@ class NetworkView:
     # handling class (oversized, hazmat) → the node types that may ship it (routing rules)
     handling_node_types: dict[str, frozenset[str]] = field(default_factory=dict)
     carriers: CarrierCalendar = DEFAULT_CALENDAR  # carrier holidays and closures, for dates
+    promise_buffer: str = "none"  # delivery days a promise adds against delays (promise.dates.BUFFER_POLICIES)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 # How often backordered units are tried again when nobody reorchestrates them.
 BACKORDER_RETRY = timedelta(hours=1)
 RESERVE_ATTEMPTS = 3
-UNCAPPED_SOURCING = {"reorchestrate", "backorder_retry", "supply_changed"}
+UNCAPPED_SOURCING = {"reorchestrate", "backorder_retry", "supply_changed", "b2b_change"}
 SHIPPED = {FS.shipped, FS.delivered}
 
 
@@ -82,6 +82,7 @@ class OrderWorkflow:
         self.digital_at: Optional[datetime] = None  # when the digital lines were delivered
         self.lock = asyncio.Lock()
         self.sa_last: tuple = ()
+        self.requested_date = inp.requested_delivery_date  # a B2B order may move it after release
 
     # ================================================================== lifecycle
     @workflow.run
@@ -330,7 +331,7 @@ class OrderWorkflow:
             order_id=self.inp.order_id, channel=self.inp.channel, customer_tier=self.inp.customer.tier,
             lines=lines, policy=policy, to_node=to_node, at=workflow.now(), hold_id=self.inp.hold_id,
             release_at=self.release_at if unreleased else None,
-            requested_delivery_date=self.inp.requested_delivery_date), Plan)
+            requested_delivery_date=self.requested_date), Plan)
 
     async def _resource_open(self, reason: str, exclude: Optional[set[str]] = None,
                              to_node: Optional[str] = None) -> Optional[Plan]:
@@ -490,7 +491,12 @@ class OrderWorkflow:
     @workflow.update
     async def modify(self, body: ModifyIn) -> PlacedOrder:
         async with self.lock:
+            if self.phase == OS.released:
+                await self._change_released(body)
+                return self._placed()
             self._check_modifiable()
+            if body.requested_delivery_date is not None:
+                self.requested_date = body.requested_delivery_date
             old_lines = dict(self.lines)
             old_policy = self.policy
             new_lines = self._apply_modification(body)
@@ -515,9 +521,12 @@ class OrderWorkflow:
 
     @modify.validator
     def _v_modify(self, body: ModifyIn) -> None:
+        if self.phase == OS.released:
+            self._check_released_change(body)
+            return
         self._check_modifiable()
-        if body.lines is None and body.address is None and body.policy is None:
-            raise invalid("nothing to modify: give lines, address or policy")
+        if body.lines is None and body.address is None and body.policy is None and body.requested_delivery_date is None:
+            raise invalid("nothing to modify: give lines, address, policy or requested_delivery_date")
         if body.lines is not None:
             ids = [l.line_id for l in body.lines if l.line_id]
             if len(ids) != len(set(ids)):
@@ -656,6 +665,71 @@ class OrderWorkflow:
     def _check_modifiable(self) -> None:
         if self.phase != OS.awaiting_release:
             raise conflict(f"order is {self._status().value}: it can only be modified in the remorse window")
+
+    def _is_b2b(self) -> bool:
+        return self.inp.requested_delivery_date is not None or self.inp.customer.tier == "b2b"
+
+    def _check_released_change(self, body: ModifyIn) -> dict[str, int]:
+        """A B2B order may change quantities and its date after release; the new quantity per line."""
+        if not self._is_b2b() or self.settled:
+            raise conflict(f"order is {self._status().value}: it can only be modified in the remorse window")
+        if body.address is not None or body.policy is not None:
+            raise conflict("after release a B2B order changes only line quantities and requested_delivery_date")
+        if body.lines is None and body.requested_delivery_date is None:
+            raise invalid("nothing to change: give lines or requested_delivery_date")
+        qty: dict[str, int] = {}
+        for m in body.lines or []:
+            line = self.lines.get(m.line_id or "")
+            if line is None or line.sku != m.sku:
+                raise conflict("after release lines keep their line_id and sku; only qty changes")
+            if m.line_id in qty:
+                raise invalid(f"line {m.line_id} appears twice")
+            shipped = self._shipped_qty(line.line_id)
+            if m.qty < shipped:
+                raise conflict(f"line {line.line_id}: {shipped} units have shipped already")
+            qty[line.line_id] = m.qty + line.cancelled_qty
+        return qty
+
+    async def _change_released(self, body: ModifyIn) -> None:
+        """Re-process a B2B order after release: fewer units are cancelled, more are sourced, a new date
+        moves every unit not yet shipped; each changed line is promised again."""
+        qty = self._check_released_change(body)
+        before = {lid: l.promised_by for lid, l in self.lines.items()}
+        fewer = {lid: self.lines[lid].qty - q for lid, q in qty.items() if q < self.lines[lid].qty}
+        if fewer:
+            await self._cancel_released(fewer, "b2b change")
+        more = {lid: q - self.lines[lid].qty for lid, q in qty.items() if q > self.lines[lid].qty}
+        for lid, n in more.items():
+            self.lines[lid].qty += n
+        if self._order_total() > self.authorized:
+            await self._reauthorize(self._order_total())
+        moved = body.requested_delivery_date is not None and body.requested_delivery_date != self.requested_date
+        if moved:
+            self.requested_date = body.requested_delivery_date
+            await self._release_planned("b2b change")
+            unshipped = {f.fulfillment_id: None for f in self.fulfillments.values() if f.status in FULFILLMENT_UNSHIPPED}
+            if unshipped:
+                excluded = {lid: set(nodes) for lid, nodes in self.excluded.items()}
+                await self._cancel_fulfillments(unshipped, "b2b date change", move=True)
+                self.excluded = excluded  # moved for the date, not failed: the same nodes may serve again
+        for lid in set(more) | (set(self.lines) if moved else set()):
+            held = [f.promised_by for f in self.fulfillments.values() if f.status not in FULFILLMENT_FAILED
+                    and f.promised_by and any(l.line_id == lid for l in f.lines)]
+            self.lines[lid].promised_by = max(held, default=None)  # promised again from what still holds it
+        self._event("modified_after_release", {
+            "lines": [{"line_id": k, "qty": self.lines[k].qty - self.lines[k].cancelled_qty} for k in qty],
+            "requested_delivery_date": self.requested_date.isoformat() if self.requested_date else None})
+        if self._open_total():
+            await self._resource_open("b2b_change")
+        for lid, old in before.items():
+            new = self.lines[lid].promised_by
+            if new != old and new is not None:
+                self._event("repromised", {"line_id": lid, "reason": "b2b change",
+                                           "old": old.isoformat() if old else None, "new": new.isoformat()})
+                if old is None or new > old:
+                    await self._notify("delayed", f"delayed:{lid}:{new.isoformat()}",
+                                       {"line_id": lid, "promised_by": new.isoformat()})
+        await self._publish()
 
     def _check_cancellable(self, body: CancelIn) -> dict[str, int]:
         status = self._status()
@@ -1012,7 +1086,7 @@ class OrderWorkflow:
         return OrderState(
             order_id=self.inp.order_id, external_id=self.inp.external_id, channel=self.inp.channel,
             customer_id=self.inp.customer.id, customer_tier=self.inp.customer.tier, status=self._status(),
-            currency=self.inp.currency, policy=self.policy, requested_delivery_date=self.inp.requested_delivery_date,
+            currency=self.inp.currency, policy=self.policy, requested_delivery_date=self.requested_date,
             lines=list(self.lines.values()), fulfillments=fulfillments, returns=list(self.returns.values()),
             payments=list(self.payments), promised_by=self._promised_by(),
             delivered_at=max([f.delivered_at for f in fulfillments if f.delivered_at]

@@ -272,7 +272,7 @@ async def modify_order(order_id: str, body: OrderPatch, request: Request,
         lines=None if body.lines is None else [
             ModifyLine(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery)
             for l in body.lines],
-        address=address, policy=body.policy,
+        address=address, policy=body.policy, requested_delivery_date=body.requested_delivery_date,
     )
     placed = await _update(request, order_id, OrderWorkflow.modify, mod,
                            "order is closed: it can no longer be modified")

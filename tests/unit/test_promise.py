@@ -110,3 +110,18 @@ def test_routing_prefers_a_node_that_keeps_the_promise():
     cheap = plan(RouteRequest(lines=(RouteLine("L1", "A", 1, "ship_standard", due=due, **dest),), at=at), net,
                  CostModel(late_per_unit_day=0.01))
     assert [a.node_id for a in cheap.assignments] == ["NEAR"]
+
+
+def test_buffer_policies_add_delivery_days_where_they_say():
+    tue = utc(2026, 11, 17, 15, 0)
+    plain = quote(NY, M.ship_standard, 500, tue)
+    assert plain.promised_by == utc(2026, 11, 19, 23, 59)
+    # One more delivery day for every promise: Friday.
+    assert quote(NY, M.ship_standard, 500, tue, buffer="flat").promised_by == utc(2026, 11, 20, 23, 59)
+    # Only where the risk is: not a DC two days out; a store picking, or three days of transit, yes.
+    assert quote(NY, M.ship_standard, 500, tue, buffer="risk").promised_by == plain.promised_by
+    assert quote(STORE, M.ship_standard, 500, tue, buffer="risk").promised_by > plain.promised_by
+    assert quote(NY, M.ship_standard, 1000, tue, buffer="risk").promised_by == utc(2026, 11, 21, 23, 59)  # UPS, Sat
+    # Backwards scheduling keeps the buffer: it leaves a day earlier to arrive by the date asked for.
+    back = quote(NY, M.ship_standard, 500, tue, requested=date(2026, 12, 4), buffer="flat")
+    assert back.promised_by == utc(2026, 12, 4, 23, 59) and back.ship_by == utc(2026, 12, 1, 20, 0)
