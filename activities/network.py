@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,11 +35,33 @@ def local_day(tz: str, at: datetime) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
 
+# Node rows read by quotes (POST /promise), per database, for a few seconds: (expires, rows, infos without
+# capacity used). Orders always read the table; this process's node writes clear it (forget_nodes).
+_NODE_CACHE: dict[str, tuple[float, list, dict[str, NodeInfo]]] = {}
+
+
+def forget_nodes() -> None:
+    _NODE_CACHE.clear()
+
+
+async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dict[str, NodeInfo]]:
+    key = str(conn.engine.url)
+    hit = _NODE_CACHE.get(key)
+    if cache_seconds > 0 and hit is not None and hit[0] > time.monotonic():
+        return hit[1], hit[2]
+    rows = (await conn.execute(text("SELECT * FROM nodes"))).all()
+    infos = {r.node_id: node_info(r) for r in rows}
+    if cache_seconds > 0:
+        _NODE_CACHE[key] = (time.monotonic() + cache_seconds, rows, infos)
+    return rows, infos
+
+
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
-                       channel: str | None = None, hold_id: str | None = None, tier: str | None = None) -> NetworkView:
+                       channel: str | None = None, hold_id: str | None = None, tier: str | None = None,
+                       node_cache_seconds: float = 0.0) -> NetworkView:
     """The nodes, service areas and stock a request can use, as the order's channel sees them."""
     channel_view = await load_channel_view(conn, channel)
-    nodes = (await conn.execute(text("SELECT * FROM nodes"))).all()
+    nodes, infos = await _nodes(conn, node_cache_seconds)
     utc_day = at.date()
     used_rows = (await conn.execute(
         text(
@@ -49,8 +72,11 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)),
     )).all()
     used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in used_rows}
+    # Only nodes with a daily limit depend on what today has used.
     view = NetworkView(nodes={
-        r.node_id: node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0))) for r in nodes
+        r.node_id: node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)))
+        if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None else infos[r.node_id]
+        for r in nodes
     })
     for r in (await conn.execute(
         text("SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),

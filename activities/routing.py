@@ -40,12 +40,12 @@ class RoutingView:
     coords: dict[str, tuple[float, float]]
 
 
-async def load_view(db: Database, req: PlanRequest) -> RoutingView:
+async def load_view(db: Database, req: PlanRequest, node_cache_seconds: float = 0.0) -> RoutingView:
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
         coords = await postal_coordinates(conn, postal)
         net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
-                                 req.customer_tier)
+                                 req.customer_tier, node_cache_seconds)
         rules_version, rules = await load_rules(conn)
         # Unreliable partners cost more per unit, when the rules say by how much.
         cards = await load_scorecards(conn, sorted(net.nodes)) if rules.partner_penalty else None
@@ -56,8 +56,9 @@ async def load_view(db: Database, req: PlanRequest) -> RoutingView:
 
 
 async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None = None,
-                       view: RoutingView | None = None) -> Plan:
-    """Route a request and date the result; ``view`` is read for it when not given."""
+                       view: RoutingView | None = None, explain: bool = True) -> Plan:
+    """Route a request and date the result; ``view`` is read for it when not given. A quote does not
+    ``explain``: it gets no per-node candidates."""
     view = view or await load_view(db, req)
     net, coords, rules_version = view.net, view.coords, view.rules_version
     route_lines = []
@@ -116,7 +117,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     elif not feasible:
         dates, claims, unfilled = {}, [], dict(result.unfilled)
     candidates = [Candidate(node_id=v.node_id, outcome=v.outcome, reason=v.reason,
-                            cost=None if v.cost is None else Decimal(str(v.cost))) for v in result.verdicts]
+                            cost=None if v.cost is None else Decimal(str(v.cost))) for v in result.verdicts] if explain else []
     get_logger(order_id=req.order_id).info(
         "routing.planned", feasible=feasible, nodes=[a.node_id for a in allocations], cost=result.cost,
         backordered=sorted(dates))

@@ -10,13 +10,13 @@ from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
 
 
-def ineligible_reason(
-    node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel
-) -> Optional[str]:
+def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel) -> Optional[str]:
+    """The rules that depend on the node and on where and how its parcel goes: the same for every line of a
+    delivery group, so the engine asks once per node and group."""
     method = DeliveryMethod(line.method)
     if req.to_node and node.node_id != req.to_node:
         return f"support asked for {req.to_node}"
-    if node.node_id in req.exclude_nodes or node.node_id in line.exclude_nodes:
+    if node.node_id in req.exclude_nodes:
         return "excluded: failed or was excluded for this order"
     if not node.enabled:
         return "disabled"
@@ -24,13 +24,6 @@ def ineligible_reason(
         return net.channel_excluded[node.node_id]
     if METHOD_CAPABILITY[method].value not in node.capabilities:
         return f"cannot do {method.value}"
-    rules = net.skus.get(line.sku)
-    if rules and rules.allowed_node_types and node.type not in rules.allowed_node_types:
-        return f"{line.sku} not allowed from a {node.type}"
-    for handling in sorted(rules.handling if rules else ()):
-        allowed = net.handling_node_types.get(handling)
-        if allowed and node.type not in allowed:
-            return f"{handling} items ship only from {', '.join(sorted(allowed))}"
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
         if node.node_id != line.pickup_node_id:
             return "not the pickup node"
@@ -43,13 +36,34 @@ def ineligible_reason(
             return f"past today's same-day cutoff ({node.same_day_cutoff} local)"
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"
-    have = net.available.get((node.node_id, line.sku), 0)
-    if have <= 0:
-        return f"no stock of {line.sku}"
-    if have < net.min_stock.get(node.type, 0):
-        return f"holds {have} of {line.sku}, below the minimum of {net.min_stock[node.type]} for a {node.type}"
     if node.remaining_units is not None and node.remaining_units <= 0:
         return "at daily capacity"
     if node.remaining_orders is not None and node.remaining_orders <= 0:
         return "at daily order capacity"
     return None
+
+
+def line_reason(node: NodeInfo, line: RouteLine, net: NetworkView) -> Optional[str]:
+    """The rules that depend on the line: its exclusions, its SKU's rules and the node's stock of it."""
+    if node.node_id in line.exclude_nodes:
+        return "excluded: failed or was excluded for this order"
+    rules = net.skus.get(line.sku)
+    if rules and rules.allowed_node_types and node.type not in rules.allowed_node_types:
+        return f"{line.sku} not allowed from a {node.type}"
+    for handling in sorted(rules.handling if rules else ()):
+        allowed = net.handling_node_types.get(handling)
+        if allowed and node.type not in allowed:
+            return f"{handling} items ship only from {', '.join(sorted(allowed))}"
+    have = net.available.get((node.node_id, line.sku), 0)
+    if have <= 0:
+        return f"no stock of {line.sku}"
+    if have < net.min_stock.get(node.type, 0):
+        return f"holds {have} of {line.sku}, below the minimum of {net.min_stock[node.type]} for a {node.type}"
+    return None
+
+
+def ineligible_reason(
+    node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel
+) -> Optional[str]:
+    """Why this node may not serve this line (None: it may); the first failed rule is the reason."""
+    return place_reason(node, line, req, net, cost) or line_reason(node, line, net)

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 from models.status import DeliveryMethod
 from promise.dates import quote
 from routing.cost import distance_km, package_cost, unit_cost
-from routing.eligibility import ineligible_reason
+from routing.eligibility import line_reason, place_reason
 from routing.model import (
     Assignment, CostModel, NetworkView, NodeInfo, NodeVerdict, RouteLine, RouteRequest, RouteResult,
 )
@@ -140,10 +140,18 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
 
     for group in groups.values():
         candidates: set[str] = set()
+        # Where the group goes is the same for all its lines: each node is judged on that once.
+        placed = []
+        for node in net.nodes.values():
+            why = place_reason(node, group.lines[0], req, net, model)
+            if why is None:
+                placed.append(node)
+            else:
+                reasons.setdefault(node.node_id, why)
         for line in group.lines:
             ok = []
-            for node in net.nodes.values():
-                why = ineligible_reason(node, line, req, net, model)
+            for node in placed:
+                why = line_reason(node, line, net)
                 if why is None:
                     ok.append(node.node_id)
                 else:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from activities.network import load_scorecards, local_day
+from activities.network import forget_nodes, load_scorecards, local_day
 from activities.routing import load_rules
 from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
@@ -83,7 +83,9 @@ async def put_node(node_id: str, body: NodeIn, request: Request, _: Principal = 
     stmt = stmt.on_conflict_do_update(index_elements=["node_id"], set_={k: stmt.excluded[k] for k in row if k != "node_id"})
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(stmt)
-        return await _node_view(conn, node_id)
+        view = await _node_view(conn, node_id)
+    forget_nodes()  # quotes see the change at once
+    return view
 
 
 @router.patch("/nodes/{node_id}", summary="Change some fields of a node, e.g. {enabled: false}")
@@ -101,7 +103,9 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
         res = await conn.execute(text(f"UPDATE nodes SET {sets} WHERE node_id = :node_id RETURNING node_id"), row)
         if res.first() is None:
             raise HTTPException(404, f"no node {node_id}")
-        return await _node_view(conn, node_id)
+        view = await _node_view(conn, node_id)
+    forget_nodes()
+    return view
 
 
 @router.get("/nodes")

@@ -113,7 +113,7 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
                            policy=body.policy, at=now, release_at=now + app.settings.remorse_window,
                            requested_delivery_date=body.requested_delivery_date)
 
-    view = await load_view(app.db, req(ship))
+    view = await load_view(app.db, req(ship), app.settings.quote_node_cache_seconds)
     lat, lon = (dest.lat, dest.lon) if dest.lat is not None and dest.lon is not None else view.coords[dest.postal_code]
     budget = app.settings.routing_budget_ms
     asks: list[tuple[DeliveryMethod, PlanRequest]] = []
@@ -124,7 +124,7 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
                 asks.append((method, req(Delivery(method=method, pickup_node_id=node_id))))
         else:
             asks.append((method, req(Delivery(method=method, address=dest))))
-    plans = await asyncio.gather(*(plan_request(app.db, r, budget, view) for _, r in asks))
+    plans = await asyncio.gather(*(plan_request(app.db, r, budget, view, explain=False) for _, r in asks))
     options, unavailable = [], {}
     for (method, _), plan in zip(asks, plans):
         option = _option(method, plan, body)
