@@ -52,6 +52,11 @@ async def test_a_quote_per_method_reserves_nothing_and_the_order_gets_the_quoted
     placed = await place(api, net, [("SKU1", 1), ("SKU2", 1)])
     assert placed["promise"]["promised_by"] == standard["promised_by"]
 
+    # Quotes reuse the node table for a moment, but a node edit through this API applies at once.
+    await api.ok("PATCH", f"/nodes/{net.node('DC-N')}", json={"enabled": False})
+    again = by_method(await api.ok("POST", "/promise", key=net.client_key, json=cart(net, ("SKU2", 1))))
+    assert again["ship_standard"][0]["nodes"] == [net.node("DC-S")]
+
     # Only the methods asked for; a quote of what nobody holds says so.
     only = await api.ok("POST", "/promise", key=net.client_key,
                         json=cart(net, ("SKU3", 1), methods=["ship_standard"]))
