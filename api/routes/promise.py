@@ -46,7 +46,7 @@ def _z(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn) -> Optional[dict[str, Any]]:
+def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: datetime) -> Optional[dict[str, Any]]:
     """One quote line: what this method can deliver, by when, from where (None: nothing)."""
     got: dict[str, int] = {}
     for a in plan.allocations:
@@ -60,7 +60,7 @@ def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn) -> Optional[dic
     if not plan.feasible or not got:
         return None
     dates = [a.promised_by for a in plan.allocations if a.promised_by] + [
-        d for lid, d in plan.backorder_dates.items() if lid in got]
+        d for lid, d in plan.backorder_dates.items() if lid in got] + ([release_at] if plan.digital else [])
     if not dates:
         return None
     nodes = sorted({a.node_id for a in plan.allocations})
@@ -127,7 +127,7 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
     plans = await asyncio.gather(*(plan_request(app.db, r, budget, view, explain=False) for _, r in asks))
     options, unavailable = [], {}
     for (method, _), plan in zip(asks, plans):
-        option = _option(method, plan, body)
+        option = _option(method, plan, body, now + app.settings.remorse_window)
         if option is not None:
             options.append(option)
         elif method.value not in unavailable:

@@ -128,3 +128,13 @@ async def test_a_modification_can_turn_a_line_digital_or_physical(api: Api, temp
     order = await api.ok("GET", f"/orders/{oid}")
     assert order["lines"][0]["digital"] is True and order["lines"][0]["promised_by"]
     assert {s for _, s, _ in await reservations(db, oid)} == {"released"}  # every hold given back
+
+
+async def test_a_quote_of_digital_lines_needs_no_stock(api: Api):
+    net = await make_network(api, stock={})
+    gift = await digital_sku(api, net)
+    quote = await api.ok("POST", "/promise", key=net.client_key, json={
+        "channel": net.channel, "destination": {"postal_code": net.postal_code},
+        "lines": [{"sku": gift, "qty": 2}], "methods": ["ship_standard"]})
+    [option] = quote["options"]
+    assert option["complete"] and option["nodes"] == [] and option["lines_available"][0]["qty"] == 2
