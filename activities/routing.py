@@ -102,7 +102,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
             node_id=node_id, method=m, postal_code=postal_code, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(line, COSTS) + sum(
                 q.qty * unit_cost(node, by_line[q.line_id], COSTS) for q in lines), 2))),
-            ship_by=dated.ship_by if dated and m not in (DeliveryMethod.pickup, DeliveryMethod.curbside) else None,
+            ship_by=dated.ship_by if dated else None,
             promised_by=dated.promised_by if dated else None, hold_until=hold_until,
             carrier=dated.carrier if dated else None, service=dated.service if dated else None,
         ))

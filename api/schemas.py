@@ -211,7 +211,9 @@ class AdjustmentIn(Body):
     reason: str = Field(min_length=1, max_length=200)
 
 
-class HoldLine(Body):
+class CartLine(Body):
+    """A SKU and quantity in a cart (a checkout hold, a promise quote)."""
+
     sku: str = Field(min_length=1, max_length=64)
     qty: int = Field(gt=0, le=100_000)
 
@@ -219,7 +221,7 @@ class HoldLine(Body):
 class HoldCreate(Body):
     channel: str = Field(min_length=1, max_length=64)
     destination: Address
-    lines: list[HoldLine] = Field(min_length=1, max_length=500)
+    lines: list[CartLine] = Field(min_length=1, max_length=500)
 
 
 class OrderCreate(Body):

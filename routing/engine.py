@@ -9,6 +9,7 @@ choice of set the hard part; the candidate cap bounds the enumeration.
 from __future__ import annotations
 
 import time
+from datetime import date
 from itertools import combinations
 from typing import NamedTuple, Optional
 
@@ -50,13 +51,11 @@ def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -
             + net.preference.get(node_id, 0.0))
 
 
-def _late_days(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView) -> int:
-    """Days after the line's due date this node would deliver it (0 when on time or nothing is due)."""
-    if line.due is None or req.at is None:
-        return 0
+def _arrival(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView) -> Optional[date]:
+    """The day this node would deliver to the line's destination (the same for every line of its group)."""
     q = quote(node, DeliveryMethod(line.method), distance_km(node, line), req.at, net.carriers,
               buffer=net.promise_buffer)
-    return 0 if q is None else max((q.promised_by.date() - line.due).days, 0)
+    return q.promised_by.date() if q else None
 
 
 class _Filled(NamedTuple):
@@ -142,6 +141,7 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         candidates: set[str] = set()
         # Where the group goes is the same for all its lines: each node is judged on that once.
         placed = []
+        arrivals: dict[str, Optional[date]] = {}  # node → its delivery day, when a line is due
         for node in net.nodes.values():
             why = place_reason(node, group.lines[0], req, net, model)
             if why is None:
@@ -157,7 +157,13 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
                 else:
                     reasons.setdefault(node.node_id, why)
             group.eligible[line.line_id] = ok
-            late = {n: d for n in ok if (d := _late_days(net.nodes[n], line, req, net))}
+            late: dict[str, int] = {}
+            if line.due is not None and req.at is not None:
+                for n in ok:
+                    if n not in arrivals:
+                        arrivals[n] = _arrival(net.nodes[n], line, req, net)
+                    if arrivals[n] is not None and arrivals[n] > line.due:
+                        late[n] = (arrivals[n] - line.due).days
             for n, d in late.items():
                 late_days[n] = max(late_days.get(n, 0), d)
             penalty = {n: d * model.late_per_unit_day for n, d in late.items()}

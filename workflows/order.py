@@ -333,9 +333,10 @@ class OrderWorkflow:
             release_at=self.release_at if unreleased else None,
             requested_delivery_date=self.requested_date), Plan)
 
-    async def _resource_open(self, reason: str, exclude: Optional[set[str]] = None,
-                             to_node: Optional[str] = None) -> Optional[Plan]:
-        """Source every unit no live fulfillment holds (after rejection, timeout, short pick)."""
+    async def _resource_open(self, reason: str, exclude: Optional[set[str]] = None, to_node: Optional[str] = None,
+                             promised_before: Optional[dict[str, Optional[datetime]]] = None) -> Optional[Plan]:
+        """Source every unit no live fulfillment holds (after rejection, timeout, short pick); a date that moves
+        is told against ``promised_before`` when the caller changed the promises first."""
         open_lines = [lid for lid in self.lines if self._open_qty(lid) > 0]
         if not open_lines:
             return None
@@ -349,7 +350,7 @@ class OrderWorkflow:
             return None
         # A reroute may split what one node could not do; the order's all-or-nothing rules applied at placement.
         policy = Policy(ship_complete=False, max_splits=max(self.policy.max_splits, 2))
-        before = {lid: self.lines[lid].promised_by for lid in open_lines}
+        before = {lid: (promised_before or {}).get(lid, self.lines[lid].promised_by) for lid in open_lines}
         plan = await self._source(open_lines, policy, release_now=True, exclude=exclude, to_node=to_node,
                                   reason=reason)
         if plan is not None and (not plan.feasible or plan.unfilled):
@@ -357,10 +358,11 @@ class OrderWorkflow:
                                                   for lid in self.lines if self._open_qty(lid) > 0],
                                         "why": plan.reason or "not enough stock in eligible nodes",
                                         "expected": {k: v.isoformat() for k, v in plan.backorder_dates.items()}})
-        # Tell the customer once per date that moved later, or once that a line waits with no date yet.
+        # Record every date that moved; tell the customer once per date that moved later, or once that a line
+        # waits with no date yet.
         for lid, old in before.items():
             new = self.lines[lid].promised_by
-            if old and new and new > old and not (plan and plan.backorder_dates.get(lid)):
+            if old and new and new != old and not (plan and plan.backorder_dates.get(lid)):
                 self._event("repromised", {"line_id": lid, "reason": reason, "old": old.isoformat(),
                                            "new": new.isoformat()})
             if self._open_qty(lid) and not (plan and plan.backorder_dates.get(lid)):
@@ -719,16 +721,7 @@ class OrderWorkflow:
         self._event("modified_after_release", {
             "lines": [{"line_id": k, "qty": self.lines[k].qty - self.lines[k].cancelled_qty} for k in qty],
             "requested_delivery_date": self.requested_date.isoformat() if self.requested_date else None})
-        if self._open_total():
-            await self._resource_open("b2b_change")
-        for lid, old in before.items():
-            new = self.lines[lid].promised_by
-            if new != old and new is not None:
-                self._event("repromised", {"line_id": lid, "reason": "b2b change",
-                                           "old": old.isoformat() if old else None, "new": new.isoformat()})
-                if old is None or new > old:
-                    await self._notify("delayed", f"delayed:{lid}:{new.isoformat()}",
-                                       {"line_id": lid, "promised_by": new.isoformat()})
+        await self._resource_open("b2b_change", promised_before=before)
         await self._publish()
 
     def _check_cancellable(self, body: CancelIn) -> dict[str, int]:

@@ -13,27 +13,22 @@ from sqlalchemy import text
 from activities.routing import RoutingView, load_view, plan_request
 from api.auth import ADMIN, ANY_ROLE, Principal, require
 from api.routes.orders import validate_lines
-from api.schemas import Body
+from api.schemas import Body, CartLine
 from models.messages import Address, Delivery, OrderLineIn, Plan, PlanLine, PlanRequest, Policy
 from models.status import METHOD_CAPABILITY, DeliveryMethod, Role
 from promise import CARRIERS, SERVICES
 from promise.carriers import national_closures
+from promise.dates import COUNTER
 from routing.geo import haversine_km
 
 router = APIRouter(tags=["promise"])
 QUOTERS = require(Role.admin, Role.support, Role.client)
-COUNTER = (DeliveryMethod.pickup, DeliveryMethod.curbside)
-
-
-class PromiseLine(Body):
-    sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(ge=1, le=100_000)
 
 
 class PromiseIn(Body):
     channel: str = Field(min_length=1, max_length=64)
     destination: Address
-    lines: list[PromiseLine] = Field(min_length=1, max_length=100)
+    lines: list[CartLine] = Field(min_length=1, max_length=100)
     customer_tier: Optional[str] = Field(default=None, max_length=64)
     policy: Policy = Policy()
     requested_delivery_date: Optional[date] = Field(
