@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Awaitable, Callable, Hashable, Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
+from inventory.arithmetic import channel_ats_sql, protected_for_others_by_position_sql
 from inventory.channels import load_channel_view
 from routing.model import NetworkView, NodeInfo, SkuRules
 from routing.scorecard import Scorecard
@@ -35,60 +36,107 @@ def local_day(tz: str, at: datetime) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
 
-# Node rows read by quotes (POST /promise), per database, for a few seconds: (expires, rows, infos without
-# capacity used). Orders always read the table; this process's node writes clear it (forget_nodes).
-_NODE_CACHE: dict[str, tuple[float, list, dict[str, NodeInfo]]] = {}
+# What quotes (POST /promise) read of the slow-changing network — nodes, service areas, postal codes, SKU
+# rules, channel views, bid prices, routing rules, carrier closures — kept per process and database for a few
+# seconds: (database, kind, key) → (expires, value). Stock and today's capacity are always read live. Orders
+# never use it; this process's network writes clear it (forget_network), other processes' apply within the TTL.
+_MEMO: dict[tuple, tuple[float, Any]] = {}
+_MEMO_LIMIT = 200_000  # entries; past it the memo starts over rather than grow without bound
 
 
-def forget_nodes() -> None:
-    _NODE_CACHE.clear()
+def forget_network() -> None:
+    _MEMO.clear()
+
+
+async def memo_many(conn: AsyncConnection, kind: str, keys: Iterable[Hashable], seconds: float,
+                    load: Callable[[list], Awaitable[dict]], absent: bool = True) -> dict:
+    """Values for ``keys`` (None for an absent one), the missing or expired ones loaded in one call of
+    ``load`` (a dict of those it found); ``seconds`` 0 loads them all. ``absent`` False: a key not found is
+    asked again next time (an unknown SKU may be created in a moment; an error need not be fast)."""
+    keys = list(keys)
+    if seconds <= 0:
+        found = await load(keys)
+        return {k: found.get(k) for k in keys}
+    db, now = str(conn.engine.url), time.monotonic()
+    out, missing = {}, []
+    for k in keys:
+        hit = _MEMO.get((db, kind, k))
+        if hit is not None and hit[0] > now:
+            out[k] = hit[1]
+        else:
+            missing.append(k)
+    if missing:
+        found = await load(missing)
+        if len(_MEMO) + len(missing) > _MEMO_LIMIT:
+            _MEMO.clear()
+        for k in missing:
+            out[k] = found.get(k)
+            if absent or out[k] is not None:
+                _MEMO[(db, kind, k)] = (now + seconds, out[k])
+    return out
+
+
+async def memo(conn: AsyncConnection, kind: str, seconds: float, load: Callable[[], Awaitable[Any]]) -> Any:
+    """One memoised value (see memo_many)."""
+    async def one(_: list) -> dict:
+        return {None: await load()}
+    return (await memo_many(conn, kind, [None], seconds, one))[None]
 
 
 async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dict[str, NodeInfo]]:
-    key = str(conn.engine.url)
-    hit = _NODE_CACHE.get(key)
-    if cache_seconds > 0 and hit is not None and hit[0] > time.monotonic():
-        return hit[1], hit[2]
-    rows = (await conn.execute(text("SELECT * FROM nodes"))).all()
-    infos = {r.node_id: node_info(r) for r in rows}
-    if cache_seconds > 0:
-        _NODE_CACHE[key] = (time.monotonic() + cache_seconds, rows, infos)
-    return rows, infos
+    async def load():
+        rows = (await conn.execute(text("SELECT * FROM nodes"))).all()
+        return rows, {r.node_id: node_info(r) for r in rows}
+    return await memo(conn, "nodes", cache_seconds, load)
 
 
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
                        channel: str | None = None, hold_id: str | None = None, tier: str | None = None,
-                       node_cache_seconds: float = 0.0) -> NetworkView:
-    """The nodes, service areas and stock a request can use, as the order's channel sees them."""
-    channel_view = await load_channel_view(conn, channel)
-    nodes, infos = await _nodes(conn, node_cache_seconds)
-    utc_day = at.date()
-    used_rows = (await conn.execute(
-        text(
+                       cache_seconds: float = 0.0) -> NetworkView:
+    """The nodes, service areas and stock a request can use, as the order's channel sees them; with
+    ``cache_seconds`` (quotes) the slow-changing parts come from the memo and only stock and capacity are read."""
+    channel_view = await memo(conn, f"channel:{channel}", cache_seconds, lambda: load_channel_view(conn, channel))
+    nodes, infos = await _nodes(conn, cache_seconds)
+    limited = [r for r in nodes if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None]
+    used = {}
+    if limited:
+        utc_day = at.date()
+        used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in (await conn.execute(text(
             "SELECT node_id, capacity_day, SUM(qty) AS units, COUNT(DISTINCT fulfillment_id) AS orders"
-            " FROM reservations"
-            " WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed') GROUP BY node_id, capacity_day"
-        ),
-        dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)),
-    )).all()
-    used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in used_rows}
+            " FROM reservations WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed')"
+            " GROUP BY node_id, capacity_day"),
+            dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)))).all()}
     # Only nodes with a daily limit depend on what today has used.
-    view = NetworkView(nodes={
-        r.node_id: node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)))
-        if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None else infos[r.node_id]
-        for r in nodes
-    })
-    for r in (await conn.execute(
-        text("SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
-        {"p": postal_codes},
-    )).all():
-        view.service_areas.setdefault(r.postal_code, {})[r.node_id] = r.priority
-    ats = channel_ats_sql(protected=protected_for_others_sql("p.node_id", "p.sku", "CAST(:tier AS varchar)"))
-    for r in (await conn.execute(
-        text(f"SELECT node_id, sku, {ats} AS ats FROM inventory_positions p WHERE sku = ANY(:s)"),
+    view = NetworkView(nodes=dict(infos))
+    for r in limited:
+        view.nodes[r.node_id] = node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)))
+
+    async def areas(codes: list) -> dict:
+        found: dict[str, dict[str, int]] = {}
+        for r in (await conn.execute(text(
+                "SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
+                {"p": codes})).all():
+            found.setdefault(r.postal_code, {})[r.node_id] = r.priority
+        return found
+
+    view.service_areas = {k: v for k, v in (await memo_many(conn, "areas", postal_codes, cache_seconds, areas)).items()
+                          if v}
+    # One row per SKU (positions as arrays: a thousand rows cost more to ship than to compute), and whether
+    # supply is on the way, so a plan that can't fill from stock asks for supply only when there is some.
+    ats = channel_ats_sql(protected="COALESCE(ps.qty, 0)")
+    for r in (await conn.execute(text(
+        "SELECT k.sku, a.nodes, a.ats,"
+        " EXISTS (SELECT 1 FROM incoming_supply s WHERE s.sku = k.sku AND s.qty > 0) AS incoming"
+        " FROM unnest(CAST(:s AS varchar[])) AS k(sku) LEFT JOIN ("
+        f"  SELECT p.sku, array_agg(p.node_id) AS nodes, array_agg({ats}) AS ats FROM inventory_positions p"
+        f"  LEFT JOIN ({protected_for_others_by_position_sql(':s', 'CAST(:tier AS varchar)')}) ps"
+        "   ON ps.node_id = p.node_id AND ps.sku = p.sku WHERE p.sku = ANY(:s) GROUP BY p.sku) a ON a.sku = k.sku"),
         {"s": skus, "tier": tier, **channel_view.params()},
     )).all():
-        view.available[(r.node_id, r.sku)] = int(r.ats)
+        for node_id, units in zip(r.nodes or (), r.ats or ()):
+            view.available[(node_id, r.sku)] = int(units)
+        if r.incoming:
+            view.incoming.add(r.sku)
     if hold_id:
         for r in (await conn.execute(
             text("SELECT node_id, sku, SUM(qty) AS qty FROM reservations WHERE fulfillment_id = :h"
@@ -99,18 +147,33 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         why = channel_view.excludes(node.node_id, node.type)
         if why:
             view.channel_excluded[node.node_id] = why
+
     # What the demand forecast says taking a unit now costs later orders (refreshed by a schedule).
-    for r in (await conn.execute(
-        text("SELECT node_id, sku, price FROM bid_prices WHERE sku = ANY(:s)"), {"s": skus})).all():
-        view.opportunity[(r.node_id, r.sku)] = float(r.price)
+    async def prices(keys: list) -> dict:
+        found: dict[str, dict[str, float]] = {}
+        for r in (await conn.execute(
+                text("SELECT node_id, sku, price FROM bid_prices WHERE sku = ANY(:s)"), {"s": keys})).all():
+            found.setdefault(r.sku, {})[r.node_id] = float(r.price)
+        return found
+
+    for sku, by_node in (await memo_many(conn, "bid_prices", skus, cache_seconds, prices)).items():
+        for node_id, price in (by_node or {}).items():
+            view.opportunity[(node_id, sku)] = price
+    view.skus = {k: v for k, v in (await memo_many(conn, "skus", skus, cache_seconds,
+                                                   lambda keys: sku_rules(conn, keys), absent=False)).items() if v}
+    return view
+
+
+async def sku_rules(conn: AsyncConnection, skus: list[str]) -> dict[str, SkuRules]:
+    """What routing must respect of these SKUs (an unknown SKU is absent)."""
+    out = {}
     for r in (await conn.execute(
         text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone, digital"
              " FROM skus WHERE sku = ANY(:s)"), {"s": skus}
     )).all():
         handling = frozenset(c for c in ("oversized", "hazmat", "ship_alone") if getattr(r, c))
-        view.skus[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling,
-                                    r.digital)
-    return view
+        out[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling, r.digital)
+    return out
 
 
 async def load_carrier_closures(conn: AsyncConnection) -> dict[str, frozenset[str]]:

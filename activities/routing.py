@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +15,9 @@ from temporalio import activity
 
 from activities.deps import Deps
 from nodal.db import Database
-from activities.network import load_carrier_closures, load_network, load_scorecards, node_info, postal_coordinates
+from activities.network import (
+    load_carrier_closures, load_network, load_scorecards, memo, memo_many, node_info, postal_coordinates,
+)
 from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
@@ -38,18 +40,25 @@ class RoutingView:
     net: NetworkView
     rules_version: int
     coords: dict[str, tuple[float, float]]
+    # Incoming supply rows per (SKUs, order) once read for backorder dates, so each method's plan reuses them.
+    supply: dict[tuple, list] = field(default_factory=dict)
 
 
-async def load_view(db: Database, req: PlanRequest, node_cache_seconds: float = 0.0) -> RoutingView:
+async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0) -> RoutingView:
+    """``cache_seconds`` > 0 (quotes): the slow-changing network comes from this process's memo
+    (activities.network.memo) and only stock and today's capacity are read."""
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
-        coords = await postal_coordinates(conn, postal)
+        coords = {k: v for k, v in (await memo_many(
+            conn, "coords", postal, cache_seconds, lambda keys: postal_coordinates(conn, keys), absent=False)).items()
+            if v}
         net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
-                                 req.customer_tier, node_cache_seconds)
-        rules_version, rules = await load_rules(conn)
+                                 req.customer_tier, cache_seconds)
+        rules_version, rules = await memo(conn, "rules", cache_seconds, lambda: load_rules(conn))
         # Unreliable partners cost more per unit, when the rules say by how much.
-        cards = await load_scorecards(conn, sorted(net.nodes)) if rules.partner_penalty else None
-        closures = await load_carrier_closures(conn)
+        cards = await memo(conn, "scorecards", cache_seconds, lambda: load_scorecards(conn)) \
+            if rules.partner_penalty else None
+        closures = await memo(conn, "closures", cache_seconds, lambda: load_carrier_closures(conn))
     net = apply_rules(net, rules, cards)
     net.carriers, net.promise_buffer = CarrierCalendar(closures=closures), PRODUCT_BUFFER
     return RoutingView(net, rules_version, coords)
@@ -110,7 +119,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     if not feasible and result.reason == NO_STOCK and not req.policy.fill_or_kill:
         # Nothing on hand: the order can still be taken as a backorder or preorder if incoming supply covers it all.
         unfilled = {l.line_id: l.qty for l in route_lines}
-    dates, claims = (await _backorder_dates(db, req.order_id, unfilled, by_line, net, start_at)
+    dates, claims = (await _backorder_dates(db, req.order_id, unfilled, by_line, view, start_at)
                      if unfilled else ({}, []))
     if not feasible and unfilled and not req.policy.fill_or_kill and set(dates) == set(unfilled):
         feasible, reason = True, ""
@@ -118,9 +127,10 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         dates, claims, unfilled = {}, [], dict(result.unfilled)
     candidates = [Candidate(node_id=v.node_id, outcome=v.outcome, reason=v.reason,
                             cost=None if v.cost is None else Decimal(str(v.cost))) for v in result.verdicts] if explain else []
-    get_logger(order_id=req.order_id).info(
-        "routing.planned", feasible=feasible, nodes=[a.node_id for a in allocations], cost=result.cost,
-        backordered=sorted(dates))
+    if explain:  # a quote logs once for all its methods
+        get_logger(order_id=req.order_id).info(
+            "routing.planned", feasible=feasible, nodes=[a.node_id for a in allocations], cost=result.cost,
+            backordered=sorted(dates))
     return Plan(
         feasible=feasible, reason=reason, allocations=allocations,
         unfilled=[LineQty(line_id=k, sku=by_line[k].sku, qty=v) for k, v in unfilled.items()],
@@ -153,21 +163,26 @@ def _not_before(node, skus: list[str], net, at: datetime) -> datetime | None:
     return latest if latest is not None and latest > at else None
 
 
-async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int], lines: dict, net,
+async def _backorder_dates(db: Database, order_id: str, unfilled: dict[str, int], lines: dict, view: RoutingView,
                            at: datetime) -> tuple[dict[str, datetime], list[SupplyClaimLine]]:
     """Date units nobody has from the earliest incoming supply not yet promised to another order.
 
     Supply is never sold as stock; each unit of it is promised once, first come first served (the claims
     are taken with the reservation). A preorder is dated from its release day when that is later.
     """
-    skus = sorted({lines[l].sku for l in unfilled})
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT s.supply_id, s.sku, s.eta, s.qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c"
-            "  WHERE c.supply_id = s.supply_id AND c.order_id <> :o), 0) AS free, n.*"
-            " FROM incoming_supply s JOIN nodes n USING (node_id)"
-            " WHERE s.sku = ANY(:s) AND s.qty > 0 AND n.enabled ORDER BY s.eta, s.supply_id"),
-            {"s": skus, "o": order_id})).all()
+    net = view.net
+    skus = tuple(sorted({lines[l].sku for l in unfilled}))
+    if not net.incoming.intersection(skus):
+        return {}, []
+    rows = view.supply.get((skus, order_id))
+    if rows is None:
+        async with db.engine.connect() as conn:
+            rows = view.supply[(skus, order_id)] = (await conn.execute(text(
+                "SELECT s.supply_id, s.sku, s.eta, s.qty - COALESCE((SELECT SUM(c.qty) FROM supply_claims c"
+                "  WHERE c.supply_id = s.supply_id AND c.order_id <> :o), 0) AS free, n.*"
+                " FROM incoming_supply s JOIN nodes n USING (node_id)"
+                " WHERE s.sku = ANY(:s) AND s.qty > 0 AND n.enabled ORDER BY s.eta, s.supply_id"),
+                {"s": list(skus), "o": order_id})).all()
     free = {r.supply_id: max(int(r.free), 0) for r in rows}
     dates: dict[str, datetime] = {}
     claims: list[SupplyClaimLine] = []

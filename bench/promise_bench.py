@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -71,17 +72,30 @@ def main() -> None:
                             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
         assert sample.status_code == 200, sample.text
         quote = sample.json()
+        _wrk(base, key, ["/promise"], args.clients, args.seconds, carts)  # warm-up: every worker's network memo
+        # Then one client, one quote at a time: what a quote costs in the server, phase by phase (Server-Timing).
+        phases: dict[str, list[float]] = {"whole request": [], "view": [], "plans": []}
+        with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}",
+                                                              "Content-Type": "application/json"}) as client:
+            for body in carts[:300]:
+                t = time.perf_counter()
+                r = client.post("/promise", content=body)
+                phases["whole request"].append((time.perf_counter() - t) * 1000)
+                for part in r.headers["Server-Timing"].split(","):
+                    name, dur = part.strip().split(";")[:2]
+                    phases[name].append(float(dur.removeprefix("dur=")))
         runs = {name: _wrk(base, key, paths, args.clients, args.seconds, bodies) for name, paths, bodies in (
-            ("warm-up", ["/promise"], carts), ("POST /promise (5 lines)", ["/promise"], carts),
-            ("GET /livez (trivial, same app)", ["/livez"], None))}
+            ("POST /promise (5 lines)", ["/promise"], carts), ("GET /livez (trivial, same app)", ["/livez"], None))}
     print(f"POST /promise: 5-line carts over {len(nodes)} nodes × {len(skus)} SKUs; wrk, {args.clients} connections,"
           f" {args.workers} server worker(s), {args.seconds:.0f} s each (target p99 ≤ 50 ms)")
     print(f"  a quote: {len(quote['options'])} options "
           f"({', '.join(sorted({o['method'] for o in quote['options']}))}), "
           f"{len(quote['unavailable'])} unavailable")
+    print("  one client, sequential (median ms): " + ", ".join(
+        f"{name} {statistics.median(v):.2f}" for name, v in phases.items())
+          + "  (view: network memo + live stock; plans: the routing engine per method)")
     for name, (rps, p50, p99) in runs.items():
-        if name != "warm-up":
-            print(f"  {name:32} {rps:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
+        print(f"  {name:32} {rps:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
     promise, trivial = runs["POST /promise (5 lines)"], runs["GET /livez (trivial, same app)"]
     print(f"  p99 POST /promise / p99 trivial: {promise[2] / trivial[2]:.1f}×;"
           f" throughput ratio {promise[0] / trivial[0]:.2f}")

@@ -41,6 +41,13 @@ def protected_for_others_sql(node: str, sku: str, tier: str) -> str:
             f" AND ps.tier IS DISTINCT FROM {tier}), 0)")
 
 
+def protected_for_others_by_position_sql(skus: str, tier: str) -> str:
+    """The same per position of these SKUs as a table (node_id, sku, qty) to join: one pass instead of a
+    probe per row when many positions are read at once."""
+    return (f"SELECT node_id, sku, SUM(qty) AS qty FROM protected_stock WHERE sku = ANY({skus})"
+            f" AND tier IS DISTINCT FROM {tier} GROUP BY node_id, sku")
+
+
 
 def stock_level(available: int, low_threshold: int) -> str:
     """Customer-facing stock message: ``in_stock``, ``low`` (at or below the threshold) or ``out``."""

@@ -61,8 +61,10 @@ class Settings(BaseSettings):
     # POST /promise quotes pickup and curbside at the nearest stores offering them within this radius.
     pickup_radius_km: float = 50.0
     pickup_options: int = 3
-    # Quotes reuse the node table read this long (this process's node edits apply at once, others' within it).
-    quote_node_cache_seconds: float = 2.0
+    # Quotes reuse what they read of the slow-changing network (nodes, service areas, postal codes, SKUs,
+    # channel views, routing rules, bid prices, carrier closures) this long; stock and capacity are read live.
+    # This process's network edits apply at once, other processes' within it. 0: read everything per quote.
+    quote_cache_seconds: float = 30.0
     # How often scarce stock is re-priced from the demand forecast (PUT /forecast also re-prices at once).
     bid_price_every: Duration = timedelta(minutes=15)
     # Re-sourcing attempts before a line is declared backordered.

@@ -14,7 +14,9 @@ def distance_km(node: NodeInfo, line: RouteLine) -> float:
 
 
 def unit_cost(node: NodeInfo, line: RouteLine, model: CostModel) -> float:
-    method = DeliveryMethod(line.method)
+    # line.method is a DeliveryMethod value; a StrEnum member compares equal to it, so no conversion is needed
+    # on this hot path.
+    method = line.method
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
         return node.handling_cost
     per_km = model.per_km * (model.express_multiplier if method == DeliveryMethod.ship_express else 1.0)
@@ -22,5 +24,5 @@ def unit_cost(node: NodeInfo, line: RouteLine, model: CostModel) -> float:
 
 
 def package_cost(line: RouteLine, model: CostModel) -> float:
-    method = DeliveryMethod(line.method)
+    method = line.method
     return 0.0 if method in (DeliveryMethod.pickup, DeliveryMethod.curbside) else model.package_cost

@@ -13,7 +13,7 @@ from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequ
 def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel) -> Optional[str]:
     """The rules that depend on the node and on where and how its parcel goes: the same for every line of a
     delivery group, so the engine asks once per node and group."""
-    method = DeliveryMethod(line.method)
+    method = line.method  # compares equal to its DeliveryMethod member (a StrEnum), unconverted on this hot path
     if req.to_node and node.node_id != req.to_node:
         return f"support asked for {req.to_node}"
     if node.node_id in req.exclude_nodes:
@@ -22,8 +22,8 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
         return "disabled"
     if node.node_id in net.channel_excluded:
         return net.channel_excluded[node.node_id]
-    if METHOD_CAPABILITY[method].value not in node.capabilities:
-        return f"cannot do {method.value}"
+    if METHOD_CAPABILITY[method] not in node.capabilities:
+        return f"cannot do {method}"
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
         if node.node_id != line.pickup_node_id:
             return "not the pickup node"
@@ -32,7 +32,7 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
             return "destination unknown"
         if haversine_km(node.lat, node.lon, line.lat, line.lon) > cost.same_day_radius_km:
             return f"beyond the {cost.same_day_radius_km:.0f} km same-day radius"
-        if req.at is not None and quote(node, method, 0.0, req.at, net.carriers) is None:
+        if req.at is not None and quote(node, DeliveryMethod.same_day, 0.0, req.at, net.carriers) is None:
             return f"past today's same-day cutoff ({node.same_day_cutoff} local)"
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"

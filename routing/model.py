@@ -83,6 +83,7 @@ class NetworkView:
     # (node_id, sku) → available-to-sell
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     skus: dict[str, SkuRules] = field(default_factory=dict)
+    incoming: set[str] = field(default_factory=set)  # SKUs with supply on the way (backorders can be dated)
     # node_id → why the order's channel may not sell from it
     channel_excluded: dict[str, str] = field(default_factory=dict)
     # (node_id, sku) → what taking one more unit there is expected to cost later orders (a bid price from

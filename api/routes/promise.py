@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date, datetime, timezone
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import Field
 from sqlalchemy import text
 
+from activities.network import forget_network
 from activities.routing import RoutingView, load_view, plan_request
 from api.auth import ADMIN, ANY_ROLE, Principal, require
-from api.routes.orders import validate_lines
 from api.schemas import Body, CartLine
-from models.messages import Address, Delivery, OrderLineIn, Plan, PlanLine, PlanRequest, Policy
+from models.messages import Address, Delivery, Plan, PlanLine, PlanRequest, Policy
 from models.status import METHOD_CAPABILITY, DeliveryMethod, Role
+from nodal.logging import get_logger
 from promise import CARRIERS, SERVICES
 from promise.carriers import national_closures
 from promise.dates import COUNTER
@@ -87,17 +89,13 @@ def _counters(view: RoutingView, body: PromiseIn, method: DeliveryMethod, lat: f
 
 
 @router.post("/promise", summary="The earliest date each delivery method can keep for a cart; nothing reserved")
-async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QUOTERS)) -> dict[str, Any]:
+async def promise(body: PromiseIn, request: Request, response: Response,
+                  who: Principal = Depends(QUOTERS)) -> dict[str, Any]:
     if who.role == Role.client and who.channel != body.channel:
         raise HTTPException(403, f"this key quotes for channel {who.channel} only")
     app = request.app.state
     dest = body.destination
     ship = Delivery(method=DeliveryMethod.ship_standard, address=dest)
-    async with app.db.engine.connect() as conn:
-        problems = await validate_lines(conn, [OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=ship)
-                                               for l in body.lines])
-    if problems:
-        raise HTTPException(422, "; ".join(problems))
     now = datetime.now(timezone.utc)
 
     def req(delivery: Delivery) -> PlanRequest:
@@ -108,8 +106,17 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
                            policy=body.policy, at=now, release_at=now + app.settings.remorse_window,
                            requested_delivery_date=body.requested_delivery_date)
 
-    view = await load_view(app.db, req(ship), app.settings.quote_node_cache_seconds)
-    lat, lon = (dest.lat, dest.lon) if dest.lat is not None and dest.lon is not None else view.coords[dest.postal_code]
+    started = time.perf_counter()
+    view = await load_view(app.db, req(ship), app.settings.quote_cache_seconds)
+    viewed = time.perf_counter()
+    # The catalog and postal codes as the view read them: a quote checks its cart without another query.
+    problems = [f"unknown sku {s}" for s in sorted({l.sku for l in body.lines}) if s not in view.net.skus]
+    located = dest.lat is not None and dest.lon is not None
+    if not located and dest.postal_code not in view.coords:
+        problems.append(f"unknown postal code {dest.postal_code}; give lat and lon")
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+    lat, lon = (dest.lat, dest.lon) if located else view.coords[dest.postal_code]
     budget = app.settings.routing_budget_ms
     asks: list[tuple[DeliveryMethod, PlanRequest]] = []
     for method in body.methods or list(DeliveryMethod):
@@ -120,6 +127,9 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
         else:
             asks.append((method, req(Delivery(method=method, address=dest))))
     plans = await asyncio.gather(*(plan_request(app.db, r, budget, view, explain=False) for _, r in asks))
+    # Where a quote's time goes, for browser dev tools and bench/promise_bench.py.
+    response.headers["Server-Timing"] = (f"view;dur={(viewed - started) * 1000:.2f}, "
+                                         f"plans;dur={(time.perf_counter() - viewed) * 1000:.2f};desc={len(asks)}")
     options, unavailable = [], {}
     for (method, _), plan in zip(asks, plans):
         option = _option(method, plan, body, now + app.settings.remorse_window)
@@ -132,6 +142,8 @@ async def promise(body: PromiseIn, request: Request, who: Principal = Depends(QU
         if method in COUNTER and method.value not in served and method.value not in unavailable:
             unavailable[method.value] = f"no {method.value} node within {app.settings.pickup_radius_km:.0f} km"
     options.sort(key=lambda o: (not o["complete"], o["promised_by"], o["method"]))
+    get_logger(channel=body.channel).info("promise.quoted", lines=len(body.lines), plans=len(asks),
+                                          options=[o["method"] for o in options], unavailable=sorted(unavailable))
     return {"quoted_at": _z(now), "options": options,
             "unavailable": [{"method": m, "reason": why} for m, why in unavailable.items() if m not in served]}
 
@@ -177,5 +189,6 @@ async def put_closures(carrier: str, body: list[ClosureIn], request: Request, _:
             await conn.execute(text("INSERT INTO carrier_closures (carrier, day, reason, updated_at)"
                                     " VALUES (:c, :d, :r, now())"),
                                [{"c": carrier, "d": c.day, "r": c.reason} for c in body])
+    forget_network()
     return {"carrier": carrier, "closures": [{"day": c.day.isoformat(), "reason": c.reason} for c in sorted(
         body, key=lambda c: c.day)]}

@@ -56,6 +56,12 @@ async def test_a_quote_per_method_reserves_nothing_and_the_order_gets_the_quoted
     await api.ok("PATCH", f"/nodes/{net.node('DC-N')}", json={"enabled": False})
     again = by_method(await api.ok("POST", "/promise", key=net.client_key, json=cart(net, ("SKU2", 1))))
     assert again["ship_standard"][0]["nodes"] == [net.node("DC-S")]
+    # So does a channel view's edit (the same memo holds channel views, rules, service areas and SKUs).
+    await api.ok("PUT", f"/channels/{net.channel}", json={"exclude_nodes": [net.node("DC-S")]})
+    r = await api.call("POST", "/promise", key=net.client_key, json=cart(net, ("SKU2", 1), methods=["ship_standard"]))
+    assert r.status_code == 200 and r.json()["options"] == []
+    assert "view;dur=" in r.headers["Server-Timing"] and "plans;dur=" in r.headers["Server-Timing"]
+    await api.ok("PUT", f"/channels/{net.channel}", json={})
 
     # Only the methods asked for; a quote of what nobody holds says so.
     only = await api.ok("POST", "/promise", key=net.client_key,
