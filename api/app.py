@@ -6,10 +6,13 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import Optional
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from temporalio.client import Client
 
 from api.auth import KeyCache, ensure_admin_key
+from api.guard import RateLimiter, RequestGuard
 from api.placement import recovery_loop
 from api.routes import fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
 from nodal import __version__
@@ -17,6 +20,13 @@ from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
 from nodal.settings import Settings, get_settings
 from nodal.temporal import connect
+
+
+async def _invalid_value(request: Request, exc: DataError) -> JSONResponse:
+    """A value the database refuses (a NUL character, text longer than its column, a number out of range)
+    is the client's input: 422 with PostgreSQL's reason. Its transaction is rolled back, so nothing changed."""
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+    return JSONResponse(status_code=422, content={"detail": f"invalid value: {reason}"})
 
 
 def create_app(settings: Optional[Settings] = None, db: Optional[Database] = None,
@@ -41,7 +51,10 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
                   description="Distributed order management: orders, fulfillment, inventory, returns.")
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
-    app.add_middleware(ops.MetricsMiddleware)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, idempotency_hours=settings.idempotency_hours,
+                       limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+    app.add_middleware(ops.MetricsMiddleware)  # added last: outermost, so refused requests are counted too
+    app.add_exception_handler(DataError, _invalid_value)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
               promise.router, keys.router, ops.router):
         app.include_router(r)

@@ -12,6 +12,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models.messages import OrderInput
+from api.guard import purge_idempotent_requests
 from nodal.db import Database
 from nodal.logging import get_logger
 from nodal.settings import Settings
@@ -74,4 +75,8 @@ async def recovery_loop(db: Database, client: Client, settings: Settings, every_
             await start_orphaned_orders(db, client, settings)
         except Exception as e:  # keep sweeping; the next round retries
             log.warning("orders.recovery_failed", error=type(e).__name__)
+        try:
+            await purge_idempotent_requests(db, settings.idempotency_hours)
+        except Exception as e:
+            log.warning("api.idempotency_purge_failed", error=type(e).__name__)
         await asyncio.sleep(every_s)

@@ -180,7 +180,7 @@ class ProtectedIn(Body):
 
 
 class InspectIn(Body):
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: str = Field(min_length=1, max_length=196)  # the ledger keeps it with ":out" and ":in" (200)
     qty: int = Field(gt=0, le=1_000_000)
     disposition: Literal["sellable", "damaged"]
 

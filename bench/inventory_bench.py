@@ -285,7 +285,8 @@ def serve(url: str, key: str, workers: int, port: int = 8765) -> Iterator[str]:
     import httpx
 
     env = {**os.environ, "NODAL_DATABASE_URL": url, "NODAL_ADMIN_KEY": key, "NODAL_LOG_LEVEL": "WARNING",
-           "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1"}  # the endpoints measured need no Temporal
+           "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1",  # the endpoints measured need no Temporal
+           "NODAL_RATE_LIMIT_PER_SECOND": "0"}  # one key drives all the load: no per-key limit
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
                                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                                "--log-level", "warning", "--no-access-log"], env=env,

@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, func, text,
+    JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, Numeric, String, UniqueConstraint, func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
@@ -417,3 +418,19 @@ class AdapterCall(SQLModel, table=True):
     idempotency_key: str = Field(primary_key=True, max_length=200)
     response: dict[str, Any] = _json({})
     created_at: datetime = _ts()
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A POST sent with an Idempotency-Key, per API key: its fingerprint while it runs, then the response a
+    replay gets back. Kept a day (api/guard.py)."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (Index("ix_idempotent_requests_created_at", "created_at"),)  # the daily purge
+    key_hash: str = Field(primary_key=True, max_length=64)  # the caller's API key, hashed
+    idempotency_key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)  # method, path, query and body, hashed
+    status: Optional[int] = None  # None: still running
+    content_type: Optional[str] = Field(default=None, max_length=200)
+    body: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = _ts()
+    completed_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

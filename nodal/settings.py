@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     # A valid API key is remembered this long per API process (a revocation through this process applies at
     # once, through another within this time); 0 looks every request up.
     auth_cache_seconds: float = 5.0
+    # Per API key and API process: requests per second sustained and at once (429 with Retry-After past it;
+    # 0 turns the limit off).
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    # Request bodies over this are refused with 413 (a 5,000-line B2B order is about 1.5 MB).
+    max_body_bytes: int = 8 * 1024 * 1024
+    # A POST's Idempotency-Key is remembered this long; a replay within it gets the first response back.
+    idempotency_hours: float = 24.0
     # Time the router may spend searching node sets for one order before it keeps the best plan found
     # (single nodes are always priced; the decision records whether the search was exhaustive).
     routing_budget_ms: float = 200.0

@@ -195,6 +195,11 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         # lost-sale fee.
         lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
                            for l in group.lines) + min(group.package, model.unfilled_order_fee)
+        # Only the ranked candidates can be in a set: fill from their options alone (a 5,000-line B2B order
+        # over hundreds of nodes would otherwise walk every node's option per line, per set tried).
+        keep = set(ranked)
+        for line_id, options in group.options.items():
+            group.options[line_id] = [o for o in options if o[1] in keep]
         for size in range(1, min(max_nodes, len(ranked)) + 1):
             if size * group.package >= (best[0] if served else lost):
                 break  # the packages alone cost more (every other term is ≥ 0)

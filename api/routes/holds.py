@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
 from activities.routing import plan_request
-from api.auth import ANY_ROLE, Principal, require
+from api.auth import Principal, require
 from api.routes.orders import validate_lines
 from api.schemas import HoldCreate
 from inventory import service
@@ -19,6 +19,7 @@ from models.status import DeliveryMethod, Role
 
 router = APIRouter(tags=["holds"])
 CLIENTS = require(Role.admin, Role.client)
+CART_READERS = require(Role.admin, Role.support, Role.client)  # a partner has no business with carts
 
 
 def _may_use(who: Principal, channel: str) -> None:
@@ -86,7 +87,7 @@ async def _visible_hold(conn, hold_id: str, who: Principal) -> dict[str, Any]:
 
 
 @router.get("/holds/{hold_id}")
-async def get_hold(hold_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+async def get_hold(hold_id: str, request: Request, who: Principal = Depends(CART_READERS)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         return await _visible_hold(conn, hold_id, who)
 

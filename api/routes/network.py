@@ -93,6 +93,9 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
     changes = body.model_dump(mode="json", exclude_unset=True)
     if not changes:
         raise HTTPException(422, "nothing to change")
+    # Only the capacity may be cleared (no daily limit); every other field keeps a value.
+    if nulls := sorted(k for k, v in changes.items() if v is None and k != "capacity"):
+        raise HTTPException(422, f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
     row = _node_row(node_id, changes)
     async with request.app.state.db.engine.begin() as conn:
         sets = ", ".join(f"{k} = :{k}" for k in row if k != "node_id")

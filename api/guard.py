@@ -1,0 +1,188 @@
+"""What every request passes before a route sees it: a body size limit (413), a rate limit per API key (429
+with Retry-After) and Idempotency-Key replays for POST.
+
+Plain ASGI, outermost but for metrics: a refused request never reaches a route, so it changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sqlalchemy import text
+
+from api.auth import hash_key
+from nodal.logging import get_logger
+
+# A replay gets back what the first request got, unless the outcome could differ on a retry: an auth
+# failure (a key can be fixed), a conflict or a rate limit (they pass), or a server error (it may not recur).
+_NOT_KEPT = {401, 403, 409, 429}
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per API key in this process: ``per_second`` sustained, ``burst`` at once (0: no limit).
+    With several API processes each keeps its own, so a key's ceiling is theirs added up."""
+
+    def __init__(self, per_second: float, burst: int):
+        self.per_second, self.burst = per_second, max(burst, 1)
+        self._buckets: dict[str, _Bucket] = {}
+
+    def wait(self, key: str) -> float:
+        """0 if the request may go now (and it is counted), else the seconds until it may."""
+        if self.per_second <= 0:
+            return 0.0
+        now = time.monotonic()
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            b = self._buckets[key] = _Bucket(float(self.burst), now)
+        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.per_second)
+        b.at = now
+        if b.tokens >= 1:
+            b.tokens -= 1
+            return 0.0
+        return (1 - b.tokens) / self.per_second
+
+
+async def _respond(send, status: int, detail: str, headers: Optional[dict[str, str]] = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in (headers or {}).items())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> Optional[str]:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+class RequestGuard:
+    def __init__(self, app, max_body_bytes: int, limiter: RateLimiter, idempotency_hours: float):
+        self.app, self.max_body_bytes, self.limiter = app, max_body_bytes, limiter
+        self.keep = f"{float(idempotency_hours)} hours"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        auth = _header(scope, b"authorization")
+        key_hash = hash_key(auth.removeprefix("Bearer ").strip()) if auth else None
+        if key_hash is not None and (wait := self.limiter.wait(key_hash)):
+            return await _respond(send, 429, f"rate limit of {self.limiter.per_second:g} requests/s per API key"
+                                  f" reached; retry in {wait:.2f} s", {"Retry-After": str(math.ceil(wait))})
+        if scope["method"] not in _BODY_METHODS:
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _respond(send, 413, self._too_large())
+        # Read the body whole (routes parse JSON anyway), refusing it as soon as it passes the limit.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await _respond(send, 413, self._too_large())
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: the client's disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        idem = _header(scope, b"idempotency-key")
+        if idem is None or scope["method"] != "POST" or key_hash is None:
+            return await self.app(scope, replay, send)
+        if not 1 <= len(idem) <= 255 or not idem.isprintable():
+            return await _respond(send, 400, "Idempotency-Key must be 1 to 255 printable characters")
+        await self._idempotent(scope, replay, send, key_hash, idem, body)
+
+    def _too_large(self) -> str:
+        return f"request body over the limit of {self.max_body_bytes} bytes (NODAL_MAX_BODY_BYTES)"
+
+    async def _idempotent(self, scope, receive, send, key_hash: str, idem: str, body: bytes) -> None:
+        db = scope["app"].state.db
+        fingerprint = hashlib.sha256(b"\0".join(
+            [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
+        params = {"k": key_hash, "i": idem, "f": fingerprint}
+        async with db.engine.begin() as conn:
+            # Claim the key; one a day old, or one whose request died running over a minute ago, is free again.
+            claimed = (await conn.execute(text(
+                "INSERT INTO idempotent_requests (key_hash, idempotency_key, fingerprint) VALUES (:k, :i, :f)"
+                " ON CONFLICT (key_hash, idempotency_key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
+                "  status = NULL, content_type = NULL, body = NULL, created_at = now(), completed_at = NULL"
+                f" WHERE idempotent_requests.created_at < now() - CAST('{self.keep}' AS interval)"
+                "  OR (idempotent_requests.status IS NULL AND idempotent_requests.fingerprint = EXCLUDED.fingerprint"
+                "      AND idempotent_requests.created_at < now() - interval '1 minute')"
+                " RETURNING key_hash"), params)).first()
+            row = None if claimed else (await conn.execute(text(
+                "SELECT fingerprint, status, content_type, body FROM idempotent_requests"
+                " WHERE key_hash = :k AND idempotency_key = :i"), params)).first()
+        log = get_logger(path=scope["path"])
+        if row is not None:
+            if row.fingerprint != fingerprint:
+                return await _respond(send, 422, "this Idempotency-Key was used for a different request"
+                                      " (method, path or body); use a new key for a new request")
+            if row.status is None:
+                return await _respond(send, 409, "a request with this Idempotency-Key is still running;"
+                                      " retry shortly", {"Retry-After": "1"})
+            log.info("api.idempotent_replay", status=row.status)
+            headers = [(b"content-type", (row.content_type or "application/json").encode()),
+                       (b"content-length", str(len(row.body or b"")).encode()), (b"idempotent-replayed", b"true")]
+            await send({"type": "http.response.start", "status": row.status, "headers": headers})
+            return await send({"type": "http.response.body", "body": row.body or b""})
+
+        response: dict[str, Any] = {"status": 500, "content_type": None, "body": []}
+
+        async def keep(message):
+            if message["type"] == "http.response.start":
+                response["status"] = message["status"]
+                response["content_type"] = next(
+                    (v.decode("latin-1") for k, v in message.get("headers", []) if k.lower() == b"content-type"), None)
+            elif message["type"] == "http.response.body":
+                response["body"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, keep)
+        finally:
+            status = response["status"]
+            async with db.engine.begin() as conn:
+                if status < 500 and status not in _NOT_KEPT:
+                    await conn.execute(text(
+                        "UPDATE idempotent_requests SET status = :s, content_type = :t, body = :b, completed_at = now()"
+                        " WHERE key_hash = :k AND idempotency_key = :i"),
+                        {**params, "s": status, "t": response["content_type"], "b": b"".join(response["body"])})
+                else:  # let a retry run it again
+                    await conn.execute(text(
+                        "DELETE FROM idempotent_requests WHERE key_hash = :k AND idempotency_key = :i"), params)
+
+
+async def purge_idempotent_requests(db, hours: float) -> int:
+    """Forget Idempotency-Keys older than they are kept (the recovery loop runs it)."""
+    async with db.engine.begin() as conn:
+        return (await conn.execute(text(
+            "DELETE FROM idempotent_requests WHERE created_at < now() - make_interval(secs => :s)"),
+            {"s": hours * 3600})).rowcount

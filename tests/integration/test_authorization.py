@@ -1,0 +1,208 @@
+"""Every endpoint × every role: allowed, or 401/403 — and a denied call changes nothing (database or workflow).
+
+The table is the contract (../shared/API.md "Auth"): a new endpoint fails this test until it says who may
+call it. Denied calls carry valid bodies and real ids, so "changes nothing" means the check stopped them,
+not a validation error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body
+from tests.integration.flow import fulfillment, order_status, release, walk
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("admin", "support", "client", "client_other", "partner", "partner_other", "anonymous")
+ALL = set(ROLES) - {"anonymous"}
+STAFF = {"admin", "support"}
+OWN_ORDER = {"admin", "support", "client"}  # a client only for its own channel
+OWN_NODE = {"admin", "support", "partner"}  # a partner only for its own node
+PUBLIC = set(ROLES)
+
+# (method, path template) → the roles allowed. Every route of the app must be here.
+MATRIX: dict[tuple[str, str], set[str]] = {
+    ("POST", "/orders"): {"admin", "client"},
+    ("GET", "/orders"): ALL - {"partner", "partner_other"},
+    ("GET", "/orders/{order_id}"): OWN_ORDER,
+    ("PATCH", "/orders/{order_id}"): OWN_ORDER,
+    ("POST", "/orders/{order_id}/cancel"): OWN_ORDER,
+    ("POST", "/orders/{order_id}/reorchestrate"): STAFF,
+    ("POST", "/orders/{order_id}/returns"): OWN_ORDER,
+    ("POST", "/holds"): {"admin", "client"},
+    ("GET", "/holds/{hold_id}"): OWN_ORDER,
+    ("DELETE", "/holds/{hold_id}"): {"admin", "client"},
+    ("GET", "/fulfillments"): STAFF | {"partner", "partner_other"},  # a partner: its own node's queue
+    ("GET", "/fulfillments/{fulfillment_id}"): OWN_NODE,
+    ("POST", "/fulfillments/{fulfillment_id}/{milestone}"): OWN_NODE,
+    ("GET", "/returns/{return_id}"): OWN_NODE | {"client"},
+    ("POST", "/returns/{return_id}/receive"): OWN_NODE,
+    ("PUT", "/nodes/{node_id}"): {"admin"},
+    ("PATCH", "/nodes/{node_id}"): {"admin"},
+    ("GET", "/nodes/{node_id}"): ALL,
+    ("GET", "/nodes"): ALL,
+    ("PUT", "/service-areas"): {"admin"},
+    ("GET", "/service-areas/{postal_code}"): ALL,
+    ("PUT", "/skus/{sku}"): {"admin"},
+    ("GET", "/skus/{sku}"): ALL,
+    ("PUT", "/inventory/{node_id}"): {"admin", "partner"},
+    ("GET", "/inventory/{node_id}"): ALL - {"partner_other"},
+    ("POST", "/inventory/adjustments"): {"admin", "partner"},
+    ("POST", "/inventory/{node_id}/{sku}/inspect"): {"admin", "partner"},
+    ("GET", "/availability"): ALL,
+    ("GET", "/inventory/{node_id}/{sku}/ledger"): OWN_NODE,
+    ("PUT", "/channels/{channel}"): {"admin"},
+    ("GET", "/channels/{channel}"): ALL,
+    ("GET", "/safety-stock-defaults"): ALL,
+    ("PUT", "/safety-stock-defaults"): {"admin"},
+    ("PUT", "/protected-stock"): {"admin"},
+    ("GET", "/protected-stock"): STAFF,
+    ("POST", "/inventory/supply"): {"admin", "partner"},
+    ("GET", "/routing-rules"): STAFF,
+    ("PUT", "/routing-rules"): {"admin"},
+    ("POST", "/routing/simulate"): OWN_ORDER,  # a client simulates its own channel's orders
+    ("GET", "/forecast"): STAFF,
+    ("PUT", "/forecast"): {"admin"},
+    ("GET", "/bid-prices"): STAFF,
+    ("POST", "/promise"): {"admin", "support", "client"},
+    ("GET", "/carriers"): ALL,
+    ("PUT", "/carriers/{carrier}/closures"): {"admin"},
+    ("GET", "/api-keys"): {"admin"},
+    ("POST", "/api-keys"): {"admin"},
+    ("DELETE", "/api-keys/{key_id}"): {"admin"},
+    ("GET", "/livez"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/kpis"): STAFF,
+    ("GET", "/metrics"): PUBLIC,
+}
+
+# Tables whose rows a denied call must leave as they were (those a schedule may rewrite are left out).
+WATCHED = ("orders", "order_lines", "fulfillments", "returns", "payments", "reservations", "inventory_positions",
+           "inventory_ledger", "holds", "nodes", "service_areas", "skus", "channel_views", "routing_rules",
+           "protected_stock", "safety_stock_defaults", "incoming_supply", "carrier_closures", "api_keys",
+           "demand_forecasts", "order_events", "notifications")
+
+
+async def snapshot(db) -> dict[str, str]:
+    async with db.engine.connect() as conn:
+        present = {r[0] for r in await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))}
+        out = {}
+        for t in WATCHED:
+            if t in present:
+                rows = (await conn.execute(text(f"SELECT t::text FROM {t} t ORDER BY 1"))).scalars().all()
+                out[t] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    return out
+
+
+async def history_length(temporal_env, workflow_id: str) -> int:
+    return len((await temporal_env.client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, settings):
+    from api.app import create_app
+
+    routes = {(m.upper(), path) for path, ops in create_app(settings).openapi()["paths"].items() for m in ops}
+    assert routes == set(MATRIX), f"say who may call: {sorted(routes ^ set(MATRIX))}"
+
+    net = await make_network(api)
+    other_channel = await make_network(api)
+    dc, other_dc = net.node("DC-N"), net.node("DC-S")
+    keys = {"admin": ADMIN_KEY, "support": await api.key("support"), "client": net.client_key,
+            "client_other": other_channel.client_key, "partner": await api.key("partner", node_id=dc),
+            "partner_other": await api.key("partner", node_id=other_dc), "anonymous": None}
+    # A delivered order with a return, a live one awaiting its partner, and a hold: the resources in play.
+    done = (await api.ok("POST", "/orders", key=net.client_key, expect=201,
+                         json=order_body(net, [("SKU1", 1), ("SKU2", 1)])))["order_id"]
+    await release(api, temporal_env, done, settings)
+    f_done = await fulfillment(api, done, dc)
+    await walk(api, f_done, keys["partner"])
+    await order_status(api, done, "delivered")
+    ret = await api.ok("POST", f"/orders/{done}/returns", key=net.client_key, expect=201,
+                       json={"lines": [{"line_id": "L1", "qty": 1}], "reason": "too small"})
+    live = (await api.ok("POST", "/orders", key=net.client_key, expect=201,
+                         json=order_body(net, [("SKU1", 1)])))["order_id"]
+    await release(api, temporal_env, live, settings)
+    f_live = await fulfillment(api, live, dc)
+    hold = await api.ok("POST", "/holds", key=net.client_key, expect=201, json={
+        "channel": net.channel, "destination": {"postal_code": net.postal_code},
+        "lines": [{"sku": net.skus[2], "qty": 1}]})
+    spare_key_id = (await api.ok("POST", "/api-keys", json={"role": "support", "label": "to revoke"}))["key_id"]
+    soon = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    ids = {"order_id": live, "hold_id": hold["hold_id"], "fulfillment_id": f_live["fulfillment_id"],
+           "milestone": "accept", "return_id": ret["return_id"], "node_id": dc, "sku": net.skus[0],
+           "postal_code": net.postal_code, "channel": net.channel, "carrier": "ups", "key_id": spare_key_id}
+    address = {"postal_code": net.postal_code, "line1": "2 Main St"}
+    bodies = {
+        ("POST", "/orders"): order_body(net, [("SKU1", 1)]),
+        ("PATCH", "/orders/{order_id}"): {"address": address},
+        ("POST", "/orders/{order_id}/cancel"): {"reason": "changed my mind"},
+        ("POST", "/orders/{order_id}/reorchestrate"): {"reason": "stuck", "exclude_nodes": [dc]},
+        ("POST", "/orders/{order_id}/returns"): {"lines": [{"line_id": "L1", "qty": 1}], "reason": "x"},
+        ("POST", "/holds"): {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+                             "lines": [{"sku": net.skus[0], "qty": 1}]},
+        ("POST", "/returns/{return_id}/receive"): {"lines": [{"line_id": "L1", "qty": 1, "disposition": "sellable"}]},
+        ("PUT", "/nodes/{node_id}"): {"name": "DC-N", "type": "dc", "lat": 41.9, "lon": -87.6, "postal_code": "60601",
+                                      "capabilities": ["ship"], "enabled": True},
+        ("PATCH", "/nodes/{node_id}"): {"enabled": False},
+        ("PUT", "/service-areas"): [{"postal_code": net.postal_code, "nodes": [{"node_id": dc, "priority": 1}]}],
+        ("PUT", "/skus/{sku}"): {"name": "renamed", "weight_kg": 2.0},
+        ("PUT", "/inventory/{node_id}"): {"as_of": datetime.now(timezone.utc).isoformat(),
+                                          "items": [{"sku": net.skus[0], "on_hand": 1}]},
+        ("POST", "/inventory/adjustments"): [{"event_id": uuid.uuid4().hex, "node_id": dc, "sku": net.skus[0],
+                                              "delta": -1, "reason": "damaged"}],
+        ("POST", "/inventory/{node_id}/{sku}/inspect"): {"event_id": uuid.uuid4().hex, "qty": 1,
+                                                          "disposition": "damaged"},
+        ("PUT", "/channels/{channel}"): {"buffer_units": 5},
+        ("PUT", "/safety-stock-defaults"): {"node_types": {"dc": 2}},
+        ("PUT", "/protected-stock"): [{"node_id": dc, "sku": net.skus[0], "tier": "gold", "qty": 3}],
+        ("POST", "/inventory/supply"): [{"supply_id": uuid.uuid4().hex, "node_id": dc, "sku": net.skus[0],
+                                         "qty": 5, "eta": soon}],
+        ("PUT", "/routing-rules"): {"priority_step": "1"},
+        ("POST", "/routing/simulate"): {"channel": net.channel, "lines": [{"sku": net.skus[0], "qty": 1, "delivery": {
+            "method": "ship_standard", "address": address}}]},
+        ("PUT", "/forecast"): {"horizon_days": 7, "entries": []},
+        ("POST", "/promise"): {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+                               "lines": [{"sku": net.skus[0], "qty": 1}]},
+        ("PUT", "/carriers/{carrier}/closures"): [{"day": soon[:10], "reason": "storm"}],
+        ("POST", "/api-keys"): {"role": "admin"},
+    }
+
+    # Allowed calls to network-wide settings send what leaves them as the other tests expect them.
+    neutral = {("PUT", "/safety-stock-defaults"): {}, ("PUT", "/routing-rules"): {},
+               ("PUT", "/carriers/{carrier}/closures"): []}
+
+    async def call(role: str, method: str, template: str, denied: bool = True):
+        path = template.format(**{k: v for k, v in ids.items() if "{" + k + "}" in template})
+        body = bodies.get((method, template)) if denied else neutral.get((method, template), bodies.get((method, template)))
+        return await api.call(method, path, key=keys[role], json=body)
+
+    # Denied calls first, all of them, between two snapshots of the database and the live order's history.
+    before, events = await snapshot(db), await history_length(temporal_env, live)
+    wrong = []
+    for (method, template), allowed in sorted(MATRIX.items()):
+        for role in ROLES:
+            if role in allowed:
+                continue
+            r = await call(role, method, template)
+            expected = 401 if role == "anonymous" else 403
+            if r.status_code != expected or not r.json().get("detail"):
+                wrong.append(f"{role} {method} {template} → {r.status_code} (expected {expected}): {r.text[:120]}")
+    assert not wrong, "\n".join(wrong)
+    after = await snapshot(db)
+    assert after == before, [t for t in before if before[t] != after[t]]
+    assert await history_length(temporal_env, live) == events
+
+    # Then the allowed ones: past the check (their answer may still be 404, 409 or 422 on these resources).
+    for (method, template), allowed in sorted(MATRIX.items()):
+        for role in sorted(allowed):
+            r = await call(role, method, template, denied=False)
+            if r.status_code in (401, 403) or r.status_code >= 500:
+                wrong.append(f"{role} {method} {template} → {r.status_code}: {r.text[:120]}")
+    assert not wrong, "\n".join(wrong)

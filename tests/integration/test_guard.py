@@ -1,0 +1,107 @@
+"""What every request passes first: Idempotency-Key replays, the per-key rate limit, body size limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from api.app import create_app
+from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body, settings_for
+
+pytestmark = pytest.mark.integration
+
+
+async def keys_labelled(api: Api, label: str) -> list[dict]:
+    return [k for k in (await api.ok("GET", "/api-keys"))["api_keys"] if k.get("label") == label]
+
+
+async def test_a_post_replayed_with_its_idempotency_key_gets_the_first_response_and_does_nothing_again(api: Api):
+    body = {"role": "support", "label": f"idem-{uuid.uuid4().hex[:8]}"}
+    first = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "mint-1"})
+    again = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "mint-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert len(await keys_labelled(api, body["label"])) == 1  # without the key a retry mints a second one
+
+    # The same key for a different request is refused and changes nothing.
+    other = await api.call("POST", "/api-keys", json={**body, "role": "admin"}, headers={"Idempotency-Key": "mint-1"})
+    assert other.status_code == 422 and "different request" in other.json()["detail"]
+    assert len(await keys_labelled(api, body["label"])) == 1
+    # Keys are per API key: another caller's same Idempotency-Key is its own.
+    support = first.json()["key"]
+    mine = await api.call("POST", "/api-keys", key=support, json=body, headers={"Idempotency-Key": "mint-1"})
+    assert mine.status_code == 403 and "idempotent-replayed" not in mine.headers
+    bad = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "x" * 300})
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["detail"]
+
+
+async def test_concurrent_duplicates_place_one_order(api: Api):
+    net = await make_network(api)
+    body = order_body(net, [("SKU1", 1)])
+    sent = await asyncio.gather(*(api.call("POST", "/orders", key=net.client_key, json=body,
+                                           headers={"Idempotency-Key": "checkout-7"}) for _ in range(4)))
+    statuses = sorted(r.status_code for r in sent)
+    assert statuses[0] == 201 and set(statuses) <= {201, 409}, statuses
+    placed = {r.json()["order_id"] for r in sent if r.status_code == 201}
+    assert len(placed) == 1
+    busy = [r for r in sent if r.status_code == 409]
+    assert all(r.headers["Retry-After"] == "1" for r in busy)
+    replay = await api.call("POST", "/orders", key=net.client_key, json=body, headers={"Idempotency-Key": "checkout-7"})
+    assert replay.status_code == 201 and replay.json() == next(r.json() for r in sent if r.status_code == 201)
+    listed = await api.ok("GET", f"/orders?channel={net.channel}")
+    assert [o["order_id"] for o in listed["orders"]] == list(placed)
+
+
+async def test_the_rate_limit_per_key_answers_429_with_retry_after_and_changes_nothing(pg_url, db, temporal_env):
+    app = create_app(settings_for(pg_url, rate_limit_per_second=2, rate_limit_burst=3), db=db,
+                     temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal") as http:
+        api = Api(http)
+        label = f"limited-{uuid.uuid4().hex[:8]}"
+        got = [await api.call("POST", "/api-keys", json={"role": "support", "label": label}) for _ in range(5)]
+        assert [r.status_code for r in got] == [201, 201, 201, 429, 429]
+        assert int(got[3].headers["Retry-After"]) >= 1 and "rate limit" in got[3].json()["detail"]
+        assert len(await _labelled_after_refill(api, label)) == 3  # the refused ones minted nothing
+        # Another key has its own bucket.
+        assert (await api.call("GET", "/api-keys", key="not-a-key")).status_code == 401
+
+
+async def _labelled_after_refill(api: Api, label: str) -> list[dict]:
+    await asyncio.sleep(0.6)  # 2 tokens a second: one more request may go
+    return await keys_labelled(api, label)
+
+
+async def test_a_5000_line_order_is_accepted_and_a_20_mb_body_refused(api: Api, db):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 6000}})
+    big = order_body(net, [("SKU1", 1)] * 5000, policy={"max_splits": 0})
+    size = len(json.dumps(big))
+    placed = await api.call("POST", "/orders", key=net.client_key, json=big)
+    assert placed.status_code == 201, placed.text[:300]
+    # Taken whole: every line is on the order. (Its routing over the suite's ~150 national nodes outlasts the
+    # placement wait, so the promise is not awaited here: see issue 6's notes.)
+    async with db.engine.connect() as conn:
+        taken = (await conn.execute(text("SELECT jsonb_array_length(intake -> 'lines') FROM orders"
+                                         " WHERE order_id = :o"), {"o": placed.json()["order_id"]})).scalar_one()
+    assert taken == 5000
+    assert size < 8 * 1024 * 1024
+
+    huge = b'{"channel": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+    r = await api.call("POST", "/orders", key=net.client_key, content=huge,
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    # Without a declared length (chunked), the body is cut off at the limit all the same.
+    async def chunks():
+        for _ in range(20):
+            yield b"x" * (1024 * 1024)
+    r = await api.call("POST", "/orders", key=net.client_key, content=chunks(),
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert (await api.call("POST", "/orders", key=ADMIN_KEY, json={})).status_code == 422
+
