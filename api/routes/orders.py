@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
@@ -37,20 +37,27 @@ def order_id_for(channel: str, external_id: str) -> str:
 
 async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
     """What is wrong with these lines against the catalog and the network (empty = fine)."""
-    problems = []
-    ids = [l.line_id for l in lines if l.line_id]
-    if len(ids) != len(set(ids)):
-        problems.append("line_id values must be unique")
     skus = sorted({l.sku for l in lines})
     known = {r.sku for r in (await conn.execute(text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus}))}
-    problems += [f"unknown sku {s}" for s in skus if s not in known]
     postal = sorted({l.delivery.address.postal_code for l in lines
                      if l.delivery.address and (l.delivery.address.lat is None or l.delivery.address.lon is None)})
     located = {r.postal_code for r in (await conn.execute(
         text("SELECT postal_code FROM postal_codes WHERE postal_code = ANY(:p)"), {"p": postal}))}
     pickup = sorted({l.delivery.pickup_node_id for l in lines if l.delivery.pickup_node_id})
-    nodes = {r.node_id: r for r in (await conn.execute(
+    nodes = {r.node_id: r.capabilities or [] for r in (await conn.execute(
         text("SELECT node_id, capabilities FROM nodes WHERE node_id = ANY(:n)"), {"n": pickup}))}
+    return line_problems(lines, known, located, nodes)
+
+
+def line_problems(lines: list[OrderLineIn], known: Collection[str], located: Collection[str],
+                  nodes: dict[str, list[str]]) -> list[str]:
+    """validate_lines given what it reads: the SKUs that exist, the postal codes with coordinates and the
+    pickup nodes' capabilities (a quote passes what its network view already holds)."""
+    problems = []
+    ids = [l.line_id for l in lines if l.line_id]
+    if len(ids) != len(set(ids)):
+        problems.append("line_id values must be unique")
+    problems += [f"unknown sku {s}" for s in sorted({l.sku for l in lines}) if s not in known]
     for i, l in enumerate(lines):
         where = f"lines[{i}]"
         d = l.delivery
@@ -64,7 +71,7 @@ async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
                 problems.append(f"{where}: {d.method.value} needs delivery.pickup_node_id")
             elif d.pickup_node_id not in nodes:
                 problems.append(f"{where}: unknown node {d.pickup_node_id}")
-            elif d.method.value not in (nodes[d.pickup_node_id].capabilities or []):
+            elif d.method.value not in nodes[d.pickup_node_id]:
                 problems.append(f"{where}: node {d.pickup_node_id} does not offer {d.method.value}")
     return problems
 

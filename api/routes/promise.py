@@ -14,8 +14,9 @@ from sqlalchemy import text
 from activities.network import forget_network
 from activities.routing import RoutingView, load_view, plan_request
 from api.auth import ADMIN, ANY_ROLE, Principal, require
+from api.routes.orders import line_problems
 from api.schemas import Body, CartLine
-from models.messages import Address, Delivery, Plan, PlanLine, PlanRequest, Policy
+from models.messages import Address, Delivery, OrderLineIn, Plan, PlanLine, PlanRequest, Policy
 from models.status import METHOD_CAPABILITY, DeliveryMethod, Role
 from nodal.logging import get_logger
 from promise import CARRIERS, SERVICES
@@ -110,13 +111,10 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     view = await load_view(app.db, req(ship), app.settings.quote_cache_seconds)
     viewed = time.perf_counter()
     # The catalog and postal codes as the view read them: a quote checks its cart without another query.
-    problems = [f"unknown sku {s}" for s in sorted({l.sku for l in body.lines}) if s not in view.net.skus]
-    located = dest.lat is not None and dest.lon is not None
-    if not located and dest.postal_code not in view.coords:
-        problems.append(f"unknown postal code {dest.postal_code}; give lat and lon")
-    if problems:
+    if problems := line_problems([OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=ship) for l in body.lines],
+                                 view.net.skus, view.coords, {}):
         raise HTTPException(422, "; ".join(problems))
-    lat, lon = (dest.lat, dest.lon) if located else view.coords[dest.postal_code]
+    lat, lon = (dest.lat, dest.lon) if dest.lat is not None and dest.lon is not None else view.coords[dest.postal_code]
     budget = app.settings.routing_budget_ms
     asks: list[tuple[DeliveryMethod, PlanRequest]] = []
     for method in body.methods or list(DeliveryMethod):
