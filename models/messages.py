@@ -304,7 +304,7 @@ class ReturnLabelRequest(Msg):
 
 class Notification(Msg):
     order_id: str
-    event: Literal["confirmed", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed", "at_risk"]
+    event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed", "at_risk"]
     key: str
     detail: dict[str, Any] = {}
 

@@ -42,6 +42,7 @@ BACKORDER_RETRY = timedelta(hours=1)
 RESERVE_ATTEMPTS = 3
 UNCAPPED_SOURCING = {"reorchestrate", "backorder_retry", "supply_changed", "b2b_change"}
 SHIPPED = {FS.shipped, FS.delivered}
+RELEASE_NOTICE = "release-notice"
 
 
 @workflow.defn
@@ -153,6 +154,10 @@ class OrderWorkflow:
                                  "held_until": {a.fulfillment_id: self.hold_until[a.fulfillment_id].isoformat()
                                                 for a in self.planned}})
         await self._deliver_digital()
+        # Patch "release-notice": the customer hears the remorse window is over and the order can no longer
+        # be changed. Orders released before this code replay without the notice (README: Changing workflows).
+        if workflow.patched(RELEASE_NOTICE):
+            await self._notify("released", "released", {"fulfillments": len(started)})
         if self._open_total():
             await self._resource_open("backorder_retry")  # stock may have come in during the remorse window
         await self._publish()

@@ -77,7 +77,7 @@ async def test_full_path_through_refund(api: Api, temporal_env, settings, db):
         sent = (await conn.execute(text(
             "SELECT response->>'event' AS e, COUNT(*) AS n FROM adapter_calls WHERE system = 'notifications'"
             " AND response->>'order_id' = :o GROUP BY 1"), {"o": order_id})).all()
-    assert dict((r.e, r.n) for r in sent) == {"confirmed": 1, "shipped": 1, "delivered": 1, "refunded": 1}
+    assert dict((r.e, r.n) for r in sent) == {"confirmed": 1, "released": 1, "shipped": 1, "delivered": 1, "refunded": 1}
 
     # The order closes when the return window ends, and then a return is refused.
     handle = temporal_env.client.get_workflow_handle(order_id)
