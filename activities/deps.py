@@ -22,7 +22,8 @@ class Deps:
 
     @classmethod
     def build(cls, db: Database, settings: Settings) -> "Deps":
-        common = dict(latency_ms=settings.adapter_latency_ms, failure_rate=settings.adapter_failure_rate)
+        common = dict(latency_ms=settings.adapter_latency_ms, failure_rate=settings.adapter_failure_rate,
+                      timeout_rate=settings.adapter_timeout_rate, timeout_ms=settings.adapter_timeout_ms)
         return cls(
             db=db,
             payments=SimulatedPaymentGateway(db, decline_rate=settings.payment_decline_rate, **common),

@@ -78,15 +78,20 @@ class InventoryActivities:
             get_logger().info("inventory.holds_expired", count=len(expired))
         return expired
 
+    # These answer with the state reached (units committed, shipped, restocked), not with what this call
+    # changed: a retry after a lost answer then answers the same as the first call would have.
     @activity.defn(name="inventory.commit")
     async def commit(self, req: ConsumeRequest) -> int:
         async with self.deps.db.engine.begin() as conn:
-            return await service.commit(conn, req.order_id, req.fulfillment_id)
+            await service.commit(conn, req.order_id, req.fulfillment_id)
+            return await _units(conn, req.fulfillment_id, ("committed", "consumed"))
 
     @activity.defn(name="inventory.consume")
     async def consume(self, req: ConsumeRequest) -> int:
+        lines = [l.line_id for l in req.lines]
         async with self.deps.db.engine.begin() as conn:
-            return await service.consume(conn, req.order_id, req.fulfillment_id, [l.line_id for l in req.lines])
+            await service.consume(conn, req.order_id, req.fulfillment_id, lines)
+            return await _units(conn, req.fulfillment_id, ("consumed",), lines)
 
     @activity.defn(name="inventory.restock")
     async def restock(self, req: RestockRequest) -> int:
@@ -94,9 +99,18 @@ class InventoryActivities:
         async with self.deps.db.engine.begin() as conn:
             for l in sorted(req.lines, key=lambda l: (l.sku, l.line_id)):
                 # Sellable units go back on the shelf; damaged and uninspected ones into their own buckets.
-                if l.qty > 0 and await service.receive_units(
-                    conn, req.node_id, l.sku, l.qty, l.disposition, "return_restock",
-                    f"restock:{req.return_id}:{l.line_id}", req.order_id,
-                ) and l.disposition == "sellable":
-                    units += l.qty
+                if l.qty > 0:
+                    # False when a first attempt already received them: they are back all the same.
+                    await service.receive_units(conn, req.node_id, l.sku, l.qty, l.disposition, "return_restock",
+                                                f"restock:{req.return_id}:{l.line_id}", req.order_id)
+                    units += l.qty if l.disposition == "sellable" else 0
         return units
+
+
+async def _units(conn, fulfillment_id: str, statuses: tuple[str, ...], line_ids: list[str] | None = None) -> int:
+    sql = "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE fulfillment_id = :f AND status = ANY(:s)"
+    params: dict = {"f": fulfillment_id, "s": list(statuses)}
+    if line_ids is not None:
+        sql += " AND line_id = ANY(:l)"
+        params["l"] = line_ids
+    return int((await conn.execute(text(sql), params)).scalar_one())

@@ -19,10 +19,13 @@ class ExternalSystemError(Exception):
 class SimulatedSystem:
     system = "external"
 
-    def __init__(self, db: Database, latency_ms: int = 20, failure_rate: float = 0.0, seed: int | None = None):
+    def __init__(self, db: Database, latency_ms: int = 20, failure_rate: float = 0.0, seed: int | None = None,
+                 timeout_rate: float = 0.0, timeout_ms: int = 2000):
         self.db = db
         self.latency_ms = latency_ms
         self.failure_rate = failure_rate
+        self.timeout_rate = timeout_rate
+        self.timeout_ms = timeout_ms
         self._rng = random.Random(seed)
 
     async def _idempotent(self, key: str, produce: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -38,7 +41,19 @@ class SimulatedSystem:
             await asyncio.sleep(self._rng.uniform(0.5, 1.5) * self.latency_ms / 1000)
         if self._rng.random() < self.failure_rate:
             raise ExternalSystemError(f"{self.system} unavailable (simulated)")
-        response = await produce()
+        # A timeout: we wait, give up and never see the answer, though half the time the system did the work
+        # (the dangerous case: a charge went through and only a retry with the same key may find it).
+        timed_out = self._rng.random() < self.timeout_rate
+        if timed_out and self._rng.random() < 0.5:
+            await asyncio.sleep(self.timeout_ms / 1000)
+            raise ExternalSystemError(f"{self.system} timed out after {self.timeout_ms} ms (simulated)")
+        response = await self._store(key, await produce())
+        if timed_out:
+            await asyncio.sleep(self.timeout_ms / 1000)
+            raise ExternalSystemError(f"{self.system} timed out after {self.timeout_ms} ms (simulated)")
+        return response
+
+    async def _store(self, key: str, response: dict[str, Any]) -> dict[str, Any]:
         async with self.db.engine.begin() as conn:
             # A concurrent retry may have answered first: its answer is the one that counts.
             row = (await conn.execute(

@@ -14,8 +14,9 @@ from temporalio.client import Client
 from api.auth import KeyCache, ensure_admin_key
 from api.guard import RateLimiter, RequestGuard
 from api.placement import recovery_loop
-from api.routes import fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
+from api.routes import codec, fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
 from nodal import __version__
+from nodal.codec import codec_from
 from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
 from nodal.settings import Settings, get_settings
@@ -53,9 +54,11 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, idempotency_hours=settings.idempotency_hours,
                        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
-    app.add_middleware(ops.MetricsMiddleware)  # added last: outermost, so refused requests are counted too
+    app.add_middleware(ops.MetricsMiddleware)  # outermost but CORS, so refused requests are counted too
+    app.add_middleware(codec.CodecCors, origins=[o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()])
+    app.state.codec = codec_from(settings)
     app.add_exception_handler(DataError, _invalid_value)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
-              promise.router, keys.router, ops.router):
+              promise.router, keys.router, ops.router, codec.router):
         app.include_router(r)
     return app

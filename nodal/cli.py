@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -87,7 +88,11 @@ def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing b
         raise typer.BadParameter("only --stdio is supported")
     from routing.stdio import serve
 
-    serve(resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast, background=not inline_pricing,
+    # The protocol owns stdout: whatever a library prints there (HiGHS' banner) goes to stderr instead.
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    serve(out=protocol, resolve_every=resolve_every, max_splits=max_splits, use_forecast=forecast, background=not inline_pricing,
           budget_ms=budget_ms)
 
 

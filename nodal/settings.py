@@ -46,9 +46,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Temporal payloads (inputs, activity arguments and results, Updates) are AES-GCM encrypted under this secret
+    # when set; earlier secrets (comma-separated) still decrypt histories written under them.
+    encryption_key: str = ""
+    encryption_previous_keys: str = ""
+    # The codec endpoint (POST /codec/decode, /codec/encode) lets the Temporal UI show encrypted payloads:
+    # browsers at these origins may call it, with a support or admin key unless the key requirement is off
+    # (only for a UI on a private network that cannot send one).
+    codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
+    codec_requires_key: bool = True
+
     # Simulated external systems (carrier, payment gateway, notifications).
     adapter_latency_ms: int = 20
     adapter_failure_rate: float = 0.0
+    # Share of calls that time out after adapter_timeout_ms (half of them done by the system all the same).
+    adapter_timeout_rate: float = 0.0
+    adapter_timeout_ms: int = 2000
     payment_decline_rate: float = 0.0
     # GET /availability says "low" at or below this many units (a SKU may set its own).
     low_stock_threshold: int = 5

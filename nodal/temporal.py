@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Sequence
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
+from nodal.codec import data_converter
 from nodal.settings import Settings
 
 
 async def connect(settings: Settings, lazy: bool = False) -> Client:
     """A client; ``lazy`` defers the connection to the first call (the API serves reads without Temporal)."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter, lazy=lazy)
+                                data_converter=data_converter(settings), lazy=lazy)
 
 
-def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None) -> Worker:
+def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
     from activities import NodalActivities
     from activities.deps import Deps
     from workflows.bid_prices import BidPriceWorkflow
@@ -33,6 +35,7 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
         activities=acts.all(),
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=interceptors,
     )
 
 

@@ -80,6 +80,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/kpis"): STAFF,
     ("GET", "/metrics"): PUBLIC,
+    ("POST", "/codec/{operation}"): STAFF,  # workflow payloads hold customers' data
 }
 
 # Tables whose rows a denied call must leave as they were (those a schedule may rewrite are left out).
@@ -137,7 +138,8 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
     soon = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
     ids = {"order_id": live, "hold_id": hold["hold_id"], "fulfillment_id": f_live["fulfillment_id"],
            "milestone": "accept", "return_id": ret["return_id"], "node_id": dc, "sku": net.skus[0],
-           "postal_code": net.postal_code, "channel": net.channel, "carrier": "ups", "key_id": spare_key_id}
+           "postal_code": net.postal_code, "channel": net.channel, "carrier": "ups", "key_id": spare_key_id,
+           "operation": "decode"}
     address = {"postal_code": net.postal_code, "line1": "2 Main St"}
     bodies = {
         ("POST", "/orders"): order_body(net, [("SKU1", 1)]),
@@ -172,6 +174,7 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
                                "lines": [{"sku": net.skus[0], "qty": 1}]},
         ("PUT", "/carriers/{carrier}/closures"): [{"day": soon[:10], "reason": "storm"}],
         ("POST", "/api-keys"): {"role": "admin"},
+        ("POST", "/codec/{operation}"): {"payloads": []},
     }
 
     # Allowed calls to network-wide settings send what leaves them as the other tests expect them.

@@ -13,6 +13,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from temporalio import workflow
@@ -20,7 +21,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.integration.conftest import Api, make_network
+from tests.integration.conftest import Api, Net, make_network
 from tests.integration.flow import fulfillment, order_status, place, release, walk
 from workflows.fulfillment import FulfillmentWorkflow
 from workflows.order import OrderWorkflow
@@ -71,9 +72,9 @@ async def _close(env, settings, order_id: str) -> None:
     await env.fast_forward(env.client.get_workflow_handle(order_id), settings.return_window + timedelta(days=1))
 
 
-async def _run_path(path: str, api: Api, env, settings) -> list[str]:
-    """Drive one path to its end through the API; returns the workflow ids it ran."""
-    net = await make_network(api)
+async def run_path(path: str, api: Api, env, settings, net: Optional[Net] = None) -> list[str]:
+    """Drive one path to its end through the API; returns the workflow ids it ran (the order's first)."""
+    net = net or await make_network(api)
     dc_n, dc_s = net.node("DC-N"), net.node("DC-S")
     key_n = await api.key("partner", node_id=dc_n)
     key_s = await api.key("partner", node_id=dc_s)
@@ -116,7 +117,7 @@ async def test_every_path_replays_and_is_recorded(api: Api, temporal_env, settin
     record = os.environ.get("NODAL_RECORD_HISTORIES") == "1"
     histories = []
     for path in PATHS:
-        ids = await _run_path(path, api, temporal_env, settings)
+        ids = await run_path(path, api, temporal_env, settings)
         for i, wid in enumerate(ids):
             handle = temporal_env.client.get_workflow_handle(wid)
             await handle.result()  # every path ends

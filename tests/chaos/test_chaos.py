@@ -1,0 +1,37 @@
+"""The chaos suite in CI: each fault over a fresh stack of real processes (bench/chaos.py), and the logs of
+those full runs scanned for the personal data the orders carried.
+
+CI runs NODAL_CHAOS_ORDERS orders per fault (default 24, to stay in the suite's time budget);
+`python bench/chaos.py --orders 200` is the full-size run, with its figures in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from bench.chaos import FAULTS, chaos
+
+pytestmark = pytest.mark.integration
+ORDERS = int(os.environ.get("NODAL_CHAOS_ORDERS", "24"))
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_orders_survive(fault, tmp_path):
+    figures, logs = await chaos(fault, ORDERS, home=tmp_path / fault, deadline_s=300)
+    print("\n".join(figures.lines()))
+    assert not figures.problems, "\n".join(figures.problems)
+    assert figures.orders == ORDERS
+    assert figures.faults_injected
+    # The faults cost something, or the run did not test them.
+    if fault == "adapters":
+        assert figures.activity_retries > 0
+    if fault in ("postgres", "worker"):
+        assert figures.activity_retries + figures.api_retries > 0
+
+    # No personal data in the logs of a full run (API and worker, every line).
+    assert len(logs.splitlines()) > ORDERS * 10 and re.search(r'"order_id": "ORD-', logs), "the run logged its work"
+    leaked = [p for p in figures.personal if p.lower() in logs.lower()]
+    assert not leaked, f"personal data in the logs: {leaked[:5]}"

@@ -1,0 +1,92 @@
+"""Every activity is safe to run twice: a worker that runs each activity twice (as a retry after a lost
+answer would) gives the same answers and leaves exactly what a normal run leaves."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from api.app import create_app
+from nodal.temporal import build_worker
+from tests.integration.conftest import Api, make_network, settings_for
+from tests.integration.test_replay import run_path
+
+pytestmark = pytest.mark.integration
+QUEUE = "nodal-twice"
+
+
+class Twice(Interceptor):
+    def __init__(self):
+        self.runs: list[str] = []
+        self.different: list[tuple[str, Any, Any]] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Run(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                first = await self.next.execute_activity(input)
+                second = await self.next.execute_activity(input)
+                name = activity.info().activity_type
+                outer.runs.append(name)
+                conv = pydantic_data_converter.payload_converter
+                if conv.to_payloads([first]) != conv.to_payloads([second]):
+                    outer.different.append((name, first, second))
+                return first
+
+        return Run(next)
+
+
+async def test_every_activity_run_twice_changes_nothing_more(temporal_env, db, pg_url):
+    twice = Twice()
+    settings = settings_for(pg_url, task_queue=QUEUE)
+    worker = build_worker(temporal_env.client, settings, db, interceptors=[twice])
+    running = asyncio.create_task(worker.run())
+    app = create_app(settings, db=db, temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal", timeout=60) as c:
+            api = Api(c)
+            net = await make_network(api)
+            ids = await run_path("return", api, temporal_env, settings, net)
+            order = await api.ok("GET", f"/orders/{ids[0]}")
+    finally:
+        await worker.shutdown()
+        await asyncio.gather(running, return_exceptions=True)
+    oid = ids[0]
+    ran = set(twice.runs)
+    for name in ("order.capture", "routing.plan", "inventory.reserve", "payments.call", "notify.send",
+                 "read_model.record_order", "read_model.record_fulfillment", "inventory.commit", "inventory.consume",
+                 "carriers.label", "carriers.return_label", "inventory.restock"):
+        assert name in ran, f"{name} was not exercised"
+    assert not twice.different, [(n, a, b) for n, a, b in twice.different][:3]
+
+    # What a single run leaves (tests/integration/test_lifecycle.py): no more.
+    assert sorted(p["kind"] for p in order["payments"]) == ["authorization", "capture", "refund"]
+    async with db.engine.connect() as conn:
+        ledger = (await conn.execute(text(
+            "SELECT reason, SUM(on_hand_delta) AS oh, SUM(reserved_delta) AS rd, COUNT(*) AS n FROM inventory_ledger"
+            " WHERE order_id = :o GROUP BY reason ORDER BY reason"), {"o": oid})).all()
+        sent = (await conn.execute(text(
+            "SELECT response->>'event' AS e, COUNT(*) AS n FROM adapter_calls WHERE system = 'notifications'"
+            " AND response->>'order_id' = :o GROUP BY 1"), {"o": oid})).all()
+        calls = (await conn.execute(text(
+            "SELECT system, COUNT(*) AS n FROM adapter_calls WHERE idempotency_key LIKE :o GROUP BY 1"),
+            {"o": f"%{oid}%"})).all()
+        positions = (await conn.execute(text(
+            "SELECT sku, on_hand, reserved FROM inventory_positions WHERE node_id = :n ORDER BY sku"),
+            {"n": net.node("DC-N")})).all()
+    assert [(r.reason, r.oh, r.rd) for r in ledger] == [("commit", 0, 0), ("reserve", 0, 3), ("return_restock", 1, 0),
+                                                        ("ship", -3, -3)]
+    assert dict((r.e, r.n) for r in sent) == {"confirmed": 1, "released": 1, "shipped": 1, "delivered": 1,
+                                              "refunded": 1}
+    assert dict((r.system, r.n) for r in calls) == {"payments": 3, "carriers": 2, "notifications": 5}
+    assert [(r.sku.split("-")[-1], r.on_hand, r.reserved) for r in positions] == [
+        ("SKU1", 9, 0), ("SKU2", 9, 0), ("SKU3", 10, 0)]
