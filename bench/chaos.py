@@ -14,7 +14,7 @@ closed (its workflow completed) in a final state, none lost, the inventory ledge
 moves equal shipped, restocked and not-found units, nothing left reserved), and no duplicate
 reservation, capture, refund or notification.
 
-    python bench/chaos.py --orders 200                 # every fault, 200 orders each
+    python bench/chaos.py --orders 200                 # unbroken, then every fault: 200 orders each
     python bench/chaos.py --orders 200 --fault worker
 """
 
@@ -59,6 +59,7 @@ class Figures:
     orders: int = 0
     seconds: float = 0.0
     faults_injected: list[str] = field(default_factory=list)
+    in_flight_at_faults: list[int] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
     partner: Counter = field(default_factory=Counter)
     api_retries: int = 0
@@ -233,7 +234,9 @@ class Run:
 
     # ------------------------------------------------------------ faults
     def in_flight(self) -> str:
-        return f"{len(self.order_ids) - self.finished} orders in flight"
+        n = len(self.order_ids) - self.finished
+        self.figures.in_flight_at_faults.append(n)
+        return f"{n} orders in flight"
 
     async def inject(self) -> None:
         s, f = self.stack, self.figures
@@ -260,6 +263,7 @@ class Run:
             f.faults_injected.append("started again after 10 s")
         elif self.fault == "adapters":
             f.faults_injected.append("adapters: 20 % fail, 10 % time out after 500 ms")
+        # "none": the same run unbroken, the yardstick for the others' times
 
     async def run(self) -> Figures:
         started = time.monotonic()
@@ -396,11 +400,11 @@ async def chaos(fault: str, orders: int, home: Optional[Path] = None, seed: int 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=200)
-    ap.add_argument("--fault", choices=FAULTS, action="append")
+    ap.add_argument("--fault", choices=("none",) + FAULTS, action="append")
     ap.add_argument("--concurrency", type=int, default=10)
     args = ap.parse_args()
     failed = False
-    for fault in args.fault or FAULTS:
+    for fault in args.fault or ("none",) + FAULTS:
         figures, _ = asyncio.run(chaos(fault, args.orders, concurrency=args.concurrency))
         print("\n".join(figures.lines()), flush=True)
         failed |= bool(figures.problems)

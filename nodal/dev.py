@@ -50,6 +50,9 @@ def temporal_command(settings: Settings, host: str, port: int) -> list[str]:
            "--namespace", settings.temporal_namespace, "--log-level", "warn"]
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
+    if settings.encryption_key:
+        # The UI shows encrypted payloads through the API's codec endpoint.
+        cmd += ["--ui-codec-endpoint", f"http://{settings.api_host}:{settings.api_port}/codec"]
     return cmd
 
 

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from models.status import (
         FULFILLMENT_PATH, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS,
     )
-    from workflows.common import call, conflict, invalid
+    from workflows.common import call, conflict, invalid, mirror
 
 _RANK = {s: i for i, s in enumerate(FULFILLMENT_PATH)}
 
@@ -350,5 +350,5 @@ class FulfillmentWorkflow:
     async def _record(self) -> None:
         self.version += 1
         timeline, self.timeline = self.timeline, []
-        await call("read_model.record_fulfillment", FulfillmentSnapshot(
-            order_id=self.inp.order_id, fulfillment=self.state, timeline=timeline, version=self.version), None)
+        await mirror("read_model.record_fulfillment", FulfillmentSnapshot(
+            order_id=self.inp.order_id, fulfillment=self.state, timeline=timeline, version=self.version))

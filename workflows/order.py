@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus,
     )
     from workflows.common import (
-        AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, call, conflict, invalid,
+        AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, call, conflict, invalid, mirror,
     )
     from workflows.fulfillment import FulfillmentWorkflow
 
@@ -1065,9 +1065,9 @@ class OrderWorkflow:
         self.version += 1
         timeline, self.timeline = self.timeline, []
         state = self._state()
-        await call("read_model.record_order", OrderSnapshot(
+        await mirror("read_model.record_order", OrderSnapshot(
             state=state, customer_email=self.inp.customer.email, total=self._order_total(),
-            timeline=timeline, created_at=self.created_at or workflow.now()), None)
+            timeline=timeline, created_at=self.created_at or workflow.now()))
         nodes = sorted({f.node_id for f in self.fulfillments.values()} | {a.node_id for a in self.planned})
         sa = (state.status.value, tuple(nodes), state.promised_by, state.at_risk)
         if sa != self.sa_last:

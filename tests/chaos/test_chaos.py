@@ -25,10 +25,12 @@ async def test_orders_survive(fault, tmp_path):
     assert not figures.problems, "\n".join(figures.problems)
     assert figures.orders == ORDERS
     assert figures.faults_injected
-    # The faults cost something, or the run did not test them.
+    # The faults hit orders in flight and cost something, or the run did not test them.
+    if fault != "adapters":
+        assert figures.in_flight_at_faults and all(n > 0 for n in figures.in_flight_at_faults), figures.faults_injected
     if fault == "adapters":
         assert figures.activity_retries > 0
-    if fault in ("postgres", "worker"):
+    if fault == "postgres":
         assert figures.activity_retries + figures.api_retries > 0
 
     # No personal data in the logs of a full run (API and worker, every line).

@@ -95,3 +95,17 @@ async def test_rotated_keys_still_decrypt_and_unknown_keys_say_so():
         await EncryptionCodec("new secret").decode(sealed)
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b"1")
     assert (await rotated.decode([plain]))[0] == plain  # written before encryption was on
+
+
+async def test_a_private_network_ui_may_decode_without_a_key(db, pg_url):
+    from temporalio.api.common.v1 import Payload
+
+    settings = settings_for(pg_url, encryption_key="s3cret", codec_requires_key=False)
+    app = create_app(settings, db=db)
+    app.state.db = db
+    sealed = (await EncryptionCodec("s3cret").encode([Payload(metadata={"encoding": b"json/plain"}, data=b"42")]))[0]
+    body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in sealed.metadata.items()},
+                          "data": base64.b64encode(sealed.data).decode()}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal") as c:
+        r = await c.post("/codec/decode", json=body)
+    assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["data"]) == b"42"
