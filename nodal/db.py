@@ -11,13 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from nodal.settings import Settings
 
 
-def start_embedded_postgres(datadir: Path, keep_running: bool = True) -> str:
-    """Start (or attach to) the embedded PostgreSQL and return its URI."""
+def embedded_postgres(datadir: Path, keep_running: bool = True):
+    """Start (or attach to) the embedded PostgreSQL; `cleanup()` on what it returns stops it unless kept running."""
     import pgserver
 
     datadir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(datadir.resolve(), cleanup_mode=None if keep_running else "stop")
-    return server.get_uri()
+    return pgserver.get_server(datadir.resolve(), cleanup_mode=None if keep_running else "stop")
+
+
+def start_embedded_postgres(datadir: Path, keep_running: bool = True) -> str:
+    """Start (or attach to) the embedded PostgreSQL and return its URI."""
+    return embedded_postgres(datadir, keep_running).get_uri()
 
 
 def sqlalchemy_url(url: str) -> str:

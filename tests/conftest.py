@@ -18,13 +18,16 @@ def temporal_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory) -> str:
-    from nodal.db import start_embedded_postgres
+def pg_url(tmp_path_factory):
+    from nodal.db import embedded_postgres
     from nodal.migrate import upgrade
 
-    url = start_embedded_postgres(Path(os.environ["NODAL_TEST_PG"]) if os.environ.get("NODAL_TEST_PG") else tmp_path_factory.mktemp("pg"), keep_running=False)
+    server = embedded_postgres(Path(os.environ["NODAL_TEST_PG"]) if os.environ.get("NODAL_TEST_PG") else tmp_path_factory.mktemp("pg"), keep_running=False)
+    url = server.get_uri()
     upgrade(url)
-    return url
+    yield url
+    # Stopped here, not at exit: the hard exit below skips pgserver's atexit hook and would leave it running.
+    server.cleanup()
 
 
 def pytest_unconfigure(config):
