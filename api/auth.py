@@ -21,6 +21,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def bearer_key_hash(authorization: Optional[str]) -> Optional[str]:
+    """The hash of the key in an Authorization header; the scheme is case-insensitive, as HTTPBearer reads it."""
+    scheme, _, key = (authorization or "").partition(" ")
+    key = key.strip()
+    return hash_key(key) if scheme.lower() == "bearer" and key else None
+
+
 def new_key() -> tuple[str, str]:
     """A fresh (key_id, key); the key is shown once and never stored."""
     key_id = "k_" + secrets.token_hex(6)
@@ -68,7 +75,8 @@ async def principal(request: Request, creds: HTTPAuthorizationCredentials | None
     if creds is None or not creds.credentials:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
                             headers={"WWW-Authenticate": "Bearer"})
-    key_hash = hash_key(creds.credentials)
+    # The request guard hashed it already (scope state) unless the app runs without the guard.
+    key_hash = getattr(request.state, "key_hash", None) or hash_key(creds.credentials)
     cache: KeyCache = request.app.state.key_cache
     if (known := cache.get(key_hash)) is not None:
         return known

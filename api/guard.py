@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from sqlalchemy import text
 
-from api.auth import hash_key
+from api.auth import bearer_key_hash
 from nodal.logging import get_logger
 
 # A replay gets back what the first request got, unless the outcome could differ on a retry: an auth
@@ -79,8 +79,9 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        auth = _header(scope, b"authorization")
-        key_hash = hash_key(auth.removeprefix("Bearer ").strip()) if auth else None
+        key_hash = bearer_key_hash(_header(scope, b"authorization"))
+        if key_hash is not None:
+            scope.setdefault("state", {})["key_hash"] = key_hash
         if key_hash is not None and (wait := self.limiter.wait(key_hash)):
             return await _respond(send, 429, f"rate limit of {self.limiter.per_second:g} requests/s per API key"
                                   f" reached; retry in {wait:.2f} s", {"Retry-After": str(math.ceil(wait))})
