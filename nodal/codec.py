@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -70,5 +70,6 @@ def data_converter(settings) -> DataConverter:
     from temporalio.contrib.pydantic import pydantic_data_converter
 
     codec = codec_from(settings)
-    return pydantic_data_converter if codec is None else dataclasses.replace(pydantic_data_converter,
-                                                                              payload_codec=codec)
+    # Failure messages and stack traces are encrypted too: an exception's text can quote what it failed on.
+    return pydantic_data_converter if codec is None else dataclasses.replace(
+        pydantic_data_converter, payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

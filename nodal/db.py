@@ -38,8 +38,10 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True) -> AsyncEngine:
+    # hide_parameters: a failed statement's error (logged, and kept in workflow histories as an activity
+    # failure) would otherwise carry its bound values, customers' emails and addresses among them.
     return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=max_overflow,
-                               pool_pre_ping=pre_ping)
+                               pool_pre_ping=pre_ping, hide_parameters=True)
 
 
 class Database:

@@ -35,6 +35,11 @@ async def test_histories_are_encrypted_and_staff_can_read_them(temporal_env, db,
             net = await make_network(api)
             oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
             await release(api, temporal_env, oid, settings)
+            # Failures are encrypted too, and the API still reads their reason through the codec.
+            line = {"line_id": "L1", "sku": f"{net.prefix}-SKU1", "qty": 2, "unit_price": "10.00",
+                    "delivery": {"method": "ship_standard", "address": {"postal_code": net.postal_code}}}
+            r = await api.call("PATCH", f"/orders/{oid}", key=net.client_key, json={"lines": [line]})
+            assert r.status_code == 409 and "remorse window" in r.json()["detail"], r.text
             f = await fulfillment(api, oid, net.node("DC-N"))
             await walk(api, f, await api.key("partner", node_id=net.node("DC-N")))
             await order_status(api, oid, "delivered")
@@ -95,6 +100,24 @@ async def test_rotated_keys_still_decrypt_and_unknown_keys_say_so():
         await EncryptionCodec("new secret").decode(sealed)
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b"1")
     assert (await rotated.decode([plain]))[0] == plain  # written before encryption was on
+
+
+async def test_failure_messages_are_encrypted_and_read_back():
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    converter = data_converter(settings_for("postgresql://unused", encryption_key="s3cret"))
+    reason = "carrier refused the address 12 Probe Street"
+    try:
+        raise ApplicationError(reason, type="AddressRefused")
+    except ApplicationError as e:
+        error = e
+    failure = Failure()
+    await converter.encode_failure(error, failure)
+    stored = failure.SerializeToString()
+    assert reason.encode() not in stored and b"Probe Street" not in stored and b"AddressRefused" in stored
+    back = await converter.decode_failure(failure)
+    assert isinstance(back, ApplicationError) and back.message == reason and back.type == "AddressRefused"
 
 
 async def test_a_private_network_ui_may_decode_without_a_key(db, pg_url):
