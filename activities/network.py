@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Awaitable, Callable, Hashable, Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.arithmetic import channel_ats_sql, protected_for_others_by_position_sql
@@ -39,13 +41,39 @@ def local_day(tz: str, at: datetime) -> date:
 # What quotes (POST /promise) read of the slow-changing network — nodes, service areas, postal codes, SKU
 # rules, channel views, bid prices, routing rules, carrier closures — kept per process and database for a few
 # seconds: (database, kind, key) → (expires, value). Stock and today's capacity are always read live. Orders
-# never use it; this process's network writes clear it (forget_network), other processes' apply within the TTL.
+# never use it; this process's committed network writes clear it (below), other processes' apply within the TTL.
 _MEMO: dict[tuple, tuple[float, Any]] = {}
 _MEMO_LIMIT = 200_000  # entries; past it the memo starts over rather than grow without bound
 
 
 def forget_network() -> None:
     _MEMO.clear()
+
+
+# The tables the memo keeps rows of. A committed write to any of them, by any code in this process, clears
+# it, so a new write route cannot forget to (scorecards, derived from fulfillments, follow the TTL alone).
+NETWORK_TABLES = ("nodes", "service_areas", "postal_codes", "skus", "channel_views", "routing_rules",
+                  "carrier_closures", "bid_prices")
+_NETWORK_WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:%s)\b" % "|".join(NETWORK_TABLES),
+                            re.IGNORECASE)
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _note_network_write(conn, cursor, statement, parameters, context, executemany) -> None:
+    # Reads, most statements, skip the scan: 0.2 µs each; a write is scanned in about 4 µs.
+    if statement.lstrip()[:6].upper() != "SELECT" and _NETWORK_WRITE.search(statement):
+        conn.info["network_written"] = True
+
+
+@event.listens_for(Engine, "commit")
+def _forget_on_commit(conn) -> None:
+    if conn.info.pop("network_written", False):
+        forget_network()
+
+
+@event.listens_for(Engine, "rollback")
+def _nothing_written(conn) -> None:
+    conn.info.pop("network_written", None)
 
 
 async def memo_many(conn: AsyncConnection, kind: str, keys: Iterable[Hashable], seconds: float,

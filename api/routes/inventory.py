@@ -8,7 +8,6 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
 
-from activities.network import forget_network
 from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
 from api.schemas import (
     AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn, SupplyIn,
@@ -212,7 +211,6 @@ async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, 
             " buffer_units = EXCLUDED.buffer_units, buffer_pct = EXCLUDED.buffer_pct, updated_at = now()"),
             dict(c=channel, t=json.dumps([t.value for t in body.node_types]), x=json.dumps(body.exclude_nodes),
                  u=body.buffer_units, p=body.buffer_pct))
-    forget_network()
     return {"channel": channel, **body.model_dump(mode="json")}
 
 

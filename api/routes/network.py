@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from activities.network import forget_network, load_scorecards, local_day
+from activities.network import load_scorecards, local_day
 from activities.routing import load_rules
 from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
@@ -84,7 +84,6 @@ async def put_node(node_id: str, body: NodeIn, request: Request, _: Principal = 
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(stmt)
         view = await _node_view(conn, node_id)
-    forget_network()  # quotes see the change at once
     return view
 
 
@@ -107,7 +106,6 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
         if res.first() is None:
             raise HTTPException(404, f"no node {node_id}")
         view = await _node_view(conn, node_id)
-    forget_network()
     return view
 
 
@@ -145,7 +143,6 @@ async def put_service_areas(body: list[ServiceAreaIn], request: Request, _: Prin
         rows = [dict(postal_code=a.postal_code, node_id=n.node_id, priority=n.priority) for a in body for n in a.nodes]
         if rows:
             await conn.execute(insert(ServiceArea.__table__).values(rows))
-    forget_network()
     return {"postal_codes": len(body), "mappings": len(rows)}
 
 
@@ -169,7 +166,6 @@ async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depend
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(stmt)
         await apply_safety_defaults(conn, sku=sku)  # its category may have changed
-    forget_network()
     return {"sku": sku, **body.model_dump(mode="json")}
 
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import Field
 from sqlalchemy import text
 
-from activities.network import forget_network
 from activities.routing import RoutingView, load_view, plan_request
 from api.auth import ADMIN, ANY_ROLE, Principal, require
 from api.routes.orders import line_problems
@@ -187,6 +186,5 @@ async def put_closures(carrier: str, body: list[ClosureIn], request: Request, _:
             await conn.execute(text("INSERT INTO carrier_closures (carrier, day, reason, updated_at)"
                                     " VALUES (:c, :d, :r, now())"),
                                [{"c": carrier, "d": c.day, "r": c.reason} for c in body])
-    forget_network()
     return {"carrier": carrier, "closures": [{"day": c.day.isoformat(), "reason": c.reason} for c in sorted(
         body, key=lambda c: c.day)]}

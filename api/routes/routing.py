@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 from pydantic import AwareDatetime, Field
 
-from activities.network import forget_network
 from activities.routing import plan_request, rules_row
 from api.auth import ADMIN, STAFF, Principal, require
 from api.routes.inventory import _known
@@ -56,7 +55,6 @@ async def put_rules(body: RoutingRules, request: Request, who: Principal = Depen
             "INSERT INTO routing_rules (version, rules, actor) VALUES (:v, CAST(:r AS jsonb), :a)"
             " RETURNING version, rules, actor, created_at"),
             {"v": current + 1, "r": json.dumps(body.model_dump(mode="json")), "a": who.key_id})).first()
-    forget_network()
     return _view(row)
 
 

@@ -123,3 +123,39 @@ async def test_a_requested_date_is_promised_and_carrier_closures_move_dates(api:
         for carrier in ("ups", "fedex"):
             await api.ok("PUT", f"/carriers/{carrier}/closures", json=[])
     assert (await api.ok("POST", "/promise", key=net.client_key, json=body))["options"][0]["promised_by"] == earliest
+
+
+async def test_committed_network_writes_clear_the_quote_memo_and_nothing_else_does(db):
+    from sqlalchemy import text
+
+    from activities.network import memo
+
+    loads = []
+
+    async def remembered() -> int:
+        async with db.engine.connect() as conn:
+            return await memo(conn, "probe", 60, lambda: _load(loads))
+
+    async def write(sql: str, commit: bool = True) -> None:
+        async with db.engine.connect() as conn:
+            await conn.execute(text(sql))
+            await (conn.commit() if commit else conn.rollback())
+
+    await remembered()
+    await remembered()
+    assert len(loads) == 1  # remembered
+    await write("SELECT count(*) FROM nodes")
+    await write("UPDATE orders SET status = status WHERE false")
+    await write("UPDATE nodes SET name = name WHERE false", commit=False)
+    await remembered()
+    assert len(loads) == 1, "reads, other tables and rolled-back writes keep the memo"
+    for sql in ("UPDATE nodes SET name = name WHERE false", "DELETE FROM service_areas WHERE false",
+                "WITH x AS (SELECT 1) INSERT INTO carrier_closures SELECT * FROM carrier_closures WHERE false"):
+        await write(sql)
+        await remembered()
+    assert len(loads) == 4, "each committed network write is seen by the next quote"
+
+
+async def _load(loads: list) -> int:
+    loads.append(1)
+    return len(loads)
