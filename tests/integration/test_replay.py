@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -21,14 +21,18 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.integration.conftest import Api, Net, make_network
+from sqlalchemy import text
+
+from api.routes.orders import order_id_for
+from tests.integration.conftest import Api, Net, eventually, make_network, order_body
 from tests.integration.flow import fulfillment, order_status, place, release, walk
 from workflows.fulfillment import FulfillmentWorkflow
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.integration
 HISTORIES = Path(__file__).resolve().parent.parent / "replay"
-PATHS = ("happy", "cancel", "reroute", "short_pick", "return")
+PATHS = ("happy", "cancel", "reroute", "short_pick", "return", "modify", "b2b_change", "hold", "digital",
+         "backorder", "at_risk", "reorchestrate", "accept_timeout", "payment_decline")
 
 
 async def replay(histories: list[WorkflowHistory]) -> dict[str, str]:
@@ -72,12 +76,15 @@ async def _close(env, settings, order_id: str) -> None:
     await env.fast_forward(env.client.get_workflow_handle(order_id), settings.return_window + timedelta(days=1))
 
 
-async def run_path(path: str, api: Api, env, settings, net: Optional[Net] = None) -> list[str]:
+async def run_path(path: str, api: Api, env, settings, net: Optional[Net] = None, db=None) -> list[str]:
     """Drive one path to its end through the API; returns the workflow ids it ran (the order's first)."""
     net = net or await make_network(api)
     dc_n, dc_s = net.node("DC-N"), net.node("DC-S")
     key_n = await api.key("partner", node_id=dc_n)
     key_s = await api.key("partner", node_id=dc_s)
+    special = SPECIAL.get(path)
+    if special is not None:
+        return await special(api, env, settings, net, db, key_n, key_s)
     oid = (await place(api, net, [("SKU1", 2), ("SKU2", 1)]))["order_id"]
     if path == "cancel":
         await api.ok("POST", f"/orders/{oid}/cancel", key=net.client_key, json={"reason": "changed my mind"})
@@ -113,11 +120,153 @@ async def run_path(path: str, api: Api, env, settings, net: Optional[Net] = None
     return [oid, *fids]
 
 
-async def test_every_path_replays_and_is_recorded(api: Api, temporal_env, settings):
+async def _deliver_and_close(api: Api, env, settings, oid: str, fulfillments: list[tuple[dict, str]]) -> list[str]:
+    for f, key in fulfillments:
+        await walk(api, f, key)
+    await order_status(api, oid, "delivered")
+    await _close(env, settings, oid)
+    return [oid, *(f["fulfillment_id"] for f, _ in fulfillments)]
+
+
+async def _modify(api, env, settings, net, db, key_n, key_s):
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    lines = [{"line_id": "L1", "sku": net.skus[0], "qty": 2, "unit_price": "10.00",
+              "delivery": {"method": "ship_standard", "address": {"postal_code": net.postal_code}}},
+             {"sku": net.skus[1], "qty": 1, "unit_price": "5.00",
+              "delivery": {"method": "ship_express", "address": {"postal_code": net.postal_code}}}]
+    await api.ok("PATCH", f"/orders/{oid}", key=net.client_key, json={"lines": lines})
+    await release(api, env, oid, settings)
+    return await _deliver_and_close(api, env, settings, oid, [
+        (f, key_n) for f in (await api.ok("GET", f"/orders/{oid}"))["fulfillments"]])
+
+
+async def _b2b_change(api, env, settings, net, db, key_n, key_s):
+    wanted = datetime.now(timezone.utc).date() + timedelta(days=20)
+    line = {"line_id": "L1", "sku": net.skus[0], "unit_price": "10.00",
+            "delivery": {"method": "ship_standard", "address": {"postal_code": net.postal_code}}}
+    oid = (await place(api, net, [("SKU1", 4)], requested_delivery_date=wanted.isoformat(),
+                       customer={"id": "acme", "tier": "b2b"}))["order_id"]
+    await env.fast_forward(env.client.get_workflow_handle(oid), settings.remorse_window)
+    await eventually(lambda: _has_event(api, oid, "released"), what="released")
+    later = (wanted + timedelta(days=5)).isoformat()
+    await api.ok("PATCH", f"/orders/{oid}", key=net.client_key,
+                 json={"lines": [{**line, "qty": 6}], "requested_delivery_date": later})
+    await api.ok("PATCH", f"/orders/{oid}", key=net.client_key, json={"lines": [{**line, "qty": 2}]})
+    await api.ok("POST", f"/orders/{oid}/cancel", key=net.client_key, json={"reason": "project cancelled"})
+    await order_status(api, oid, "cancelled")
+    await env.client.get_workflow_handle(oid).result()
+    return [oid]
+
+
+async def _hold(api, env, settings, net, db, key_n, key_s):
+    hold = await api.ok("POST", "/holds", key=net.client_key, expect=201, json={
+        "channel": net.channel, "destination": {"postal_code": net.postal_code},
+        "lines": [{"sku": net.skus[0], "qty": 2}]})
+    oid = (await place(api, net, [("SKU1", 2)], hold_id=hold["hold_id"]))["order_id"]
+    await release(api, env, oid, settings)
+    return await _deliver_and_close(api, env, settings, oid, [(await fulfillment(api, oid, net.node("DC-N")), key_n)])
+
+
+async def _digital(api, env, settings, net, db, key_n, key_s):
+    gift = f"{net.prefix}-GIFT"
+    await api.ok("PUT", f"/skus/{gift}", json={"name": "Gift card", "weight_kg": 0, "digital": True})
+    oid = (await place(api, net, [("SKU1", 1), ("GIFT", 2)]))["order_id"]
+    await release(api, env, oid, settings)
+    return await _deliver_and_close(api, env, settings, oid, [(await fulfillment(api, oid, net.node("DC-N")), key_n)])
+
+
+async def _backorder(api, env, settings, net, db, key_n, key_s):
+    net2 = await make_network(api, stock={"DC-N": {"SKU1": 2}, "DC-S": {}})
+    key = await api.key("partner", node_id=net2.node("DC-N"))
+    node, sku = net2.node("DC-N"), net2.skus[0]
+    oid = (await place(api, net2, [("SKU1", 5)]))["order_id"]
+    await release(api, env, oid, settings)
+    await order_status(api, oid, "backordered")
+    eta = datetime.now(timezone.utc) + timedelta(days=10)
+    await api.ok("POST", "/inventory/supply", json=[
+        {"supply_id": f"{net2.prefix}-PO1", "node_id": node, "sku": sku, "qty": 10, "eta": eta.isoformat()}])
+    await eventually(lambda: _has_event(api, oid, "supply_claimed"), what="supply claimed")
+    await api.ok("POST", "/inventory/adjustments", json=[
+        {"event_id": f"{net2.prefix}-GR1", "node_id": node, "sku": sku, "delta": 10, "reason": "goods receipt"}])
+
+    async def both():
+        fs = (await api.ok("GET", f"/orders/{oid}"))["fulfillments"]
+        return fs if len(fs) == 2 else None
+    fs = await eventually(both, what="the backorder sourced")
+    return await _deliver_and_close(api, env, settings, oid, [(f, key) for f in fs])
+
+
+async def _at_risk(api, env, settings, net, db, key_n, key_s):
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    await release(api, env, oid, settings)
+    f = await fulfillment(api, oid, net.node("DC-N"))
+    await walk(api, f, key_n, upto="pack")
+    child = env.client.get_workflow_handle(f["fulfillment_id"])
+    ship_by = datetime.fromisoformat(f["ship_by"])
+    await env.fast_forward(child, ship_by - datetime.now(timezone.utc) + timedelta(minutes=5))
+    await eventually(lambda: _has_event(api, oid, "at_risk"), what="at risk")
+    for step in ("ship", "deliver"):
+        await api.ok("POST", f"/fulfillments/{f['fulfillment_id']}/{step}", key=key_n)
+    await order_status(api, oid, "delivered")
+    await _close(env, settings, oid)
+    return [oid, f["fulfillment_id"]]
+
+
+async def _reorchestrate(api, env, settings, net, db, key_n, key_s):
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    await release(api, env, oid, settings)
+    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    await api.ok("POST", f"/orders/{oid}/reorchestrate", key=await api.key("support"),
+                 json={"fulfillment_id": f1["fulfillment_id"], "to_node": net.node("DC-S"), "reason": "flooded"})
+    await fulfillment(api, oid, net.node("DC-N"), status="cancelled")
+    ids = await _deliver_and_close(api, env, settings, oid, [(await fulfillment(api, oid, net.node("DC-S")), key_s)])
+    return [ids[0], f1["fulfillment_id"], *ids[1:]]
+
+
+async def _accept_timeout(api, env, settings, net, db, key_n, key_s):
+    oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    await release(api, env, oid, settings)
+    f1 = await fulfillment(api, oid, net.node("DC-N"))
+    await env.fast_forward(env.client.get_workflow_handle(f1["fulfillment_id"]),
+                           settings.accept_timeout + timedelta(minutes=1))
+    await fulfillment(api, oid, net.node("DC-N"), status="timed_out")
+    ids = await _deliver_and_close(api, env, settings, oid, [(await fulfillment(api, oid, net.node("DC-S")), key_s)])
+    return [ids[0], f1["fulfillment_id"], *ids[1:]]
+
+
+async def _payment_decline(api, env, settings, net, db, key_n, key_s):
+    body = order_body(net, [("SKU1", 1)])
+    oid = order_id_for(net.channel, body["external_id"])
+    await decline_authorization(db, f"{oid}:auth:1")
+    placed = await api.ok("POST", "/orders", key=net.client_key, json=body, expect=201)
+    assert placed["status"] == "cancelled", placed
+    await env.client.get_workflow_handle(oid).result()
+    return [oid]
+
+
+async def decline_authorization(db, key: str) -> None:
+    """The gateway's answer to this authorization, decided in advance (as a test card number does)."""
+    async with db.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO adapter_calls (system, idempotency_key, response, created_at) VALUES ('payments', :k,"
+            " CAST(:r AS jsonb), now())"), {"k": f"authorization:{key}", "r": json.dumps({
+                "status": "declined", "gateway_ref": "pay_declined", "amount": "0", "currency": "USD"})})
+
+
+async def _has_event(api: Api, oid: str, event: str):
+    return any(t["event"] == event for t in (await api.ok("GET", f"/orders/{oid}"))["timeline"]) or None
+
+
+SPECIAL = {"modify": _modify, "b2b_change": _b2b_change, "hold": _hold, "digital": _digital, "backorder": _backorder,
+           "at_risk": _at_risk, "reorchestrate": _reorchestrate, "accept_timeout": _accept_timeout,
+           "payment_decline": _payment_decline}
+
+
+async def test_every_path_replays_and_is_recorded(api: Api, temporal_env, settings, db):
     record = os.environ.get("NODAL_RECORD_HISTORIES") == "1"
     histories = []
     for path in PATHS:
-        ids = await run_path(path, api, temporal_env, settings)
+        ids = await run_path(path, api, temporal_env, settings, db=db)
         for i, wid in enumerate(ids):
             handle = temporal_env.client.get_workflow_handle(wid)
             await handle.result()  # every path ends
