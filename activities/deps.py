@@ -26,7 +26,8 @@ class Deps:
                       timeout_rate=settings.adapter_timeout_rate, timeout_ms=settings.adapter_timeout_ms)
         return cls(
             db=db,
-            payments=SimulatedPaymentGateway(db, decline_rate=settings.payment_decline_rate, **common),
+            payments=SimulatedPaymentGateway(db, decline_rate=settings.payment_decline_rate,
+                                              authorization_validity=settings.authorization_validity, **common),
             carriers=SimulatedCarriers(db, **common),
             notifier=SimulatedNotifier(db, **common),
             routing_budget_ms=settings.routing_budget_ms,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from inventory import service
@@ -96,14 +98,19 @@ class InventoryActivities:
     @activity.defn(name="inventory.restock")
     async def restock(self, req: RestockRequest) -> int:
         units = 0
-        async with self.deps.db.engine.begin() as conn:
-            for l in sorted(req.lines, key=lambda l: (l.sku, l.line_id)):
-                # Sellable units go back on the shelf; damaged and uninspected ones into their own buckets.
-                if l.qty > 0:
-                    # False when a first attempt already received them: they are back all the same.
-                    await service.receive_units(conn, req.node_id, l.sku, l.qty, l.disposition, "return_restock",
-                                                f"restock:{req.return_id}:{l.line_id}", req.order_id)
-                    units += l.qty if l.disposition == "sellable" else 0
+        try:
+            async with self.deps.db.engine.begin() as conn:
+                for l in sorted(req.lines, key=lambda l: (l.sku, l.line_id)):
+                    # Sellable units go back on the shelf; damaged and uninspected ones into their own buckets.
+                    if l.qty > 0:
+                        # False when a first attempt already received them: they are back all the same.
+                        await service.receive_units(conn, req.node_id, l.sku, l.qty, l.disposition, "return_restock",
+                                                    f"restock:{req.return_id}:{l.line_id}", req.order_id)
+                        units += l.qty if l.disposition == "sellable" else 0
+        except IntegrityError:
+            # The node (or SKU) is not in the network: retrying cannot help, and nothing was written.
+            raise ApplicationError(f"node {req.node_id} cannot receive these units", type="InvalidReturn",
+                                   non_retryable=True)
         return units
 
 

@@ -18,7 +18,8 @@ class PaymentActivities:
 
     @activity.defn(name="payments.call")
     async def call(self, req: PaymentRequest) -> PaymentRecord:
-        resp = await self.deps.payments.call(req.kind, req.idempotency_key, req.amount, req.currency)
+        resp = await self.deps.payments.call(req.kind, req.idempotency_key, req.amount, req.currency, req.at,
+                                             req.authorization)
         record = PaymentRecord(
             payment_id=req.idempotency_key, kind=req.kind, amount=Decimal(resp["amount"]), currency=req.currency,
             status=resp["status"], gateway_ref=resp["gateway_ref"], fulfillment_id=req.fulfillment_id,

@@ -22,11 +22,14 @@ from nodal.logging import get_logger
 async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> None:
     if not entries:
         return
-    stmt = insert(TimelineEvent.__table__).values([
-        dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
-        for e in entries
-    ]).on_conflict_do_nothing(index_elements=["order_id", "key"])
-    await conn.execute(stmt)
+    rows = [dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
+            for e in entries]
+    for i in range(0, len(rows), LINE_BATCH):
+        await conn.execute(insert(TimelineEvent.__table__).values(rows[i:i + LINE_BATCH])
+                           .on_conflict_do_nothing(index_elements=["order_id", "key"]))
+
+
+LINE_BATCH = 2000
 
 
 def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None):
@@ -77,18 +80,22 @@ class ReadModelActivities:
                                      .returning(Order.__table__.c.order_id))
             if res.first() is None:
                 return  # a newer snapshot is already there
-            await conn.execute(_upsert(OrderLine.__table__, [
-                dict(order_id=s.order_id, line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price,
-                     status=l.status, delivery=l.delivery.model_dump(mode="json", exclude_none=True),
-                     cancelled_qty=l.cancelled_qty, shipped_qty=l.shipped_qty, delivered_qty=l.delivered_qty,
-                     returned_qty=l.returned_qty, promised_by=l.promised_by, digital=l.digital)
-                for l in s.lines
-            ], ["order_id", "line_id"]))
+            rows = [dict(order_id=s.order_id, line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price,
+                         status=l.status, delivery=l.delivery.model_dump(mode="json", exclude_none=True),
+                         cancelled_qty=l.cancelled_qty, shipped_qty=l.shipped_qty, delivered_qty=l.delivered_qty,
+                         returned_qty=l.returned_qty, promised_by=l.promised_by, digital=l.digital)
+                    for l in s.lines]
+            # In batches: one statement's parameters are capped (65,535), a 20,000-line order is not.
+            for i in range(0, len(rows), LINE_BATCH):
+                await conn.execute(_upsert(OrderLine.__table__, rows[i:i + LINE_BATCH], ["order_id", "line_id"]))
             # Lines removed by a modification in the remorse window.
-            await conn.execute(
-                text("DELETE FROM order_lines WHERE order_id = :o AND NOT (line_id = ANY(:ids))"),
-                dict(o=s.order_id, ids=[l.line_id for l in s.lines]),
-            )
+            if snap.removed_lines is None:
+                await conn.execute(
+                    text("DELETE FROM order_lines WHERE order_id = :o AND NOT (line_id = ANY(:ids))"),
+                    dict(o=s.order_id, ids=[l.line_id for l in s.lines]))
+            elif snap.removed_lines:
+                await conn.execute(text("DELETE FROM order_lines WHERE order_id = :o AND line_id = ANY(:ids)"),
+                                   dict(o=s.order_id, ids=snap.removed_lines))
             if s.returns:
                 await conn.execute(_upsert(Return.__table__, [
                     dict(return_id=r.return_id, order_id=s.order_id, status=r.status.value, method=r.method,

@@ -39,7 +39,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
         configure_logging(settings.log_level, settings.log_json)
         own_db = db is None
         app.state.db = db or Database(resolve_database_url(settings))
-        app.state.temporal = temporal or await connect(settings, lazy=True)
+        app.state.temporal = temporal or await connect(settings, lazy=True, db=app.state.db)
         if settings.admin_key:
             await ensure_admin_key(app.state.db, settings.admin_key)
         recovery = asyncio.create_task(recovery_loop(app.state.db, app.state.temporal, settings))

@@ -11,10 +11,11 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from models.messages import OrderInput
+from models.messages import OrderInput, Windows
 from api.guard import purge_idempotent_requests
 from nodal.db import Database
 from nodal.logging import get_logger
+from nodal.payloads import purge as purge_payloads
 from nodal.settings import Settings
 from workflows.common import CHANNEL, CUSTOMER_ID, ORDER_STATUS
 from workflows.order import OrderWorkflow
@@ -37,10 +38,20 @@ async def record_intake(conn, inp: OrderInput) -> bool:
     return row is not None
 
 
+def windows(settings: Settings) -> Windows:
+    """The order's clocks and limits, fixed when it is placed."""
+    s = settings
+    return Windows(remorse=s.remorse_window, accept_timeout=s.accept_timeout, return_window=s.return_window,
+                   max_reroutes=s.max_reroutes, max_fulfillment_lines=s.max_fulfillment_lines,
+                   authorization_validity=s.authorization_validity, payment_hold=s.payment_hold,
+                   history_limit=s.order_history_limit)
+
+
 def start_options(inp: OrderInput, settings: Settings) -> dict[str, Any]:
-    # Starting twice attaches to the running workflow: placement is idempotent end to end.
+    # Starting twice attaches to the running workflow: placement is idempotent end to end. The second
+    # argument is the book a long-lived order carries when it continues as new (none at placement).
     return dict(
-        id=inp.order_id, task_queue=settings.task_queue,
+        args=[inp, None], id=inp.order_id, task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
@@ -57,19 +68,26 @@ async def start_orphaned_orders(db: Database, client: Client, settings: Settings
             " ORDER BY created_at LIMIT 200"), {"age": older_than})).all()
     started = []
     for r in rows:
-        inp = OrderInput.model_validate(r.intake)
+        # Each intake on its own: one that cannot be started (a bad row) must not hold back the rest.
         try:
-            await client.start_workflow(OrderWorkflow.run, inp, **start_options(inp, settings))
+            inp = OrderInput.model_validate(r.intake)
+            await client.start_workflow(OrderWorkflow.run, **start_options(inp, settings))
             started.append(r.order_id)
         except WorkflowAlreadyStartedError:
             pass
+        except Exception as e:
+            get_logger(order_id=r.order_id).warning("orders.recovery_skipped", error=type(e).__name__)
     if started:
         get_logger().info("orders.recovered_intakes", count=len(started), order_ids=started[:20])
     return started
 
 
+PURGE_EVERY_ROUNDS = 120  # stored payloads of finished workflows: once an hour is plenty
+
+
 async def recovery_loop(db: Database, client: Client, settings: Settings, every_s: float = 30) -> None:
     log = get_logger()
+    rounds = 0
     while True:
         try:
             await start_orphaned_orders(db, client, settings)
@@ -79,4 +97,10 @@ async def recovery_loop(db: Database, client: Client, settings: Settings, every_
             await purge_idempotent_requests(db, settings.idempotency_hours)
         except Exception as e:
             log.warning("api.idempotency_purge_failed", error=type(e).__name__)
+        if rounds % PURGE_EVERY_ROUNDS == 0:
+            try:
+                await purge_payloads(db.engine, client)
+            except Exception as e:
+                log.warning("api.payload_purge_failed", error=type(e).__name__)
+        rounds += 1
         await asyncio.sleep(every_s)

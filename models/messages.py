@@ -68,10 +68,20 @@ class Line(Msg):
 
 
 class Windows(Msg):
+    """The order's clocks and limits, fixed at placement (settings may change while it runs)."""
+
     remorse: timedelta
     accept_timeout: timedelta
     return_window: timedelta
     max_reroutes: int = 5
+    # A node gets at most this many lines per fulfillment (a pick list, a shipment); more become several.
+    max_fulfillment_lines: int = 1000
+    # A card authorization holds this long at the gateway; an order that waits longer authorizes again.
+    authorization_validity: timedelta = timedelta(days=7)
+    # After a declined re-authorization the order waits this long for the payment before cancelling.
+    payment_hold: timedelta = timedelta(days=3)
+    # A long-lived order continues as new once its history holds this many events.
+    history_limit: int = 10_000
 
 
 class OrderInput(Msg):
@@ -261,6 +271,8 @@ class PaymentRequest(Msg):
     fulfillment_id: Optional[str] = None
     return_id: Optional[str] = None
     at: datetime
+    # A capture or void names the authorization it draws on: the gateway refuses one that has expired.
+    authorization: Optional[str] = None
 
 
 class PaymentRecord(Msg):
@@ -304,7 +316,8 @@ class ReturnLabelRequest(Msg):
 
 class Notification(Msg):
     order_id: str
-    event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed", "at_risk"]
+    event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed",
+                   "at_risk", "payment_required"]
     key: str
     detail: dict[str, Any] = {}
 
@@ -324,6 +337,7 @@ class FulfillmentInput(Msg):
     ship_by: Optional[datetime] = None
     carrier: Optional[str] = None  # the carrier the promise counted on: labels use it unless the node names one
     promised_by: Optional[datetime] = None
+    authorization: Optional[str] = None  # the order's authorization the shipment's capture draws on
 
 
 class FulfillmentEvent(Msg):
@@ -527,13 +541,18 @@ class OrderState(Msg):
 
 
 class OrderSnapshot(Msg):
-    """What the read model needs after a step: the state plus the timeline entries not yet written."""
+    """What the read model needs after a step: the state plus the timeline entries not yet written.
+
+    With ``removed_lines`` set (the order workflow since its rebuild) ``state.lines`` and ``state.returns`` hold
+    only what changed since the last snapshot, and the lines named there are gone; without it (orders of the
+    frozen v1 workflow) they are complete."""
 
     state: OrderState
     customer_email: Optional[str] = None
     total: Decimal
     timeline: list[TimelineEntry] = []
     created_at: datetime
+    removed_lines: Optional[list[str]] = None
 
 
 class FulfillmentSnapshot(Msg):

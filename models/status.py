@@ -59,6 +59,7 @@ class Capability(StrEnum):
     pickup = "pickup"
     curbside = "curbside"
     same_day = "same_day"
+    returns = "returns"  # takes returns over the counter (in store), and shipped back to it
 
 
 class Role(StrEnum):
@@ -100,5 +101,7 @@ METHOD_CAPABILITY = {
     DeliveryMethod.pickup: Capability.pickup,
     DeliveryMethod.curbside: Capability.curbside,
 }
+# Node types that receive returns shipped back to them without saying so (warehouses); others need ``returns``.
+RETURN_NODE_TYPES = {NodeType.dc, NodeType.threepl, NodeType.distributor}
 # Node types that ship anywhere in the country; the others ship only to their service areas.
 NATIONAL_NODE_TYPES = {NodeType.dc, NodeType.threepl, NodeType.dropship}

@@ -302,6 +302,8 @@ class Order(SQLModel, table=True):
     at_risk: bool = Field(default=False, sa_column_kwargs={"server_default": "false"}, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    # When a stock or supply change last woke this backordered order (a burst wakes it once).
+    woken_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
@@ -434,3 +436,16 @@ class IdempotentRequest(SQLModel, table=True):
     body: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = _ts()
     completed_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class PayloadBlob(SQLModel, table=True):
+    """A large Temporal payload (a 20,000-line order, its plan) kept out of the workflow's history: the history
+    holds a reference to it (temporal external storage, nodal/payloads.py). Written once, read on replay, kept
+    until Temporal no longer holds the workflow it belongs to."""
+
+    __tablename__ = "payload_blobs"
+    workflow_id: str = Field(primary_key=True, max_length=255)
+    digest: str = Field(primary_key=True, max_length=64)  # SHA-256 of the payload as stored
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed serialized payload
+    size: int  # bytes before compression
+    created_at: datetime = _ts()

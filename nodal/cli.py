@@ -49,7 +49,7 @@ def worker() -> None:
     async def main() -> None:
         # No pre-ping per checkout: a stale connection fails the activity, which is retried on a fresh one.
         db = Database(resolve_database_url(settings), pre_ping=False)
-        client = await connect(settings)
+        client = await connect(settings, db=db)
         w = build_worker(client, settings, db)
         await ensure_schedules(client, settings)
         get_logger().info("worker.started", task_queue=settings.task_queue)

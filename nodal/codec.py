@@ -66,10 +66,15 @@ def codec_from(settings) -> EncryptionCodec | None:
     return EncryptionCodec(settings.encryption_key, [k.strip() for k in previous])
 
 
-def data_converter(settings) -> DataConverter:
+def data_converter(settings, engine=None) -> DataConverter:
+    """Pydantic payloads, encrypted under NODAL_ENCRYPTION_KEY when set; with a database ``engine``, payloads
+    too large for a history are kept in PostgreSQL (nodal/payloads.py) and the history holds a reference."""
     from temporalio.contrib.pydantic import pydantic_data_converter
 
+    from nodal.payloads import external_storage
+
+    converter = dataclasses.replace(pydantic_data_converter, external_storage=external_storage(engine))
     codec = codec_from(settings)
     # Failure messages and stack traces are encrypted too: an exception's text can quote what it failed on.
-    return pydantic_data_converter if codec is None else dataclasses.replace(
-        pydantic_data_converter, payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return converter if codec is None else dataclasses.replace(
+        converter, payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

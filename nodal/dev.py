@@ -141,7 +141,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
         upgrade(url)
     settings.database_url = url
     db = Database(url)
-    client = await connect(settings)
+    client = await connect(settings, db=db)
     seeded = await seed_demo(db)
     worker = build_worker(client, settings, db)
     await ensure_schedules(client, settings)

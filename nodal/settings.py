@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     bid_price_every: Duration = timedelta(minutes=15)
     # Re-sourcing attempts before a line is declared backordered.
     max_reroutes: int = 5
+    # A node gets at most this many lines per fulfillment; an allocation with more becomes several fulfillments.
+    max_fulfillment_lines: int = 1000
+    # POST /orders refuses (422) an order with more lines than this.
+    max_order_lines: int = 20_000
+    # A card authorization holds this long at the gateway; an order that waits longer authorizes again before
+    # work goes to a node, and after a decline waits payment_hold for the payment before cancelling.
+    authorization_validity: Duration = timedelta(days=7)
+    payment_hold: Duration = timedelta(days=3)
+    # A long-lived order continues as new once its history holds this many events.
+    order_history_limit: int = 10_000
 
     @property
     def embedded_pg_dir(self) -> Path:

@@ -12,10 +12,13 @@ from nodal.codec import data_converter
 from nodal.settings import Settings
 
 
-async def connect(settings: Settings, lazy: bool = False) -> Client:
-    """A client; ``lazy`` defers the connection to the first call (the API serves reads without Temporal)."""
+async def connect(settings: Settings, lazy: bool = False, db=None) -> Client:
+    """A client; ``lazy`` defers the connection to the first call (the API serves reads without Temporal). With
+    the database, large payloads are kept there rather than in histories (nodal/payloads.py): every client and
+    worker that starts, signals or runs orders passes it."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=data_converter(settings), lazy=lazy)
+                                data_converter=data_converter(settings, db.engine if db is not None else None),
+                                lazy=lazy)
 
 
 def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None,
@@ -25,13 +28,17 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
     from workflows.bid_prices import BidPriceWorkflow
     from workflows.fulfillment import FulfillmentWorkflow
     from workflows.holds import HoldSweepWorkflow
+    from workflows.legacy.fulfillment_v1 import FulfillmentWorkflowV1
+    from workflows.legacy.order_v1 import OrderWorkflowV1
     from workflows.order import OrderWorkflow
 
     acts = NodalActivities(Deps.build(db, settings))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow, BidPriceWorkflow],
+        # The v1 types stay registered, frozen, for the orders that started on them (workflows/legacy).
+        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow, BidPriceWorkflow, OrderWorkflowV1,
+                   FulfillmentWorkflowV1],
         activities=acts.all(),
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),

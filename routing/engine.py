@@ -9,6 +9,7 @@ choice of set the hard part; the candidate cap bounds the enumeration.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import date
 from itertools import combinations
 from typing import NamedTuple, Optional
@@ -113,7 +114,44 @@ def _fill(
     return _Filled(cost + fixed, landed + fixed, future, assignments, unfilled)
 
 
+@dataclass
+class _Run:
+    """What one plan accumulates across its delivery groups."""
+
+    stock: dict[tuple[str, str], int]
+    capacity: dict[str, Optional[int]]
+    deadline: Optional[float]
+    reasons: dict[str, str] = field(default_factory=dict)  # node → why it was ineligible (first rule failed)
+    verdicts: dict[str, NodeVerdict] = field(default_factory=dict)
+    distances: dict[str, float] = field(default_factory=dict)
+    late_days: dict[str, int] = field(default_factory=dict)  # node → days it would deliver after a line's due date
+    assignments: list[Assignment] = field(default_factory=list)
+    unfilled: dict[str, int] = field(default_factory=dict)
+    total: float = 0.0
+    searched: float = 0.0
+    lower_bound: float = 0.0
+    future_cost: float = 0.0
+    exact: bool = True
+
+
 def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) -> RouteResult:
+    """Per delivery group: who may serve each line → price every line's options → rank the candidates →
+    search node sets for the cheapest fill → take it and explain; then judge the whole against the policy."""
+    groups, digital = _groups(req, net)
+    run = _Run(stock={k: v for k, v in net.available.items() if v > 0},
+               capacity={n.node_id: n.remaining_units for n in net.nodes.values()},
+               deadline=None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000)
+    for group in groups:
+        candidates = _price_options(group, req, net, model, run)
+        ranked = _rank(group, candidates, run)
+        cost, subset, chosen, best_with = _search(group, ranked, req, model, run)
+        _take(group, chosen, cost, net, model, run)
+        _explain_group(run.verdicts, ranked, subset, best_with, chosen)
+    return _judge(req, net, run, digital)
+
+
+def _groups(req: RouteRequest, net: NetworkView) -> tuple[list[_Group], dict[str, int]]:
+    """Lines by delivery group (digital ones apart: they need no node)."""
     groups: dict[tuple, _Group] = {}
     digital = {l.line_id: l.qty for l in req.lines if (r := net.skus.get(l.sku)) is not None and r.digital}
     for line in req.lines:
@@ -123,145 +161,164 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
         group.lines.append(line)
         rules = net.skus.get(line.sku)
         group.ship_alone = rules is not None and "ship_alone" in rules.handling
+    return list(groups.values()), digital
 
-    reasons: dict[str, str] = {}
-    stock = {k: v for k, v in net.available.items() if v > 0}
-    capacity: dict[str, Optional[int]] = {n.node_id: n.remaining_units for n in net.nodes.values()}
-    all_assignments: list[Assignment] = []
-    unfilled: dict[str, int] = {}
-    total = 0.0
-    verdicts: dict[str, NodeVerdict] = {}
-    distances: dict[str, float] = {}
-    max_nodes = 1 if req.ship_complete else req.max_splits + 1
-    deadline = None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000
-    exact, lower_bound, searched, future_cost = True, 0.0, 0.0, 0.0
-    late_days: dict[str, int] = {}  # node → days it would deliver after a line's due date
 
-    for group in groups.values():
-        candidates: set[str] = set()
-        # Where the group goes is the same for all its lines: each node is judged on that once.
-        placed = []
-        arrivals: dict[str, Optional[date]] = {}  # node → its delivery day, when a line is due
-        for node in net.nodes.values():
-            why = place_reason(node, group.lines[0], req, net, model)
+def _area_preference(line: RouteLine, net: NetworkView) -> dict[str, float]:
+    """The store mapping's priorities for the group's destination, as a cost per unit per rank below its first."""
+    area = net.service_areas.get(line.postal_code or "")
+    if not area or not net.area_step:
+        return {}
+    first = min(area.values())
+    return {node_id: (rank - first) * net.area_step for node_id, rank in area.items() if rank > first}
+
+
+def _price_options(group: _Group, req: RouteRequest, net: NetworkView, model: CostModel, run: _Run) -> set[str]:
+    """Each line's eligible nodes, cheapest first, priced with lateness against its due date; returns the
+    nodes eligible for some line."""
+    candidates: set[str] = set()
+    # Where the group goes is the same for all its lines: each node is judged on that once.
+    placed = []
+    for node in net.nodes.values():
+        why = place_reason(node, group.lines[0], req, net, model)
+        if why is None:
+            placed.append(node)
+        else:
+            run.reasons.setdefault(node.node_id, why)
+    area = _area_preference(group.lines[0], net)
+    arrivals: dict[str, Optional[date]] = {}  # node → its delivery day, when a line is due
+    for line in group.lines:
+        ok = []
+        for node in placed:
+            why = line_reason(node, line, net)
             if why is None:
-                placed.append(node)
+                ok.append(node.node_id)
             else:
-                reasons.setdefault(node.node_id, why)
-        for line in group.lines:
-            ok = []
-            for node in placed:
-                why = line_reason(node, line, net)
-                if why is None:
-                    ok.append(node.node_id)
-                else:
-                    reasons.setdefault(node.node_id, why)
-            group.eligible[line.line_id] = ok
-            late: dict[str, int] = {}
-            if line.due is not None and req.at is not None:
-                for n in ok:
-                    if n not in arrivals:
-                        arrivals[n] = _arrival(net.nodes[n], line, req, net)
-                    if arrivals[n] is not None and arrivals[n] > line.due:
-                        late[n] = (arrivals[n] - line.due).days
-            for n, d in late.items():
-                late_days[n] = max(late_days.get(n, 0), d)
-            penalty = {n: d * model.late_per_unit_day for n, d in late.items()}
-            group.options[line.line_id] = sorted(
-                (_priced(n, line, net, model) + penalty.get(n, 0.0), n,
-                 unit_cost(net.nodes[n], line, model) + penalty.get(n, 0.0),
-                 net.opportunity.get((n, line.sku), 0.0)) for n in ok)
-            candidates.update(ok)
-        group.package = package_cost(group.lines[0], model)
-        # Keep the candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter.
-        cheapest: dict[str, float] = {}
-        for options in group.options.values():
-            for price, n, _, _ in options:
-                cheapest[n] = min(cheapest.get(n, price), price)
-        ranked = sorted(candidates, key=lambda n: (cheapest[n], n))
-        for n in ranked[MAX_CANDIDATES:]:
-            reasons.setdefault(n, "farther than the closest candidates")
-        ranked = ranked[:MAX_CANDIDATES]
+                run.reasons.setdefault(node.node_id, why)
+        group.eligible[line.line_id] = ok
+        late: dict[str, int] = {}
+        if line.due is not None and req.at is not None:
+            for n in ok:
+                if n not in arrivals:
+                    arrivals[n] = _arrival(net.nodes[n], line, req, net)
+                if arrivals[n] is not None and arrivals[n] > line.due:
+                    late[n] = (arrivals[n] - line.due).days
+        for n, d in late.items():
+            run.late_days[n] = max(run.late_days.get(n, 0), d)
+        penalty = {n: d * model.late_per_unit_day for n, d in late.items()}
+        group.options[line.line_id] = sorted(
+            (_priced(n, line, net, model) + penalty.get(n, 0.0) + area.get(n, 0.0), n,
+             unit_cost(net.nodes[n], line, model) + penalty.get(n, 0.0),
+             net.opportunity.get((n, line.sku), 0.0)) for n in ok)
+        candidates.update(ok)
+    group.package = package_cost(group.lines[0], model)
+    return candidates
 
-        # Losing the sale has a price too: a plan is taken only if it lands for less (stock is never held
-        # back from a customer here and now for one the forecast merely expects); among those, the
-        # cheapest with the future priced in wins.
-        lost_plan = _fill((), group, stock, capacity, model)
-        lost = lost_plan.cost
-        best: tuple[float, int, tuple[str, ...], _Filled] = (lost, 0, (), lost_plan)
-        served = False
-        best_with: dict[str, _Filled] = {}
-        # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the
-        # lost-sale fee.
-        lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
+
+def _rank(group: _Group, candidates: set[str], run: _Run) -> list[str]:
+    """The candidates whose cheapest unit is cheapest; beyond the cap the set is too wide to matter."""
+    cheapest: dict[str, float] = {}
+    for options in group.options.values():
+        for price, n, _, _ in options:
+            cheapest[n] = min(cheapest.get(n, price), price)
+    ranked = sorted(candidates, key=lambda n: (cheapest[n], n))
+    for n in ranked[MAX_CANDIDATES:]:
+        run.reasons.setdefault(n, "farther than the closest candidates")
+    ranked = ranked[:MAX_CANDIDATES]
+    # Only the ranked candidates can be in a set: fill from their options alone (a 5,000-line B2B order over
+    # hundreds of nodes would otherwise walk every node's option per line, per set tried).
+    keep = set(ranked)
+    for line_id, options in group.options.items():
+        group.options[line_id] = [o for o in options if o[1] in keep]
+    return ranked
+
+
+def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostModel,
+            run: _Run) -> tuple[float, tuple[str, ...], _Filled, dict[str, _Filled]]:
+    """The cheapest node set of up to max_splits + 1 nodes (one for ship complete), within the time budget.
+
+    Losing the sale has a price too: a plan is taken only if it lands for less (stock is never held back from
+    a customer here and now for one the forecast merely expects); among those, the cheapest with the future
+    priced in wins."""
+    max_nodes = 1 if req.ship_complete else req.max_splits + 1
+    lost_plan = _fill((), group, run.stock, run.capacity, model)
+    lost = lost_plan.cost
+    best: tuple[float, int, tuple[str, ...], _Filled] = (lost, 0, (), lost_plan)
+    served = False
+    best_with: dict[str, _Filled] = {}
+    # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the lost-sale
+    # fee. (Options were trimmed to the ranked candidates, whose cheapest option is the line's cheapest.)
+    run.lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
                            for l in group.lines) + min(group.package, model.unfilled_order_fee)
-        # Only the ranked candidates can be in a set: fill from their options alone (a 5,000-line B2B order
-        # over hundreds of nodes would otherwise walk every node's option per line, per set tried).
-        keep = set(ranked)
-        for line_id, options in group.options.items():
-            group.options[line_id] = [o for o in options if o[1] in keep]
-        for size in range(1, min(max_nodes, len(ranked)) + 1):
-            if size * group.package >= (best[0] if served else lost):
-                break  # the packages alone cost more (every other term is ≥ 0)
-            # Single nodes are always priced; beyond them the budget may stop the search (best plan kept).
-            if size > 1 and deadline is not None and time.perf_counter() > deadline:
-                exact = False
+    for size in range(1, min(max_nodes, len(ranked)) + 1):
+        if size * group.package >= (best[0] if served else lost):
+            break  # the packages alone cost more (every other term is ≥ 0)
+        # Single nodes are always priced; beyond them the budget may stop the search (best plan kept).
+        if size > 1 and run.deadline is not None and time.perf_counter() > run.deadline:
+            run.exact = False
+            break
+        for subset in combinations(ranked, size):
+            if size > 1 and run.deadline is not None and time.perf_counter() > run.deadline:
+                run.exact = False
                 break
-            for subset in combinations(ranked, size):
-                if size > 1 and deadline is not None and time.perf_counter() > deadline:
-                    exact = False
-                    break
-                filled = _fill(subset, group, stock, capacity, model)
-                if len({a.node_id for a in filled.assignments}) < size:
-                    continue  # a node in the set took nothing: the smaller set covers it
-                for n in subset:
-                    if n not in best_with or filled.cost < best_with[n].cost:
-                        best_with[n] = filled
-                key = (filled.cost, size, subset)
-                if filled.landed < lost and (not served or key < best[:3]):
-                    best, served = (filled.cost, size, subset, filled), True
-        cost, _, subset, chosen = best
-        assigned, left = chosen.assignments, chosen.unfilled
-        future_cost += chosen.future
-        for a in assigned:
-            stock[(a.node_id, a.sku)] -= a.qty
-            if capacity[a.node_id] is not None:
-                capacity[a.node_id] -= a.qty  # type: ignore[operator]
-            distances[a.node_id] = round(distance_km(net.nodes[a.node_id], group.lines[0]), 1)
-        _explain_group(verdicts, ranked, subset, best_with, chosen)
-        all_assignments.extend(assigned)
-        for line_id, qty in left.items():
-            unfilled[line_id] = unfilled.get(line_id, 0) + qty
-        total += cost - sum(left.values()) * model.unfilled_penalty
-        searched += cost
+            filled = _fill(subset, group, run.stock, run.capacity, model)
+            if len({a.node_id for a in filled.assignments}) < size:
+                continue  # a node in the set took nothing: the smaller set covers it
+            for n in subset:
+                if n not in best_with or filled.cost < best_with[n].cost:
+                    best_with[n] = filled
+            key = (filled.cost, size, subset)
+            if filled.landed < lost and (not served or key < best[:3]):
+                best, served = (filled.cost, size, subset, filled), True
+    cost, _, subset, chosen = best
+    return cost, subset, chosen, best_with
 
+
+def _take(group: _Group, chosen: _Filled, cost: float, net: NetworkView, model: CostModel, run: _Run) -> None:
+    """The chosen fill leaves the stock and capacity the next group sees."""
+    for a in chosen.assignments:
+        run.stock[(a.node_id, a.sku)] -= a.qty
+        if run.capacity[a.node_id] is not None:
+            run.capacity[a.node_id] -= a.qty  # type: ignore[operator]
+        run.distances[a.node_id] = round(distance_km(net.nodes[a.node_id], group.lines[0]), 1)
+    run.assignments.extend(chosen.assignments)
+    for line_id, qty in chosen.unfilled.items():
+        run.unfilled[line_id] = run.unfilled.get(line_id, 0) + qty
+    run.future_cost += chosen.future
+    run.total += cost - sum(chosen.unfilled.values()) * model.unfilled_penalty
+    run.searched += cost
+
+
+def _judge(req: RouteRequest, net: NetworkView, run: _Run, digital: dict[str, int]) -> RouteResult:
+    """The order's policy on the whole plan, and every node's verdict."""
     ordered = sum(l.qty for l in req.lines)
-    filled = ordered - sum(unfilled.values())
+    filled = ordered - sum(run.unfilled.values())
     feasible, reason = True, ""
     if filled == 0:
         feasible, reason = False, NO_STOCK
-    elif unfilled and req.fill_or_kill:
+    elif run.unfilled and req.fill_or_kill:
         feasible, reason = False, "fill or kill: not every unit can be filled now"
-    elif unfilled and req.ship_complete:
+    elif run.unfilled and req.ship_complete:
         feasible, reason = False, "ship complete: no single node can serve every unit"
     elif ordered and filled / ordered < req.min_fill_rate:
         feasible, reason = False, f"fill rate {filled / ordered:.0%} below the minimum {req.min_fill_rate:.0%}"
+    assignments, unfilled = run.assignments, run.unfilled
     if not feasible:
-        all_assignments, unfilled, digital = [], {l.line_id: l.qty for l in req.lines}, {}
-
-    for node_id, days in late_days.items():
+        assignments, unfilled, digital = [], {l.line_id: l.qty for l in req.lines}, {}
+    verdicts = run.verdicts
+    for node_id, days in run.late_days.items():
         v = verdicts.get(node_id)
         if v is not None:
             verdicts[node_id] = NodeVerdict(node_id, v.outcome, f"{v.reason}; delivers {days} day"
                                             f"{'s' if days > 1 else ''} after the promise", v.cost)
-    for node_id, why in reasons.items():
+    for node_id, why in run.reasons.items():
         verdicts.setdefault(node_id, NodeVerdict(node_id, "ineligible", why))
     if not feasible:
         verdicts = {n: v if v.outcome != "chosen" else NodeVerdict(n, "lost", reason, v.cost)
                     for n, v in verdicts.items()}
-    ordered_verdicts = [verdicts[n] for n in sorted(verdicts)]
-    return RouteResult(feasible, reason, all_assignments, unfilled, round(total, 4), ordered_verdicts, distances,
-                       exact, round(lower_bound, 4), round(searched, 4), round(future_cost, 4), digital)
+    return RouteResult(feasible, reason, assignments, unfilled, round(run.total, 4), [verdicts[n] for n in sorted(verdicts)],
+                       run.distances, run.exact, round(run.lower_bound, 4), round(run.searched, 4),
+                       round(run.future_cost, 4), digital)
 
 
 _RANK = {"chosen": 0, "lost": 1, "ineligible": 2}

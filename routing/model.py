@@ -78,8 +78,11 @@ class NetworkView:
     """The part of the network a request can touch, read at one instant."""
 
     nodes: dict[str, NodeInfo]
-    # postal code → {node_id: priority} (the store mapping)
+    # postal code → {node_id: priority} (the store mapping; 1 first)
     service_areas: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Cost added per unit for each rank a node stands below the first in a destination's store mapping
+    # (routing rules' service_area_step): the first store serves when it can, the next when it cannot.
+    area_step: float = 10.0
     # (node_id, sku) → available-to-sell
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     skus: dict[str, SkuRules] = field(default_factory=dict)

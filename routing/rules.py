@@ -27,6 +27,10 @@ class RoutingRules(BaseModel):
         default=[], description="node types, most preferred group first; types not listed come after the last")
     priority_step: Decimal = Field(default=Decimal("50"), ge=0, le=100000, max_digits=10, decimal_places=2,
                                    description="cost added per unit for each group further down the list")
+    service_area_step: Decimal = Field(
+        default=Decimal("10"), ge=0, le=100000, max_digits=10, decimal_places=2,
+        description="cost added per unit for each priority rank a store stands below the first in a postal "
+                    "code's store mapping (PUT /service-areas); 0 ignores the priorities")
     pick_surcharge: dict[NodeType, Decimal] = Field(
         default={}, description="cost added per unit picked at a node of this type (store picking)")
     min_stock: dict[NodeType, int] = Field(
@@ -86,6 +90,7 @@ def apply_rules(net: NetworkView, rules: RoutingRules,
         if node_id in net.nodes and rules.partner_penalty and card.fulfillments >= rules.scorecard_min_fulfillments:
             preference[node_id] = preference.get(node_id, 0.0) + float(rules.partner_penalty) * (1 - card.reliability())
     return replace(net, nodes=nodes, preference={k: v for k, v in preference.items() if v},
+                   area_step=float(rules.service_area_step),
                    min_stock={str(t): n for t, n in rules.min_stock.items() if n > 0},
                    handling_node_types={c: frozenset(str(t) for t in types)
                                         for c, types in rules.handling.items() if types})

@@ -10,7 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import BidPriceRefresh
-    from workflows.common import call
+    from workflows import activities
 
 BID_PRICE_SCHEDULE = "nodal-bid-prices"
 
@@ -19,5 +19,4 @@ BID_PRICE_SCHEDULE = "nodal-bid-prices"
 class BidPriceWorkflow:
     @workflow.run
     async def run(self) -> BidPriceRefresh:
-        # A large forecast LP may take a while; it is bounded by the solver's own time limit.
-        return await call("routing.refresh_bid_prices", workflow.now(), BidPriceRefresh, timeout_s=300)
+        return await activities.refresh_bid_prices(workflow.now())

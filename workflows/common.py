@@ -1,15 +1,12 @@
-"""What both workflows share: activity call options, errors, search attributes, timeline entries."""
+"""What the workflows share: errors an Update answers with, search attributes, retry policy."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Optional, Type, TypeVar
+from typing import Any, Iterable, Optional
 
-from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
-
-T = TypeVar("T")
+from temporalio.exceptions import ActivityError, ApplicationError
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CHANNEL = SearchAttributeKey.for_keyword("Channel")
@@ -22,11 +19,12 @@ SEARCH_ATTRIBUTES = [ORDER_STATUS, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, PROM
 # Errors an Update raises to say "not now" (the API answers 409) or "not like this" (422).
 CONFLICT = "Conflict"
 INVALID = "Invalid"
+# What an activity raises when retrying cannot help (the input contradicts the database): never retried.
+REFUSED = ("InvalidOrder", "InvalidReturn")
 
 # Our own database and simulated systems: retry transient failures without limit, back off to 30 s.
 IO_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
-                       maximum_interval=timedelta(seconds=30),
-                       non_retryable_error_types=["InvalidOrder"])
+                       maximum_interval=timedelta(seconds=30), non_retryable_error_types=list(REFUSED))
 
 
 def conflict(message: str) -> ApplicationError:
@@ -37,24 +35,21 @@ def invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type=INVALID, non_retryable=True)
 
 
-async def call(name: str, arg: Any, result_type: Optional[Type[T]] = None, timeout_s: float = 30) -> T:
-    """Run an activity by name, so workflows never import the activity code (and its database stack)."""
-    return await workflow.execute_activity(
-        name, arg, result_type=result_type,
-        start_to_close_timeout=timedelta(seconds=timeout_s), retry_policy=IO_RETRY,
-    )
+def check_within(allowed: dict[str, int], lines: Iterable[Any], of: str, did: str, had: str) -> None:
+    """Each line once, each one of ``of``'s, none over what ``of`` allows (InvalidError: 422)."""
+    seen = set()
+    for l in lines:
+        if l.line_id not in allowed:
+            raise invalid(f"line {l.line_id} is not part of {of}")
+        if l.line_id in seen:
+            raise invalid(f"line {l.line_id} appears twice")
+        seen.add(l.line_id)
+        if l.qty > allowed[l.line_id]:
+            raise invalid(f"line {l.line_id}: {did} {l.qty} but only {allowed[l.line_id]} were {had}")
 
 
-# Patch "local-read-model": the read model is mirrored by a local activity, run in the worker within the
-# workflow task instead of a round trip through the server (it was over half of an order's activities).
-# Orders started before this code keep the remote activity for their whole life.
-LOCAL_READ_MODEL = "local-read-model"
-
-
-async def mirror(name: str, snapshot: Any) -> None:
-    """Write a snapshot to the read model (idempotent by version, so a re-run is harmless)."""
-    if workflow.patched(LOCAL_READ_MODEL):
-        await workflow.execute_local_activity(name, snapshot, start_to_close_timeout=timedelta(seconds=30),
-                                              retry_policy=IO_RETRY)
-    else:
-        await call(name, snapshot, None)
+def refusal(err: BaseException) -> Optional[str]:
+    """Why an activity refused for good (a non-retryable ApplicationError, as a remote activity's cause or a
+    local activity's own failure); None for any other error."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return cause.message if isinstance(cause, ApplicationError) else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.common import call
+    from workflows import activities
 
 HOLD_SWEEP_SCHEDULE = "nodal-hold-sweep"
 
@@ -17,4 +17,4 @@ HOLD_SWEEP_SCHEDULE = "nodal-hold-sweep"
 class HoldSweepWorkflow:
     @workflow.run
     async def run(self) -> list[str]:
-        return await call("inventory.expire_holds", workflow.now(), list)
+        return await activities.expire_holds(workflow.now())

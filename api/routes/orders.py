@@ -13,15 +13,15 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeo
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import ANY_ROLE, STAFF, Principal, require
-from api.placement import record_intake, start_options
+from api.placement import record_intake, start_options, windows
 from api.schemas import OrderCreate, OrderPatch
 from api.temporal_errors import WorkflowClosed, run_update, unreachable
 from api.views import order_view
 from models.messages import (
     Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
-    PromiseView, ReorchestrateIn, ReturnIn, Windows,
+    PromiseView, ReorchestrateIn, ReturnIn,
 )
-from models.status import DeliveryMethod, OrderStatus, Role
+from models.status import RETURN_NODE_TYPES, Capability, DeliveryMethod, OrderStatus, Role
 from nodal.logging import get_logger
 from workflows.order import OrderWorkflow
 
@@ -96,7 +96,7 @@ def _placed_body(p: PlacedOrder) -> dict[str, Any]:
 
 async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
     app = request.app.state
-    start = WithStartWorkflowOperation(OrderWorkflow.run, inp, **start_options(inp, app.settings))
+    start = WithStartWorkflowOperation(OrderWorkflow.run, **start_options(inp, app.settings))
     try:
         return await app.temporal.execute_update_with_start_workflow(
             OrderWorkflow.await_promise, start_workflow_operation=start,
@@ -116,6 +116,9 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
     if who.role == Role.client and who.channel != body.channel:
         raise HTTPException(403, f"this key places orders for channel {who.channel} only")
     app = request.app.state
+    if len(body.lines) > app.settings.max_order_lines:
+        raise HTTPException(422, f"an order may have at most {app.settings.max_order_lines} lines "
+                                 f"(NODAL_MAX_ORDER_LINES); this one has {len(body.lines)}: split it")
     order_id = order_id_for(body.channel, body.external_id)
     log = get_logger(order_id=order_id, channel=body.channel)
     async with app.db.engine.begin() as conn:
@@ -133,13 +136,10 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
                     raise HTTPException(409, f"hold {body.hold_id} already became order {hold.order_id}")
             if problems:
                 raise HTTPException(422, "; ".join(problems))
-            s = app.settings
             inp = OrderInput(
                 order_id=order_id, external_id=body.external_id, channel=body.channel, customer=body.customer,
                 lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency, hold_id=body.hold_id,
-                requested_delivery_date=body.requested_delivery_date,
-                windows=Windows(remorse=s.remorse_window, accept_timeout=s.accept_timeout,
-                                return_window=s.return_window, max_reroutes=s.max_reroutes),
+                requested_delivery_date=body.requested_delivery_date, windows=windows(app.settings),
             )
             inserted = await record_intake(conn, inp)
             if not inserted:
@@ -306,6 +306,23 @@ async def reorchestrate(order_id: str, body: ReorchestrateIn, request: Request,
 async def request_return(order_id: str, body: ReturnIn, request: Request,
                          who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     await _order_for_change(request, order_id, who)
+    if body.node_id is not None:
+        await _check_return_node(request, body)
     result = await _update(request, order_id, OrderWorkflow.request_return, body,
                            "the return window has closed for this order")
     return result.model_dump(mode="json")
+
+
+async def _check_return_node(request: Request, body: ReturnIn) -> None:
+    """A return goes only to a node that takes returns: one with the returns capability, or a warehouse for
+    what is shipped back."""
+    async with request.app.state.db.engine.connect() as conn:
+        node = (await conn.execute(text("SELECT type, capabilities, enabled FROM nodes WHERE node_id = :n"),
+                                   {"n": body.node_id})).first()
+    if node is None:
+        raise HTTPException(422, f"unknown node {body.node_id}")
+    takes = Capability.returns.value in (node.capabilities or []) or (
+        body.method == "ship_back" and node.type in RETURN_NODE_TYPES)
+    if not takes or not node.enabled:
+        raise HTTPException(422, f"node {body.node_id} does not take {body.method.replace('_', ' ')} returns"
+                                 + ("" if node.enabled else " (disabled)"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import httpx
 import pytest
@@ -14,7 +15,8 @@ from temporalio.testing._timeskipping import TimeSkippingConfig
 
 from api.app import create_app
 from api.auth import ensure_admin_key
-from nodal.db import Database
+from nodal.codec import data_converter
+from nodal.db import Database, make_engine
 from nodal.settings import Settings
 from nodal.temporal import build_worker
 from tests.conftest import temporal_binary
@@ -32,9 +34,9 @@ def settings_for(pg_url: str, **over: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env():
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
+async def temporal_env(pg_url):
+    # Large payloads go to the test database, as in production (nodal/payloads.py).
+    payloads = make_engine(pg_url, pool_size=2, max_overflow=4)
     # Workflows start with their clock stopped; a test moves one with env.fast_forward(handle, d).
     # Children never inherit skipping, so a parent's fast-forward cannot eat a child's timeout.
     env = await WorkflowEnvironment.start_time_skipping_v2(
@@ -43,11 +45,12 @@ async def temporal_env():
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
                                "--log-level", "error"],
         search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings_for(pg_url), payloads),
         ui=False,
     )
     yield env
     await env.shutdown()
+    await payloads.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +82,23 @@ async def api(temporal_env, db, settings, worker):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
                                  timeout=60) as client:
         yield Api(client)
+
+
+@asynccontextmanager
+async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), **over: Any) -> AsyncIterator["Api"]:
+    """A worker (with these interceptors and settings) and an API of its own, on their own task queue."""
+    settings = settings_for(pg_url, task_queue=queue, **over)
+    worker = build_worker(temporal_env.client, settings, db, interceptors=list(interceptors))
+    running = asyncio.create_task(worker.run())
+    app = create_app(settings, db=db, temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
+                                     timeout=60) as client:
+            yield Api(client)
+    finally:
+        await worker.shutdown()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 class Api:

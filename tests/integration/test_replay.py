@@ -1,8 +1,10 @@
 """Determinism: every workflow path replays, today's runs and histories recorded by earlier code.
 
-Histories under tests/replay/ were recorded from real runs of each path (happy, cancel, reroute,
-short pick, return). A change to the workflows that would break an order already running fails
-here. Record again (only when a change is meant to be incompatible and no old order can be running):
+Histories under tests/replay/ were recorded from real runs of each path: v1/ on the order workflow as it was
+before its rebuild (those orders keep running on the frozen v1 types, workflows/legacy), v2/ on today's Order
+and Fulfillment types. A change to the workflows that would break an order already running fails here.
+Record the v2 histories again (only when a change is meant to be incompatible and no such order can be
+running):
 
     NODAL_RECORD_HISTORIES=1 pytest tests/integration/test_replay.py
 """
@@ -11,62 +13,53 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
 import pytest
+from sqlalchemy import text
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
-
-from sqlalchemy import text
 
 from api.routes.orders import order_id_for
 from tests.integration.conftest import Api, Net, eventually, make_network, order_body
 from tests.integration.flow import fulfillment, order_status, place, release, walk
-from workflows.fulfillment import FulfillmentWorkflow
-from workflows.order import OrderWorkflow
+from tests.replay_check import HISTORIES, recorded, replay
 
 pytestmark = pytest.mark.integration
-HISTORIES = Path(__file__).resolve().parent.parent / "replay"
 PATHS = ("happy", "cancel", "reroute", "short_pick", "return", "modify", "b2b_change", "hold", "digital",
          "backorder", "at_risk", "reorchestrate", "accept_timeout", "payment_decline")
+# The order's hot path runs as local activities (no round trip through the server): none of these may be
+# scheduled as an ordinary activity by a new order.
+LOCAL = {"order.capture", "routing.plan", "inventory.reserve", "payments.call", "notify.send", "read_model.record_order"}
 
 
-async def replay(histories: list[WorkflowHistory]) -> dict[str, str]:
-    """Replay on today's workflow code; returns the failures by history name."""
-    async def each():
-        for h in histories:
-            yield h
-
-    replayer = Replayer(workflows=[OrderWorkflow, FulfillmentWorkflow], data_converter=pydantic_data_converter)
-    failures = {}
-    async with replayer.workflow_replay_iterator(each()) as results:
-        async for r in results:
-            if r.replay_failure:
-                failures[r.history.workflow_id] = str(r.replay_failure)
-    return failures
-
-
-def recorded() -> list[WorkflowHistory]:
-    return [WorkflowHistory.from_json(p.stem, json.loads(p.read_text()))
-            for p in sorted(HISTORIES.glob("*.json"))]
-
-
-async def test_recorded_histories_replay_on_todays_code():
-    histories = recorded()
-    paths = {h.workflow_id.split(".")[0] for h in histories}
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_recorded_histories_replay_on_todays_code(version):
+    histories = recorded(version)
+    paths = {h.workflow_id.split("/")[1].split(".")[0] for h in histories}
     assert paths == set(PATHS), f"a path has no recorded history: {sorted(set(PATHS) - paths)}"
     failures = await replay(histories)
     assert not failures, failures
 
 
+def test_recorded_histories_replay_under_another_hash_seed():
+    """In a fresh interpreter whose string hashing (set order) differs from this one's."""
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "4242"):
+        run = subprocess.run([sys.executable, "-m", "tests.replay_check"], cwd=root, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, timeout=300)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "FAILED" not in run.stdout and " recorded histories replay" in run.stdout
+
+
 async def test_an_unguarded_change_breaks_recorded_orders(monkeypatch):
     """The control: taking the patched branch on old histories (as if the change had no patched guard) fails."""
     monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
-    happy = [h for h in recorded() if h.workflow_id.startswith("happy.order")]
+    happy = [h for h in recorded("v1") if h.workflow_id == "v1/happy.order"]
     failures = await replay(happy)
     assert happy and set(failures) == {h.workflow_id for h in happy}
     assert all("nondetermin" in e.lower() for e in failures.values()), failures
@@ -271,15 +264,15 @@ async def test_every_path_replays_and_is_recorded(api: Api, temporal_env, settin
             handle = temporal_env.client.get_workflow_handle(wid)
             await handle.result()  # every path ends
             history = await handle.fetch_history()
-            name = f"{path}.{'order' if i == 0 else f'fulfillment{i}'}"
+            name = f"v2/{path}.{'order' if i == 0 else f'fulfillment{i}'}"
             histories.append(WorkflowHistory(name, history.events))
-            if name.endswith(".order") and path != "cancel":
-                markers = [e.marker_recorded_event_attributes for e in history.events
-                           if e.HasField("marker_recorded_event_attributes")]
-                names = {m.marker_name for m in markers}
-                assert {"core_patch", "core_local_activity"} <= names, "a new run takes the patched branches"
+            started = history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+            assert started == ("Order" if i == 0 else "Fulfillment"), (name, started)
+            remote = {e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+                      if e.HasField("activity_task_scheduled_event_attributes")}
+            assert not remote & LOCAL, f"{name} scheduled {sorted(remote & LOCAL)} through the server"
             if record:
-                HISTORIES.mkdir(exist_ok=True)
+                (HISTORIES / "v2").mkdir(exist_ok=True)
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
     failures = await replay(histories)
     assert not failures, failures

@@ -277,3 +277,18 @@ def test_digital_lines_need_no_node_and_no_stock():
     # Digital units count as filled for the fill rate.
     half = plan(RouteRequest(lines=(line("L1", "B"), line("L2", "CODE")), min_fill_rate=0.5), view)
     assert half.feasible and half.unfilled == {"L1": 1} and half.digital == {"L2": 1}
+
+
+def test_the_store_mapping_priority_decides_between_equal_stores():
+    """A postal code's first store serves when it can; the second only when the first cannot."""
+    a = node("STORE-A", "store", lat=41.88, lon=-87.63)
+    b = node("STORE-B", "store", lat=41.88, lon=-87.63)
+    stock = {("STORE-A", "A"): 5, ("STORE-B", "A"): 5}
+    for first, second in (("STORE-A", "STORE-B"), ("STORE-B", "STORE-A")):
+        areas = {"60601": {first: 1, second: 2}}
+        r = plan(RouteRequest(lines=(line(qty=2),)), net([a, b], stock, areas))
+        assert chosen(r) == {first: [("L1", 2)]}, (first, chosen(r))
+        assert verdict(r, second).outcome == "lost"
+    # The first has none: the second serves.
+    r = plan(RouteRequest(lines=(line(qty=2),)), net([a, b], {("STORE-B", "A"): 5}, {"60601": {"STORE-A": 1, "STORE-B": 2}}))
+    assert chosen(r) == {"STORE-B": [("L1", 2)]}

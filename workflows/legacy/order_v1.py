@@ -1,4 +1,12 @@
-"""OrderWorkflow: one per order, workflow id = order id.
+"""FROZEN: the order workflow as it ran until 2026-12-02 (workflow type "OrderWorkflow").
+
+Orders placed before the rebuild keep running on this code until they close; new orders start as the
+"Order" type (workflows/order/). Nothing here may change: every recorded history in tests/replay/ of type
+OrderWorkflow must keep replaying. Delete this module (and fulfillment_v1, common_v1) once
+`temporal workflow count --query 'WorkflowType="OrderWorkflow" AND ExecutionStatus="Running"'` is 0 and the
+namespace's retention has passed.
+
+OrderWorkflow: one per order, workflow id = order id.
 
 capture → promise (plan) → reserve → authorize → remorse window (Updates modify / cancel)
 → release: one FulfillmentWorkflow child per node → follow the children (reroute on rejection or
@@ -32,10 +40,10 @@ with workflow.unsafe.imports_passed_through():
         FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, DeliveryMethod,
         FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus,
     )
-    from workflows.common import (
+    from workflows.legacy.common_v1 import (
         AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, call, conflict, invalid, mirror,
     )
-    from workflows.fulfillment import FulfillmentWorkflow
+    from workflows.legacy.fulfillment_v1 import FulfillmentWorkflowV1 as FulfillmentWorkflow
 
 # How often backordered units are tried again when nobody reorchestrates them.
 BACKORDER_RETRY = timedelta(hours=1)
@@ -45,8 +53,8 @@ SHIPPED = {FS.shipped, FS.delivered}
 RELEASE_NOTICE = "release-notice"
 
 
-@workflow.defn
-class OrderWorkflow:
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflowV1:
     @workflow.init
     def __init__(self, inp: OrderInput) -> None:
         self.inp = inp

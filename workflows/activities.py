@@ -1,0 +1,117 @@
+"""Typed stubs of the activities the workflows call: ``await activities.plan(request)``.
+
+Workflows never import the activity code (it brings the database stack into the sandbox); they call
+activities by name through these stubs, which fix each one's argument and result types and how it runs.
+
+Local activities run in the worker inside the workflow task, with no round trip through the server: the
+short database and gateway calls of the order's hot path (capture → plan → reserve → authorize, the
+read-model mirror, notifications). They are as idempotent as the rest, so a worker that dies mid-task
+loses nothing: the task times out, another worker replays it and runs them again. External calls that
+may take long (carrier labels) stay ordinary activities.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Optional, Type, TypeVar
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import (
+        BidPriceRefresh, ConsumeRequest, FulfillmentSnapshot, Label, Notification, OrderInput, OrderSnapshot,
+        PaymentRecord, PaymentRequest, Plan, PlanRequest, ReleaseClaims, ReservationTarget, ReserveRequest,
+        ReserveResult, RestockRequest, ReturnLabelRequest, ShipmentRequest,
+    )
+    from workflows.common import IO_RETRY
+
+T = TypeVar("T")
+TIMEOUT = timedelta(seconds=30)
+
+
+async def _local(name: str, arg: Any, result_type: Optional[Type[T]], summary: Optional[str] = None,
+                 timeout: timedelta = TIMEOUT) -> T:
+    return await workflow.execute_local_activity(name, arg, result_type=result_type, start_to_close_timeout=timeout,
+                                                 retry_policy=IO_RETRY, summary=summary)
+
+
+async def _remote(name: str, arg: Any, result_type: Optional[Type[T]], summary: Optional[str] = None,
+                  timeout: timedelta = TIMEOUT) -> T:
+    return await workflow.execute_activity(name, arg, result_type=result_type, start_to_close_timeout=timeout,
+                                           retry_policy=IO_RETRY, summary=summary)
+
+
+# ---------------------------------------------------------------- order intake and sourcing
+async def capture(order: OrderInput) -> None:
+    """Check the order against the catalog and network as they are now (InvalidOrder if it cannot be)."""
+    await _local("order.capture", order, None, "check the order against the catalog")
+
+
+async def plan(req: PlanRequest) -> Plan:
+    # A plan of thousands of lines takes a few seconds of routing: the timeout leaves it room.
+    return await _local("routing.plan", req, Plan, f"plan {len(req.lines)} line(s)", timeout=timedelta(minutes=2))
+
+
+async def reserve(req: ReserveRequest) -> ReserveResult:
+    units = sum(l.qty for f in req.fulfillments for l in f.lines)
+    return await _local("inventory.reserve", req, ReserveResult,
+                        f"reserve {units} unit(s) at {', '.join(sorted({f.node_id for f in req.fulfillments})) or '-'}",
+                        timeout=timedelta(minutes=2))
+
+
+async def set_reservations(targets: list[ReservationTarget], why: str) -> int:
+    """Bring reservations down to their targets (0 releases them); idempotent by target."""
+    return await _local("inventory.release", targets, int, f"{why}: {len(targets)} reservation(s)",
+                        timeout=timedelta(minutes=2))
+
+
+async def release_claims(req: ReleaseClaims) -> int:
+    return await _local("inventory.release_claims", req, int, "give back claims on incoming supply")
+
+
+async def commit(req: ConsumeRequest) -> int:
+    return await _local("inventory.commit", req, int, f"hand the reservation to {req.node_id}")
+
+
+async def consume(req: ConsumeRequest) -> int:
+    return await _local("inventory.consume", req, int, f"ship {sum(l.qty for l in req.lines)} unit(s) off the books")
+
+
+async def restock(req: RestockRequest) -> int:
+    return await _local("inventory.restock", req, int, f"receive return {req.return_id} at {req.node_id}")
+
+
+async def expire_holds(at: datetime) -> list[str]:
+    return await _remote("inventory.expire_holds", at, list, "release expired checkout holds")
+
+
+async def refresh_bid_prices(at: datetime) -> BidPriceRefresh:
+    # A large forecast LP may take a while; it is bounded by the solver's own time limit.
+    return await _remote("routing.refresh_bid_prices", at, BidPriceRefresh, "re-price scarce stock",
+                         timeout=timedelta(minutes=5))
+
+
+# ---------------------------------------------------------------- money, carriers, notifications
+async def payment(req: PaymentRequest) -> PaymentRecord:
+    return await _local("payments.call", req, PaymentRecord, f"{req.kind} {req.amount} {req.currency}")
+
+
+async def label(req: ShipmentRequest) -> Label:
+    return await _remote("carriers.label", req, Label, f"label for {req.units} unit(s)")
+
+
+async def return_label(req: ReturnLabelRequest) -> Label:
+    return await _remote("carriers.return_label", req, Label, f"return label for {req.return_id}")
+
+
+async def notify(n: Notification) -> None:
+    await _local("notify.send", n, None, f"tell the customer: {n.event}")
+
+
+# ---------------------------------------------------------------- read model
+async def mirror_order(m: OrderSnapshot) -> None:
+    await _local("read_model.record_order", m, None, f"read model v{m.state.version}", timeout=timedelta(minutes=2))
+
+
+async def mirror_fulfillment(s: FulfillmentSnapshot) -> None:
+    await _local("read_model.record_fulfillment", s, None, f"read model v{s.version}")

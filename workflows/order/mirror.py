@@ -1,0 +1,87 @@
+"""What the outside sees of an order: the read model, the search attributes, notifications, the query.
+
+The read model gets a snapshot after every step: the header, only the lines and returns that changed since
+the last one, and the timeline entries not yet written; idempotent by version (activities/read_model.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import Notification, OrderSnapshot, OrderState, PlacedOrder, PromiseView
+    from workflows import activities
+    from workflows.common import AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY
+    from workflows.order.book import Book
+
+
+async def notify(book: Book, event: str, key: str, detail: dict[str, Any]) -> None:
+    """Tell the customer, once per key (the notifier is idempotent by it)."""
+    await activities.notify(Notification(order_id=book.order_id, event=event, key=f"{book.order_id}:{key}",
+                                         detail=detail))
+
+
+def iso(value: Any) -> Optional[str]:
+    return value.isoformat() if value is not None else None
+
+
+async def publish(book: Book) -> None:
+    """Mirror what changed into the read model, and the search attributes support filters on."""
+    book.ids.version += 1
+    state = header(book)
+    state.lines = [book.line_state(book.lines[l]) for l in sorted(book.dirty) if l in book.lines]
+    state.returns = [book.returns[r] for r in sorted(book.dirty_returns)]
+    timeline, removed = book.timeline, sorted(book.removed)
+    book.timeline, book.dirty, book.removed, book.dirty_returns = [], set(), set(), set()
+    await activities.mirror_order(OrderSnapshot(
+        state=state, customer_email=book.order.customer.email, total=book.total_amount(), timeline=timeline,
+        created_at=book.created_at or workflow.now(), removed_lines=removed))
+    _search_attributes(book, state)
+
+
+def _search_attributes(book: Book, state: OrderState) -> None:
+    nodes = sorted({f.node_id for f in book.fulfillments.values()} | {p.node_id for p in book.planned.values()})
+    values = [state.status.value, nodes, state.promised_by, state.at_risk]
+    if values == book.search_attributes:
+        return
+    book.search_attributes = values
+    updates = [ORDER_STATUS.value_set(state.status.value), CHANNEL.value_set(book.order.channel),
+               CUSTOMER_ID.value_set(book.order.customer.id), FULFILLMENT_NODES.value_set(nodes),
+               AT_RISK.value_set(state.at_risk)]
+    if state.promised_by:
+        updates.append(PROMISED_BY.value_set(state.promised_by))
+    workflow.upsert_search_attributes(updates)
+
+
+def header(book: Book) -> OrderState:
+    """The order's state without lines, fulfillments, returns and payments (the query adds them all, the mirror
+    what changed; fulfillments and payments reach the read model by their own activities)."""
+    o = book.order
+    return OrderState(
+        order_id=o.order_id, external_id=o.external_id, channel=o.channel, customer_id=o.customer.id,
+        customer_tier=o.customer.tier, status=book.status(), currency=o.currency, policy=book.policy,
+        requested_delivery_date=book.requested_date, lines=[], promised_by=book.promised_by(),
+        delivered_at=book.delivered_at(),
+        return_deadline=book.return_deadline(), reason=book.reason, version=book.ids.version,
+        at_risk=book.at_risk(),
+    )
+
+
+def state(book: Book) -> OrderState:
+    s = header(book)
+    s.lines = [book.line_state(l) for l in book.lines.values()]
+    s.returns = list(book.returns.values())
+    s.fulfillments = list(book.fulfillments.values())
+    s.payments = list(book.payments)
+    return s
+
+
+def placed(book: Book) -> PlacedOrder:
+    """What POST /orders and PATCH answer: the status and the promise, per line."""
+    return PlacedOrder(order_id=book.order_id, status=book.status(), promise=PromiseView(
+        promised_by=book.promised_by(),
+        lines=[{"line_id": l.line_id, "promised_by": iso(l.promised_by)} for l in book.lines.values()],
+    ))
+

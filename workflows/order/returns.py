@@ -1,0 +1,84 @@
+"""Returns: requested within the window after the last delivery, received at a node (sellable units back on its
+shelf, the rest in their own buckets), refunded exactly once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import (
+        ReceiveIn, RestockRequest, ReturnedUnits, ReturnIn, ReturnLabelRequest, ReturnLineState, ReturnResult,
+        ReturnState,
+    )
+    from models.status import ReturnStatus
+    from workflows import activities
+    from workflows.common import conflict, refusal
+    from workflows.order import money, rules
+    from workflows.order.book import Book
+    from workflows.order.mirror import notify, publish
+
+
+async def request(book: Book, body: ReturnIn) -> ReturnResult:
+    rules.check_return(book, body, workflow.now())
+    book.ids.ret += 1
+    return_id = f"{book.order_id}-R{book.ids.ret}"
+    node_id = body.node_id or book.node_of(body.lines[0].line_id)
+    assert node_id is not None  # something was delivered (check_return)
+    label = None
+    if body.method == "ship_back":
+        label = await activities.return_label(ReturnLabelRequest(
+            order_id=book.order_id, return_id=return_id, node_id=node_id, units=sum(l.qty for l in body.lines)))
+    book.returns[return_id] = ReturnState(
+        return_id=return_id, status=ReturnStatus.requested, method=body.method, node_id=node_id, reason=body.reason,
+        lines=[ReturnLineState(line_id=l.line_id, qty=l.qty) for l in body.lines], label=label)
+    book.dirty_returns.add(return_id)
+    for l in body.lines:
+        line = book.lines[l.line_id]
+        line.return_requested += l.qty
+    book.note("return_requested", {"return_id": return_id, "node_id": node_id, "reason": body.reason,
+                                   "lines": [l.model_dump() for l in body.lines]})
+    await publish(book)
+    return ReturnResult(return_id=return_id, status=ReturnStatus.requested, label=label)
+
+
+async def receive(book: Book, return_id: str, body: ReceiveIn) -> ReturnResult:
+    r = book.returns[return_id]
+    if not rules.check_receive(book, return_id, body):
+        return ReturnResult(return_id=return_id, status=r.status, label=r.label, refund_amount=r.refund_amount)
+    got = {l.line_id: l for l in body.lines}
+    restock = [ReturnedUnits(line_id=rl.line_id, sku=book.lines[rl.line_id].sku, qty=got[rl.line_id].qty,
+                             disposition=got[rl.line_id].disposition)
+               for rl in r.lines if rl.line_id in got and got[rl.line_id].qty]
+    if restock:
+        try:
+            await activities.restock(RestockRequest(order_id=book.order_id, return_id=return_id, node_id=r.node_id,
+                                                    lines=restock))
+        except (ActivityError, ApplicationError) as e:
+            # The node cannot take the units (it is not in the network): nothing was received, the caller hears why.
+            why = refusal(e)
+            if why is None:
+                raise
+            raise conflict(f"return {return_id} cannot be received at {r.node_id}: {why}") from None
+    for rl in r.lines:
+        g = got.get(rl.line_id)
+        rl.received_qty, rl.disposition = (g.qty, g.disposition) if g else (0, None)
+        if rl.received_qty:
+            book.edit(book.lines[rl.line_id], returned=rl.received_qty)
+    r.status = ReturnStatus.received
+    book.note("return_received", {"return_id": return_id, "lines": [rl.model_dump() for rl in r.lines]})
+    amount = sum((book.lines[rl.line_id].unit_price * rl.received_qty for rl in r.lines), Decimal("0"))
+    if amount > 0:
+        await money.refund(book, return_id, amount)
+    r.refund_amount, r.status = amount, ReturnStatus.refunded
+    book.dirty_returns.add(return_id)
+    book.note("refunded", {"return_id": return_id, "amount": str(amount)})
+    await notify(book, "refunded", f"{return_id}:refunded", {"amount": str(amount)})
+    await publish(book)
+    return ReturnResult(return_id=return_id, status=r.status, label=r.label, refund_amount=amount)
+
+
+def open_returns(book: Book) -> bool:
+    return any(r.status == ReturnStatus.requested for r in book.returns.values())

@@ -1,0 +1,279 @@
+"""Sourcing: plan → record the decision → reserve → adopt; re-source what no node holds; release to nodes.
+
+An order is confirmed only with its units reserved: a plan is adopted only once its reservation has landed
+(all or nothing, in PostgreSQL), and after RESERVE_ATTEMPTS conflicts in a row (others took the stock between
+plan and reserve) the answer is "not reserved", never the last plan. Every re-sourcing keeps the order's own
+policy (ship complete, fill or kill, splits): a reroute may not split what the customer asked to keep whole.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Optional
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import (
+        FulfillmentAssignment, FulfillmentInput, FulfillmentState, LineQty, Plan, PlanLine, PlanRequest, Policy,
+        ReleaseClaims, ReservationTarget, ReserveRequest, SupplyClaimLine,
+    )
+    from models.status import FulfillmentStatus as FS, OrderStatus as OS
+    from workflows import activities
+    from workflows.fulfillment import FulfillmentWorkflow
+    from workflows.order import money
+    from workflows.order.book import Book, Line, Planned
+    from workflows.order.mirror import notify
+
+RESERVE_ATTEMPTS = 3
+# Ping-pong between failing nodes is capped (Windows.max_reroutes); support's requests and waiting for stock are not.
+UNCAPPED = {"reorchestrate", "backorder_retry", "supply_changed", "b2b_change"}
+
+
+# ---------------------------------------------------------------- plan → record → reserve → adopt
+async def source(book: Book, want: dict[str, int], policy: Policy, *, reason: str, release_now: bool,
+                 exclude: Iterable[str] = (), to_node: Optional[str] = None) -> Optional[Plan]:
+    """Plan and reserve these units; the plan is adopted only if its reservation lands."""
+    want = {k: v for k, v in want.items() if v > 0}
+    if not want:
+        return None
+    plan: Optional[Plan] = None
+    for attempt in range(1, RESERVE_ATTEMPTS + 1):
+        plan = await activities.plan(plan_request(book, want, policy, set(exclude), to_node))
+        record_decision(book, plan, reason, attempt)
+        if not plan.feasible:
+            return plan
+        planned = split(book, plan)
+        claim_lines = sorted({l for l in want if book.lines[l].claims} | {c.line_id for c in plan.supply_claims})
+        result = await activities.reserve(ReserveRequest(
+            order_id=book.order_id, at=workflow.now(), channel=book.order.channel,
+            customer_tier=book.order.customer.tier, hold_id=book.order.hold_id, claim_lines=claim_lines,
+            supply_claims=plan.supply_claims,
+            fulfillments=[FulfillmentAssignment(fulfillment_id=p.fulfillment_id, node_id=p.node_id, lines=p.lines)
+                          for p in planned]))
+        if result.ok:
+            await adopt(book, plan, planned, claim_lines, release_now)
+            return plan
+        book.note("reservation_conflict", {"attempt": attempt, "nodes": result.short_nodes})
+    book.note("not_reserved", {"reason": reason, "attempts": RESERVE_ATTEMPTS})
+    return Plan(feasible=False, reason=f"stock kept changing while reserving ({RESERVE_ATTEMPTS} attempts)",
+                unfilled=[LineQty(line_id=k, sku=book.lines[k].sku, qty=v) for k, v in want.items()])
+
+
+def plan_request(book: Book, want: dict[str, int], policy: Policy, exclude: set[str],
+                 to_node: Optional[str]) -> PlanRequest:
+    # A line already promised is due by its promise: nodes that would deliver later cost more.
+    lines = []
+    for line_id, qty in want.items():
+        line = book.lines[line_id]
+        lines.append(PlanLine(line_id=line_id, sku=line.sku, qty=qty, delivery=line.delivery,
+                              exclude_nodes=sorted(set(line.excluded) | exclude),
+                              due=line.promised_by.date() if line.promised_by else None))
+    unreleased = book.phase in (OS.received, OS.awaiting_release)
+    o = book.order
+    return PlanRequest(order_id=o.order_id, channel=o.channel, customer_tier=o.customer.tier, lines=lines,
+                       policy=policy, to_node=to_node, at=workflow.now(), hold_id=o.hold_id,
+                       release_at=book.release_at if unreleased else None, requested_delivery_date=book.requested_date)
+
+
+def record_decision(book: Book, plan: Plan, reason: str, attempt: int) -> None:
+    """The routing decision on the timeline; the per-node explanation once, not again on each retry."""
+    book.note("routing_decision", {
+        "reason": reason, "attempt": attempt, "feasible": plan.feasible, "why": plan.reason,
+        "rules_version": plan.rules_version, "exact": plan.exact, "lower_bound": str(plan.lower_bound),
+        "search_cost": str(plan.search_cost), "future_cost": str(plan.future_cost), "total_cost": str(plan.total_cost),
+        "allocations": [{"node_id": a.node_id, "lines": [l.model_dump() for l in a.lines], "cost": str(a.cost)}
+                        for a in plan.allocations],
+        "candidates": [c.model_dump(mode="json") for c in plan.candidates] if attempt == 1 else "as in attempt 1",
+        "unfilled": [u.model_dump() for u in plan.unfilled],
+    })
+
+
+def split(book: Book, plan: Plan) -> list[Planned]:
+    """One planned fulfillment per allocation, or several where it has more lines than a node takes at once."""
+    size = max(book.order.windows.max_fulfillment_lines, 1)
+    planned = []
+    for a in plan.allocations:
+        for i in range(0, len(a.lines), size):
+            book.ids.fulfillment += 1
+            planned.append(Planned(
+                fulfillment_id=f"{book.order_id}-F{book.ids.fulfillment}", node_id=a.node_id,
+                lines=list(a.lines[i:i + size]), method=a.method, postal_code=a.postal_code, carrier=a.carrier,
+                ship_by=a.ship_by, promised_by=a.promised_by, hold_until=a.hold_until))
+    return planned
+
+
+async def adopt(book: Book, plan: Plan, planned: list[Planned], claim_lines: list[str], release_now: bool) -> None:
+    """The reservation landed: the plan becomes the order's (claims, promises, planned or released fulfillments)."""
+    new_claims: dict[str, list[SupplyClaimLine]] = {}
+    for c in plan.supply_claims:
+        new_claims.setdefault(c.line_id, []).append(c)
+    for line_id in claim_lines:
+        book.set_claims(book.lines[line_id], new_claims.get(line_id, []))
+    if plan.supply_claims:
+        book.note("supply_claimed", {"claims": [c.model_dump() for c in plan.supply_claims]})
+    for d in plan.digital:
+        book.make_digital(book.lines[d.line_id], book.release_at)
+    for p in planned:
+        book.plan(p)
+        for l in p.lines:
+            line = book.lines[l.line_id]
+            if p.promised_by and (line.promised_by is None or p.promised_by > line.promised_by):
+                line.promised_by = p.promised_by
+                book.touch(line)
+    if plan.backorder_dates:
+        held = book.holders()
+        for line_id, date in plan.backorder_dates.items():
+            repromise(book, book.lines[line_id], max(held.get(line_id, []) + [date]), "incoming supply")
+    if release_now:
+        await release_due(book)
+
+
+def repromise(book: Book, line: Line, new: datetime, reason: str) -> None:
+    if new != line.promised_by:
+        book.note("repromised", {"line_id": line.line_id, "reason": reason,
+                                 "old": line.promised_by.isoformat() if line.promised_by else None,
+                                 "new": new.isoformat()})
+        line.promised_by = new
+        book.touch(line)
+
+
+# ---------------------------------------------------------------- release to nodes
+def hold_left(p: Planned) -> float:
+    return 0.0 if p.hold_until is None else (p.hold_until - workflow.now()).total_seconds()
+
+
+async def release_due(book: Book) -> list[str]:
+    """Start every planned fulfillment whose release day has come (the rest stay reserved); none while the
+    payment is on hold."""
+    due = [p for p in book.planned.values() if hold_left(p) <= 0]
+    if not due or not await money.keep_alive(book):
+        return []
+    for p in due:
+        await start(book, p)
+    return [p.fulfillment_id for p in due]
+
+
+async def start(book: Book, p: Planned) -> None:
+    book.unplan(p.fulfillment_id)
+    book.start(FulfillmentState(fulfillment_id=p.fulfillment_id, node_id=p.node_id, status=FS.released,
+                                lines=list(p.lines), ship_by=p.ship_by, promised_by=p.promised_by,
+                                released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines)))
+    await workflow.start_child_workflow(
+        FulfillmentWorkflow.run,
+        FulfillmentInput(
+            fulfillment_id=p.fulfillment_id, order_id=book.order_id, parent_workflow_id=workflow.info().workflow_id,
+            node_id=p.node_id, lines=p.lines, unit_prices={l.line_id: book.lines[l.line_id].unit_price for l in p.lines},
+            currency=book.order.currency, method=p.method, postal_code=p.postal_code,
+            accept_timeout=book.order.windows.accept_timeout, ship_by=p.ship_by, carrier=p.carrier,
+            promised_by=p.promised_by, authorization=book.money.authorization,
+        ),
+        id=p.fulfillment_id,
+        # A fulfillment finishes its own last steps even when the order closes (or continues as new) first.
+        parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        static_summary=f"{sum(l.qty for l in p.lines)} unit(s) of order {book.order_id} at {p.node_id}",
+    )
+
+
+async def release_planned(book: Book, reason: str, only: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Give back the reservations of planned (unreleased) fulfillments, all or ``only`` units per line; returns
+    what was given back per line."""
+    budget = dict(only) if only is not None else None
+    targets, given = [], {}
+    for p in list(book.planned.values()):
+        keep = []
+        for l in p.lines:
+            drop = l.qty if budget is None else min(budget.get(l.line_id, 0), l.qty)
+            if drop:
+                if budget is not None:
+                    budget[l.line_id] -= drop
+                given[l.line_id] = given.get(l.line_id, 0) + drop
+                targets.append(ReservationTarget(order_id=book.order_id, fulfillment_id=p.fulfillment_id,
+                                                 line_id=l.line_id, node_id=p.node_id, sku=l.sku, qty=l.qty - drop,
+                                                 reason=reason))
+            if l.qty - drop:
+                keep.append(LineQty(line_id=l.line_id, sku=l.sku, qty=l.qty - drop))
+        if len(keep) != len(p.lines) or any(k.qty != l.qty for k, l in zip(keep, p.lines)):
+            book.replan(p, keep)
+    if targets:
+        await activities.set_reservations(targets, reason)
+    return given
+
+
+async def trim_claims(book: Book, gone: Iterable[str] = ()) -> None:
+    """Claims on incoming supply never exceed a line's open units: the extra go back, latest ETA first; the
+    claims of ``gone`` lines (removed by a modification) go back whole."""
+    trimmed: dict[str, list[SupplyClaimLine]] = {line_id: [] for line_id in gone}
+    for line_id, line in book.lines.items():
+        extra = sum(c.qty for c in line.claims) - line.open
+        if extra <= 0:
+            continue
+        keep = []
+        for c in reversed(line.claims):
+            drop = min(extra, c.qty)
+            extra -= drop
+            if c.qty - drop:
+                keep.insert(0, SupplyClaimLine(line_id=line_id, supply_id=c.supply_id, sku=c.sku, qty=c.qty - drop))
+        trimmed[line_id] = keep
+    if not trimmed:
+        return
+    # Shrinking claims always fits: the reserve activity replaces them in one transaction.
+    await activities.reserve(ReserveRequest(
+        order_id=book.order_id, fulfillments=[], at=workflow.now(), claim_lines=sorted(trimmed),
+        supply_claims=[c for keep in trimmed.values() for c in keep]))
+    for line_id, keep in trimmed.items():
+        if line_id in book.lines:
+            book.set_claims(book.lines[line_id], keep)
+
+
+async def release_claims(book: Book) -> None:
+    if book.total.claimed:
+        await activities.release_claims(ReleaseClaims(order_id=book.order_id))
+        for line in book.lines.values():
+            if line.claims:
+                book.set_claims(line, [])
+
+
+# ---------------------------------------------------------------- re-sourcing after release
+async def resource(book: Book, reason: str, exclude: Iterable[str] = (), to_node: Optional[str] = None,
+                   promised_before: Optional[dict[str, Optional[datetime]]] = None) -> Optional[Plan]:
+    """Source every unit no live fulfillment holds (after a rejection, a timeout, a short pick, for support, or
+    when stock comes); a date that moves is told against ``promised_before`` when the caller moved it first."""
+    waiting = book.open_lines()
+    if not waiting:
+        return None
+    if reason not in UNCAPPED:
+        book.reroutes += 1
+        if book.reroutes > book.order.windows.max_reroutes:
+            book.note("backordered", {"reason": "reroute limit reached: waiting for support",
+                                      "lines": [l.line_id for l in waiting]})
+            return None
+    before = {l.line_id: (promised_before or {}).get(l.line_id, l.promised_by) for l in waiting}
+    plan = await source(book, {l.line_id: l.open for l in waiting}, book.policy, reason=reason, release_now=True,
+                        exclude=exclude, to_node=to_node)
+    if plan is not None and (not plan.feasible or plan.unfilled):
+        book.note("backordered", {"lines": [{"line_id": l.line_id, "qty": l.open} for l in book.open_lines()],
+                                  "why": plan.reason or "not enough stock in eligible nodes",
+                                  "expected": {k: v.isoformat() for k, v in plan.backorder_dates.items()}})
+    await tell_moved_dates(book, before, plan, reason)
+    return plan
+
+
+async def tell_moved_dates(book: Book, before: dict[str, Optional[datetime]], plan: Optional[Plan],
+                           reason: str) -> None:
+    """Record every date that moved; tell the customer once per date that moved later, or once that a line
+    waits with no date yet."""
+    dated = plan.backorder_dates if plan is not None else {}
+    for line_id, old in before.items():
+        line = book.lines[line_id]
+        new = line.promised_by
+        if old and new and new != old and line_id not in dated:
+            book.note("repromised", {"line_id": line_id, "reason": reason, "old": old.isoformat(),
+                                     "new": new.isoformat()})
+        if line.open and line_id not in dated:
+            key = f"delayed:{line_id}:undated"
+        elif new and (old is None or new > old):
+            key = f"delayed:{line_id}:{new.isoformat()}"
+        else:
+            continue
+        await notify(book, "delayed", key, {"line_id": line_id, "promised_by": new.isoformat() if new else None})

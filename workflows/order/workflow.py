@@ -1,0 +1,339 @@
+"""The order workflow (type "Order", one per order, workflow id = order id), in the order of an order's life:
+
+    place (capture → promise: plan → reserve → authorize → confirm)
+    → remorse window (Updates modify / cancel) → release to nodes
+    → follow fulfillments (reroute on rejection or timeout, re-source short picks, wait for stock, release held
+      work on its day, keep the authorization alive)
+    → settle (void what will not be captured) → return window (Updates request_return / receive_return)
+    → close.
+
+Each handler sits beside its validator and delegates; the book (book.py) holds all state and the modules
+beside this one hold the work. Handlers and the main loop take turns under one lock, so activities never
+interleave on the same order. A long-lived order continues as new before its history grows large, carrying
+its book (and any event not yet applied) once every handler has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from typing import Optional
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import (
+        CancelIn, FulfillmentEvent, ModifyIn, OrderInput, OrderState, PlacedOrder, ReceiveIn, ReorchestrateIn,
+        ReturnIn, ReturnResult,
+    )
+    from models.status import OrderStatus as OS
+    from workflows import activities
+    from workflows.common import refusal
+    from workflows.order import changes, events, money, returns, rules, sourcing
+    from workflows.order.book import Book
+    from workflows.order.mirror import header, iso, notify, placed, publish, state
+
+# Backordered units are tried again this often when nothing wakes them, backing off to the cap while nothing
+# changes; a stock or supply change wakes the order at once, after SETTLE gathers the rest of a burst.
+BACKORDER_RETRY = timedelta(hours=1)
+BACKORDER_RETRY_CAP = timedelta(hours=24)
+SETTLE = timedelta(seconds=2)
+PAYMENT_RETRY = timedelta(hours=12)
+
+
+@workflow.defn(name="Order")
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, inp: OrderInput, book: Optional[Book] = None) -> None:
+        self.book = book or Book.new(inp)
+        self.lock = asyncio.Lock()
+
+    # ================================================================== the order's life
+    @workflow.run
+    async def run(self, inp: OrderInput, book: Optional[Book] = None) -> OrderState:
+        b = self.book
+        if b.phase == OS.received:
+            await self.place(inp)
+        if b.phase == OS.awaiting_release:
+            await self.remorse_window()
+        if b.phase == OS.released:
+            await self.follow_fulfillments()
+        async with self.lock:
+            if await money.settle(b):
+                await publish(b)
+        await self.return_window()
+        return await self.close()
+
+    async def place(self, inp: OrderInput) -> None:
+        b = self.book
+        b.created_at = workflow.now()
+        b.release_at = b.created_at + b.order.windows.remorse
+        b.note("order_received", {"channel": b.order.channel, "lines": len(b.lines)})
+        async with self.lock:
+            try:
+                await activities.capture(inp)
+            except (ActivityError, ApplicationError) as e:
+                why = refusal(e)
+                if why is None:
+                    raise
+                await self.reject(why)
+                return
+            plan = await sourcing.source(b, {l.line_id: l.open for l in b.lines.values()}, b.policy,
+                                         reason="initial", release_now=False)
+            if plan is None or not plan.feasible:
+                await self.reject(plan.reason if plan else "no node can serve this order")
+                return
+            if not await money.authorize(b, b.total_amount()):
+                await sourcing.release_planned(b, "payment_declined")
+                b.phase, b.reason = OS.cancelled, "payment declined"
+                await notify(b, "cancelled", "cancelled", {"reason": "payment declined"})
+                await publish(b)
+                return
+            b.phase = OS.awaiting_release
+            b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
+            await notify(b, "confirmed", "confirmed", {"promised_by": iso(b.promised_by())})
+            await publish(b)
+            b.promise_ready = True
+
+    async def reject(self, reason: str) -> None:
+        b = self.book
+        await sourcing.release_planned(b, "order_rejected")
+        b.phase, b.reason = OS.rejected, reason
+        b.note("rejected", {"reason": reason})
+        await notify(b, "rejected", "rejected", {"reason": reason})
+        await publish(b)
+
+    async def remorse_window(self) -> None:
+        b = self.book
+        assert b.release_at is not None
+        left = (b.release_at - workflow.now()).total_seconds()
+        if left > 0:
+            try:
+                await workflow.wait_condition(lambda: b.phase != OS.awaiting_release, timeout=left,
+                                              timeout_summary="remorse window: modify or cancel until then")
+            except asyncio.TimeoutError:
+                pass
+        async with self.lock:
+            if b.phase == OS.awaiting_release:
+                await self.release()
+
+    async def release(self) -> None:
+        b = self.book
+        b.phase = OS.released
+        started = await sourcing.release_due(b)
+        b.note("released", {"fulfillments": started,
+                            "held_until": {p.fulfillment_id: iso(p.hold_until) for p in b.planned.values()}})
+        await self.deliver_digital()
+        await notify(b, "released", "released", {"fulfillments": len(started)})
+        if b.total.open:
+            await sourcing.resource(b, "backorder_retry")  # stock may have come in during the remorse window
+        await publish(b)
+
+    async def deliver_digital(self) -> None:
+        """Digital lines need no node: they are captured and delivered the moment the order is released."""
+        b = self.book
+        due = [l for l in b.lines.values() if l.digital and l.live > 0]
+        if not due:
+            return
+        amount = sum((l.unit_price * l.live for l in due), Decimal("0"))
+        await money.capture_digital(b, amount)
+        b.digital_at = workflow.now()
+        for l in due:
+            b.edit(l, shipped=l.live - l.shipped, delivered=l.live - l.delivered)
+        b.note("digital_delivered", {"lines": [{"line_id": l.line_id, "qty": l.live} for l in due],
+                                     "amount": str(amount)})
+        await notify(b, "delivered", "digital:delivered", {"lines": sorted(l.line_id for l in due)})
+
+    async def follow_fulfillments(self) -> None:
+        b = self.book
+        while not self.done():
+            try:
+                await workflow.wait_condition(lambda: bool(b.events) or b.wake or self.done(),
+                                              timeout=self.next_timer(), timeout_summary=self.waiting_for())
+            except asyncio.TimeoutError:
+                async with self.lock:
+                    await self.on_timer()
+                await self.continue_if_long()
+                continue
+            if b.wake:
+                await workflow.sleep(SETTLE, summary="let a burst of stock changes settle")
+                b.wake = False
+                async with self.lock:
+                    if b.total.open and b.phase == OS.released:
+                        b.retry_every = None
+                        await sourcing.resource(b, "supply_changed")
+                        await publish(b)
+            async with self.lock:
+                await events.apply_all(b)
+            await self.continue_if_long()
+
+    def done(self) -> bool:
+        b = self.book
+        return b.phase != OS.released or (not b.active() and b.total.open == 0 and not b.events and not b.planned)
+
+    def next_timer(self) -> Optional[float]:
+        b = self.book
+        ends = money.hold_ends(b)
+        if ends is not None:
+            # On hold for the payment: try the authorization again now and then, until the hold ends.
+            return max(min((ends - workflow.now()).total_seconds(), PAYMENT_RETRY.total_seconds()), 0.001)
+        waits = [max(sourcing.hold_left(p), 0.001) for p in b.planned.values()]
+        if b.backordered():
+            waits.append((b.retry_every or BACKORDER_RETRY).total_seconds())
+        return min(waits) if waits else None
+
+    def waiting_for(self) -> str:
+        b = self.book
+        if b.money.hold_since is not None:
+            return "payment hold: a renewed authorization or the hold's end"
+        if b.planned:
+            return "the release day of held fulfillments"
+        return "the next backorder retry" if b.backordered() else "fulfillments"
+
+    async def on_timer(self) -> None:
+        b = self.book
+        if b.phase != OS.released:
+            return
+        ends = money.hold_ends(b)
+        if ends is not None and workflow.now() >= ends:
+            await self.cancel_for_payment()
+            return
+        if b.planned:
+            started = await sourcing.release_due(b)
+            if started:
+                b.note("preorder_released", {"fulfillments": started})
+                await publish(b)
+                return
+            if b.money.hold_since is not None:
+                await publish(b)
+                return
+        if b.backordered():
+            plan = await sourcing.resource(b, "backorder_retry")
+            sourced = plan is not None and plan.feasible and not plan.unfilled
+            b.retry_every = None if sourced else min((b.retry_every or BACKORDER_RETRY) * 2, BACKORDER_RETRY_CAP)
+            await publish(b)
+
+    async def cancel_for_payment(self) -> None:
+        """The payment hold ended without a good authorization: what has not shipped is cancelled."""
+        b = self.book
+        want = {l.line_id: l.live - l.shipped for l in b.lines.values() if l.live > l.shipped}
+        b.money.hold_since = None
+        await changes.cancel_units(b, want, "payment declined")
+        b.note("lines_cancelled", {"reason": "payment declined", "lines": [{"line_id": k, "qty": v}
+                                                                          for k, v in want.items()]})
+        if b.total.live <= 0:
+            b.phase, b.reason = OS.cancelled, "payment declined"
+            await money.settle(b)
+        await notify(b, "cancelled", "cancelled:payment", {"reason": "payment declined"})
+        await publish(b)
+
+    async def return_window(self) -> None:
+        """Stay open for returns until the window after the last delivery ends and no return is open."""
+        b = self.book
+        while b.return_deadline() is not None:
+            deadline = b.return_deadline()
+            assert deadline is not None
+            left = (deadline - workflow.now()).total_seconds()
+            if left <= 0 and not returns.open_returns(b):
+                return
+            seen = b.ids.version
+            try:
+                await workflow.wait_condition(lambda: b.ids.version != seen, timeout=left if left > 0 else None,
+                                              timeout_summary="the return window's end")
+            except asyncio.TimeoutError:
+                pass
+            await self.continue_if_long()
+
+    async def close(self) -> OrderState:
+        b = self.book
+        async with self.lock:
+            await sourcing.release_claims(b)
+            b.note("order_closed", {"status": b.status().value})
+            await publish(b)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return state(b)
+
+    async def continue_if_long(self) -> None:
+        """Before the history grows large, continue as new with the book (after every handler has finished)."""
+        info = workflow.info()
+        if not (info.is_continue_as_new_suggested()
+                or info.get_current_history_length() >= self.book.order.windows.history_limit):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        b = self.book
+        b.answered.clear()
+        b.note("continued_as_new", {"history_events": info.get_current_history_length()})
+        async with self.lock:
+            await publish(b)
+        workflow.continue_as_new(args=[b.order, b])
+
+    # ================================================================== Updates, signals, query
+    @workflow.update
+    async def await_promise(self) -> PlacedOrder:
+        """Returns once the order is promised (or refused): what POST /orders answers."""
+        b = self.book
+        await workflow.wait_condition(lambda: b.promise_ready or b.phase in (OS.rejected, OS.cancelled))
+        return placed(b)
+
+    @workflow.update
+    async def modify(self, body: ModifyIn) -> PlacedOrder:
+        async with self.lock:
+            await changes.modify(self.book, body)
+            return placed(self.book)
+
+    @modify.validator
+    def _v_modify(self, body: ModifyIn) -> None:
+        rules.check_modify(self.book, body)
+
+    @workflow.update
+    async def cancel(self, body: CancelIn) -> OrderState:
+        async with self.lock:
+            await changes.cancel(self.book, body)
+            return header(self.book)
+
+    @cancel.validator
+    def _v_cancel(self, body: CancelIn) -> None:
+        rules.check_cancellable(self.book, body)
+
+    @workflow.update
+    async def reorchestrate(self, body: ReorchestrateIn) -> OrderState:
+        async with self.lock:
+            await changes.reorchestrate(self.book, body)
+            return header(self.book)
+
+    @reorchestrate.validator
+    def _v_reorchestrate(self, body: ReorchestrateIn) -> None:
+        rules.check_reorchestrate(self.book, body)
+
+    @workflow.update
+    async def request_return(self, body: ReturnIn) -> ReturnResult:
+        async with self.lock:
+            return await returns.request(self.book, body)
+
+    @request_return.validator
+    def _v_request_return(self, body: ReturnIn) -> None:
+        rules.check_return(self.book, body, workflow.now())
+
+    @workflow.update
+    async def receive_return(self, return_id: str, body: ReceiveIn) -> ReturnResult:
+        async with self.lock:
+            return await returns.receive(self.book, return_id, body)
+
+    @receive_return.validator
+    def _v_receive_return(self, return_id: str, body: ReceiveIn) -> None:
+        rules.check_receive(self.book, return_id, body)
+
+    @workflow.signal
+    def fulfillment_event(self, ev: FulfillmentEvent) -> None:
+        self.book.events.append(ev)
+
+    @workflow.signal(name="supply_changed")
+    def supply_changed(self) -> None:
+        """Stock or incoming supply of one of this order's SKUs changed: try the backorder again now."""
+        self.book.wake = True
+
+    @workflow.query
+    def state(self) -> OrderState:
+        return state(self.book)
