@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY nodal ./nodal
+COPY launcher ./launcher
 COPY models ./models
 COPY workflows ./workflows
 COPY activities ./activities

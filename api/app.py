@@ -20,7 +20,7 @@ from nodal.codec import codec_from
 from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
 from nodal.settings import Settings, get_settings
-from nodal.temporal import connect
+from nodal.client import connect
 
 
 async def _invalid_value(request: Request, exc: DataError) -> JSONResponse:

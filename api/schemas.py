@@ -228,7 +228,8 @@ class OrderCreate(Body):
     external_id: str = Field(min_length=1, max_length=128)
     channel: str = Field(min_length=1, max_length=64)
     customer: Customer
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=5000)
+    # At most NODAL_MAX_ORDER_LINES (checked by the route, which says so plainly).
+    lines: list[OrderLineIn] = Field(min_length=1)
     policy: Optional[Policy] = None
     requested_delivery_date: Optional[date] = None
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
@@ -236,7 +237,7 @@ class OrderCreate(Body):
 
 
 class OrderPatch(Body):
-    lines: Optional[list[OrderLineIn]] = Field(default=None, min_length=1, max_length=5000)
+    lines: Optional[list[OrderLineIn]] = Field(default=None, min_length=1)
     address: Optional[dict[str, Any]] = None
     policy: Optional[Policy] = None
     requested_delivery_date: Optional[date] = Field(

@@ -289,7 +289,7 @@ class Run:
     async def wait_closed(self) -> None:
         from temporalio.client import Client as TemporalClient, WorkflowExecutionStatus
 
-        from nodal.temporal import connect
+        from nodal.client import connect
         from nodal.settings import Settings
 
         client: TemporalClient = await connect(Settings(temporal_address=self.stack.temporal_address))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nodal.dev import port_open, temporal_command  # noqa: E402
+from launcher.dev import port_open, temporal_command  # noqa: E402
 from nodal.settings import Settings  # noqa: E402
 
 ADMIN_KEY = "stack-admin-key"
@@ -109,14 +109,14 @@ class Stack:
         self._kill(self.temporal)
 
     def start_worker(self, i: int = 0) -> None:
-        self.workers[i] = subprocess.Popen([sys.executable, "-m", "nodal.cli", "worker"], env=self.env(), cwd=ROOT,
+        self.workers[i] = subprocess.Popen([sys.executable, "-m", "launcher.cli", "worker"], env=self.env(), cwd=ROOT,
                                            stdout=self._log(f"worker-{i}"), stderr=subprocess.STDOUT)
 
     def kill_worker(self, i: int = 0) -> None:
         self._kill(self.workers[i])
 
     def start_api(self) -> None:
-        self.api = subprocess.Popen([sys.executable, "-m", "nodal.cli", "api", "--port", str(self.api_port)],
+        self.api = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port", str(self.api_port)],
                                     env=self.env(), cwd=ROOT, stdout=self._log("api"), stderr=subprocess.STDOUT)
 
         def live() -> bool:

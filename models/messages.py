@@ -346,7 +346,8 @@ class FulfillmentEvent(Msg):
     fulfillment_id: str
     node_id: str
     status: FulfillmentStatus
-    lines: list[LineQty]
+    # What it holds now; None: as before (the Fulfillment type sends them only when they change).
+    lines: Optional[list[LineQty]] = None
     # Units the order must source elsewhere (rejection, timeout, short pick).
     unsourced: list[LineQty] = []
     cancelled: list[LineQty] = []

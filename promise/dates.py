@@ -15,14 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional
 from zoneinfo import ZoneInfo
 
+from models.nodes import NodeInfo
 from models.status import DeliveryMethod
 from promise.carriers import DEFAULT_CALENDAR, SERVICES, CarrierCalendar, CarrierService
-
-if TYPE_CHECKING:  # routing imports the promise to price lateness
-    from routing.model import NodeInfo
 
 HORIZON_DAYS = 60  # a node or carrier closed for longer is not a candidate worth a date
 SAME_DAY_BY = time(21, 0)  # same-day deliveries arrive by this local time

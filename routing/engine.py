@@ -139,11 +139,13 @@ def plan(req: RouteRequest, net: NetworkView, model: CostModel = CostModel()) ->
     search node sets for the cheapest fill → take it and explain; then judge the whole against the policy."""
     groups, digital = _groups(req, net)
     run = _Run(stock={k: v for k, v in net.available.items() if v > 0},
-               capacity={n.node_id: n.remaining_units for n in net.nodes.values()},
-               deadline=None if req.budget_ms is None else time.perf_counter() + req.budget_ms / 1000)
+               capacity={n.node_id: n.remaining_units for n in net.nodes.values()}, deadline=None)
     for group in groups:
         candidates = _price_options(group, req, net, model, run)
         ranked = _rank(group, candidates, run)
+        if run.deadline is None and req.budget_ms is not None:
+            # The budget is for searching node sets; pricing a 20,000-line order's options is not search.
+            run.deadline = time.perf_counter() + req.budget_ms / 1000
         cost, subset, chosen, best_with = _search(group, ranked, req, model, run)
         _take(group, chosen, cost, net, model, run)
         _explain_group(run.verdicts, ranked, subset, best_with, chosen)

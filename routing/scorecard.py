@@ -1,6 +1,6 @@
 """Partner scorecards: how reliably a node turns released work into shipped parcels.
 
-Computed from the fulfillments read model (activities/network.py: load_scorecards); the routing rules
+Computed from the fulfillments read model (routing/store.py: load_scorecards); the routing rules
 set the floors below which a node is flagged for offboarding, and the per-unit penalty by which an
 unreliable partner gets less work.
 """

@@ -27,6 +27,9 @@ with workflow.unsafe.imports_passed_through():
 
 T = TypeVar("T")
 TIMEOUT = timedelta(seconds=30)
+# Work on more lines than this runs as an ordinary activity: a local one runs inside the workflow task, and a
+# 20,000-line reservation would hold that task open for seconds.
+LOCAL_LINES = 100
 
 
 async def _local(name: str, arg: Any, result_type: Optional[Type[T]], summary: Optional[str] = None,
@@ -41,28 +44,37 @@ async def _remote(name: str, arg: Any, result_type: Optional[Type[T]], summary: 
                                            retry_policy=IO_RETRY, summary=summary)
 
 
+async def _by_size(lines: int, name: str, arg: Any, result_type: Optional[Type[T]], summary: str,
+                   timeout: timedelta = TIMEOUT) -> T:
+    """Local for the everyday order, ordinary past LOCAL_LINES (deterministic: the same size runs the same way)."""
+    run = _local if lines <= LOCAL_LINES else _remote
+    return await run(name, arg, result_type, summary, timeout)
+
+
 # ---------------------------------------------------------------- order intake and sourcing
 async def capture(order: OrderInput) -> None:
     """Check the order against the catalog and network as they are now (InvalidOrder if it cannot be)."""
-    await _local("order.capture", order, None, "check the order against the catalog")
+    await _by_size(len(order.lines), "order.capture", order, None, "check the order against the catalog")
 
 
 async def plan(req: PlanRequest) -> Plan:
-    # A plan of thousands of lines takes a few seconds of routing: the timeout leaves it room.
-    return await _local("routing.plan", req, Plan, f"plan {len(req.lines)} line(s)", timeout=timedelta(minutes=2))
+    # A plan of thousands of lines takes seconds of routing: the timeout leaves it room.
+    return await _by_size(len(req.lines), "routing.plan", req, Plan, f"plan {len(req.lines)} line(s)",
+                          timeout=timedelta(minutes=5))
 
 
 async def reserve(req: ReserveRequest) -> ReserveResult:
+    lines = sum(len(f.lines) for f in req.fulfillments) + len(req.supply_claims)
     units = sum(l.qty for f in req.fulfillments for l in f.lines)
-    return await _local("inventory.reserve", req, ReserveResult,
-                        f"reserve {units} unit(s) at {', '.join(sorted({f.node_id for f in req.fulfillments})) or '-'}",
-                        timeout=timedelta(minutes=2))
+    return await _by_size(lines, "inventory.reserve", req, ReserveResult,
+                          f"reserve {units} unit(s) at {', '.join(sorted({f.node_id for f in req.fulfillments})) or '-'}",
+                          timeout=timedelta(minutes=5))
 
 
 async def set_reservations(targets: list[ReservationTarget], why: str) -> int:
     """Bring reservations down to their targets (0 releases them); idempotent by target."""
-    return await _local("inventory.release", targets, int, f"{why}: {len(targets)} reservation(s)",
-                        timeout=timedelta(minutes=2))
+    return await _by_size(len(targets), "inventory.release", targets, int, f"{why}: {len(targets)} reservation(s)",
+                          timeout=timedelta(minutes=5))
 
 
 async def release_claims(req: ReleaseClaims) -> int:
@@ -70,15 +82,17 @@ async def release_claims(req: ReleaseClaims) -> int:
 
 
 async def commit(req: ConsumeRequest) -> int:
-    return await _local("inventory.commit", req, int, f"hand the reservation to {req.node_id}")
+    return await _by_size(len(req.lines), "inventory.commit", req, int, f"hand the reservation to {req.node_id}")
 
 
 async def consume(req: ConsumeRequest) -> int:
-    return await _local("inventory.consume", req, int, f"ship {sum(l.qty for l in req.lines)} unit(s) off the books")
+    return await _by_size(len(req.lines), "inventory.consume", req, int,
+                          f"ship {sum(l.qty for l in req.lines)} unit(s) off the books")
 
 
 async def restock(req: RestockRequest) -> int:
-    return await _local("inventory.restock", req, int, f"receive return {req.return_id} at {req.node_id}")
+    return await _by_size(len(req.lines), "inventory.restock", req, int,
+                          f"receive return {req.return_id} at {req.node_id}")
 
 
 async def expire_holds(at: datetime) -> list[str]:
@@ -110,8 +124,9 @@ async def notify(n: Notification) -> None:
 
 # ---------------------------------------------------------------- read model
 async def mirror_order(m: OrderSnapshot) -> None:
-    await _local("read_model.record_order", m, None, f"read model v{m.state.version}", timeout=timedelta(minutes=2))
+    await _by_size(len(m.state.lines), "read_model.record_order", m, None, f"read model v{m.state.version}",
+                   timeout=timedelta(minutes=2))
 
 
 async def mirror_fulfillment(s: FulfillmentSnapshot) -> None:
-    await _local("read_model.record_fulfillment", s, None, f"read model v{s.version}")
+    await _by_size(len(s.fulfillment.lines), "read_model.record_fulfillment", s, None, f"read model v{s.version}")

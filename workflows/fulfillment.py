@@ -53,6 +53,7 @@ class FulfillmentWorkflow:
         self.version = 0
         self.noted = 0
         self.told = 0
+        self.lines_told = list(inp.lines)  # as the order knows them
         self.timeline: list[TimelineEntry] = []
 
     # ================================================================== the fulfillment's life
@@ -357,9 +358,13 @@ class FulfillmentWorkflow:
                          payment: Optional[PaymentRecord] = None, request_id: Optional[str] = None) -> None:
         s = self.s
         self.told += 1
+        # Its lines only when they changed since the order last heard (a thousand-line fulfillment's list in
+        # every event would fill the order's history).
+        lines = None if s.lines == self.lines_told else list(s.lines)
+        self.lines_told = list(s.lines)
         await workflow.get_external_workflow_handle(self.inp.parent_workflow_id).signal(
             "fulfillment_event", FulfillmentEvent(
-                fulfillment_id=s.fulfillment_id, node_id=s.node_id, status=s.status, lines=list(s.lines),
+                fulfillment_id=s.fulfillment_id, node_id=s.node_id, status=s.status, lines=lines,
                 unsourced=unsourced or [], cancelled=cancelled or [], carrier=s.carrier, tracking=s.tracking,
                 reason=s.reason, payment=payment, at=workflow.now(), seq=self.told, request_id=request_id,
                 at_risk=s.at_risk))

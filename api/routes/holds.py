@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
-from activities.routing import plan_request
+from routing.sourcing import plan_request
 from api.auth import Principal, require
 from api.routes.orders import validate_lines
 from api.schemas import HoldCreate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -269,14 +270,21 @@ async def get_protected(request: Request, node_id: Optional[str] = None, sku: Op
     return {"protected": [dict(r._mapping) for r in rows]}
 
 
+WAKE_SETTLE = timedelta(seconds=2)
+
+
 async def wake_backorders(request: Request, skus: set[str]) -> int:
     """Tell backordered orders of these SKUs to try again now (stock or supply changed)."""
     if not skus:
         return 0
-    async with request.app.state.db.engine.connect() as conn:
+    # A burst of changes wakes each order once: one woken in the last WAKE_SETTLE is skipped, and the order
+    # itself waits as long before it looks (workflows/order/workflow.py SETTLE), so it sees all of the burst.
+    async with request.app.state.db.engine.begin() as conn:
         ids = [r.order_id for r in (await conn.execute(text(
-            "SELECT DISTINCT l.order_id FROM order_lines l JOIN orders o USING (order_id)"
-            " WHERE l.sku = ANY(:s) AND l.status = 'backordered' LIMIT 1000"), {"s": sorted(skus)})).all()]
+            "UPDATE orders SET woken_at = now() WHERE order_id IN (SELECT DISTINCT l.order_id FROM order_lines l"
+            "  WHERE l.sku = ANY(:s) AND l.status = 'backordered' LIMIT 1000)"
+            " AND (woken_at IS NULL OR woken_at < now() - CAST(:settle AS interval)) RETURNING order_id"),
+            {"s": sorted(skus), "settle": f"{WAKE_SETTLE.total_seconds()} seconds"})).all()]
     woken = 0
     for oid in ids:
         try:

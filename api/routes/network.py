@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from activities.network import load_scorecards, local_day
-from activities.routing import load_rules
+from routing.store import load_scorecards, local_day
+from routing.sourcing import load_rules
 from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
 from inventory.service import apply_safety_defaults

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
-from activities.network import load_scorecards
+from routing.store import load_scorecards
 
 from api.auth import STAFF, Principal
 

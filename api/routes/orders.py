@@ -90,6 +90,13 @@ def _lines(lines: list[OrderLineIn]) -> list[Line]:
     return out
 
 
+def _check_size(request: Request, lines: Optional[list[OrderLineIn]]) -> None:
+    most = request.app.state.settings.max_order_lines
+    if lines is not None and len(lines) > most:
+        raise HTTPException(422, f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has "
+                                 f"{len(lines)}: split it into several orders")
+
+
 def _placed_body(p: PlacedOrder) -> dict[str, Any]:
     return p.model_dump(mode="json")
 
@@ -116,9 +123,7 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
     if who.role == Role.client and who.channel != body.channel:
         raise HTTPException(403, f"this key places orders for channel {who.channel} only")
     app = request.app.state
-    if len(body.lines) > app.settings.max_order_lines:
-        raise HTTPException(422, f"an order may have at most {app.settings.max_order_lines} lines "
-                                 f"(NODAL_MAX_ORDER_LINES); this one has {len(body.lines)}: split it")
+    _check_size(request, body.lines)
     order_id = order_id_for(body.channel, body.external_id)
     log = get_logger(order_id=order_id, channel=body.channel)
     async with app.db.engine.begin() as conn:
@@ -260,6 +265,7 @@ async def _order_for_change(request: Request, order_id: str, who: Principal) -> 
 async def modify_order(order_id: str, body: OrderPatch, request: Request,
                        who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     await _order_for_change(request, order_id, who)
+    _check_size(request, body.lines)
     address = None
     if body.address is not None:
         try:

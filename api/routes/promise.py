@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import Field
 from sqlalchemy import text
 
-from activities.routing import RoutingView, load_view, plan_request
+from routing.sourcing import RoutingView, load_view, plan_request
 from api.auth import ADMIN, ANY_ROLE, Principal, require
 from api.routes.orders import line_problems
 from api.schemas import Body, CartLine

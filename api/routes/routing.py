@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from pydantic import AwareDatetime, Field
 
-from activities.routing import plan_request, rules_row
+from routing.sourcing import plan_request, rules_row
 from api.auth import ADMIN, STAFF, Principal, require
 from api.routes.inventory import _known
 from api.routes.orders import _lines, validate_lines

@@ -18,7 +18,7 @@ from api.auth import ensure_admin_key
 from nodal.codec import data_converter
 from nodal.db import Database, make_engine
 from nodal.settings import Settings
-from nodal.temporal import build_worker
+from launcher.worker import build_worker
 from tests.conftest import temporal_binary
 from workflows.common import SEARCH_ATTRIBUTES
 
@@ -95,7 +95,7 @@ async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), 
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
                                      timeout=60) as client:
-            yield Api(client)
+            yield Api(client, settings)
     finally:
         await worker.shutdown()
         await asyncio.gather(running, return_exceptions=True)
@@ -104,8 +104,8 @@ async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), 
 class Api:
     """The HTTP API with keys at hand."""
 
-    def __init__(self, client: httpx.AsyncClient):
-        self.client = client
+    def __init__(self, client: httpx.AsyncClient, settings: Optional[Settings] = None):
+        self.client, self.settings = client, settings
 
     async def call(self, method: str, path: str, key: Optional[str] = ADMIN_KEY, **kw) -> httpx.Response:
         headers = kw.pop("headers", {})

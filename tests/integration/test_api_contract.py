@@ -182,7 +182,7 @@ async def test_the_api_serves_reads_and_keeps_orders_while_temporal_is_down(api:
     import httpx
 
     from api.app import create_app
-    from nodal.temporal import connect
+    from nodal.client import connect
     from tests.integration.conftest import settings_for
 
     net = await make_network(api)

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from nodal.codec import EncryptionCodec, data_converter
-from nodal.temporal import build_worker
+from launcher.worker import build_worker
 from tests.integration.conftest import Api, make_network, settings_for
 from tests.integration.flow import order_status, place, release, walk, fulfillment
 

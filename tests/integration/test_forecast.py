@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodal.temporal import ensure_schedules
+from launcher.worker import ensure_schedules
 from tests.integration.conftest import Api, eventually, make_network
 from workflows.bid_prices import BID_PRICE_SCHEDULE
 

@@ -109,3 +109,16 @@ async def test_a_5000_line_order_is_accepted_and_a_20_mb_body_refused(api: Api, 
     assert r.status_code == 413
     assert (await api.call("POST", "/orders", key=ADMIN_KEY, json={})).status_code == 422
 
+
+
+async def test_an_order_beyond_the_line_limit_is_refused_plainly(api: Api, db, settings):
+    net = await make_network(api)
+    body = order_body(net, [("SKU1", 1)] * (settings.max_order_lines + 1))
+    r = await api.call("POST", "/orders", key=net.client_key, json=body)
+    assert r.status_code == 422 and r.json()["detail"] == (
+        f"an order may have at most {settings.max_order_lines} lines (NODAL_MAX_ORDER_LINES); this one has "
+        f"{settings.max_order_lines + 1}: split it into several orders")
+    assert len(r.content) < 500  # the reason, not the order echoed back
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM orders WHERE channel = :c"),
+                                   {"c": net.channel})).scalar_one() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from nodal.temporal import ensure_schedules
+from launcher.worker import ensure_schedules
 from tests.integration.conftest import Api, eventually, make_network, order_body
 from tests.integration.flow import place
 from workflows.holds import HOLD_SWEEP_SCHEDULE

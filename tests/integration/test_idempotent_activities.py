@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from api.app import create_app
-from nodal.temporal import build_worker
+from launcher.worker import build_worker
 from tests.integration.conftest import Api, make_network, settings_for
 from tests.integration.test_replay import run_path
 

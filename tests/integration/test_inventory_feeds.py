@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def nodal(pg_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "NODAL_DATABASE_URL": pg_url, "NODAL_LOG_LEVEL": "WARNING"}
-    return subprocess.run([sys.executable, "-m", "nodal.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "launcher.cli", *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -205,3 +205,44 @@ async def test_a_snapshot_keeps_what_moved_after_its_count(db):
         pos = (await conn.execute(text("SELECT on_hand, reserved FROM inventory_positions WHERE node_id = :n"),
                                   {"n": node})).one()
     assert (pos.on_hand, pos.reserved) == (5, 2)  # 9 counted − 4 shipped since; the hold of 2 is kept
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_a_large_reservation_decides_as_its_lines_would_one_by_one(db, seed, monkeypatch):
+    """Past BATCH_HOLDS lines a reservation is made per position: the same outcome, stock, rows and ledger as
+    one statement per line, on the same stock; a retry changes nothing; a short position undoes everything."""
+    import random
+
+    rng = random.Random(seed)
+    skus = [f"bulk-{seed}-{uuid.uuid4().hex[:4]}-{i}" for i in range(6)]
+    stock = {s: rng.randint(0, 40) + (seed % 2) * 40 for s in skus}  # odd seeds: mostly enough
+    holds = [(f"L{i}", skus[rng.randrange(len(skus))], rng.randint(1, 4)) for i in range(70)]
+    outcomes = []
+    for way, threshold in (("one by one", 10**9), ("per position", 0)):
+        node = f"bulk-{way[:3]}-{uuid.uuid4().hex[:6]}"
+        await _network(db, node, skus)
+        async with db.engine.begin() as conn:
+            for s, q in stock.items():
+                await service.adjust(conn, node, s, q, "receipt", f"{node}:{s}:receipt")
+        monkeypatch.setattr(service, "BATCH_HOLDS", threshold)
+        batch = [service.Hold(f"{node}-F1", line, node, sku, q) for line, sku, q in holds]
+        async with db.engine.begin() as conn:
+            short = await service.reserve(conn, f"{node}-O", batch, datetime.now(timezone.utc))
+        async with db.engine.begin() as conn:  # a retry of the same reservation: a no-op
+            again = await service.reserve(conn, f"{node}-O", batch, datetime.now(timezone.utc))
+        async with db.engine.connect() as conn:
+            reserved = dict((await conn.execute(text(
+                "SELECT sku, reserved FROM inventory_positions WHERE node_id = :n"), {"n": node})).all())
+            rows = (await conn.execute(text(
+                "SELECT COUNT(*), COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n"), {"n": node})).one()
+            ledger = (await conn.execute(text(
+                "SELECT COUNT(*), COALESCE(SUM(reserved_delta), 0) FROM inventory_ledger WHERE node_id = :n"
+                " AND reason = 'reserve'"), {"n": node})).one()
+        outcomes.append((bool(short), bool(short) or not again, {s.split("-")[-1]: r for s, r in reserved.items()},
+                         tuple(rows), tuple(ledger)))
+    assert outcomes[0] == outcomes[1], outcomes
+    wanted: dict[str, int] = {}
+    for _, sku, q in holds:
+        wanted[sku] = wanted.get(sku, 0) + q
+    fits = all(wanted[s] <= stock[s] for s in wanted)
+    assert outcomes[1][0] == (not fits)  # short exactly when some position cannot hold its lines

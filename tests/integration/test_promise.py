@@ -128,7 +128,7 @@ async def test_a_requested_date_is_promised_and_carrier_closures_move_dates(api:
 async def test_committed_network_writes_clear_the_quote_memo_and_nothing_else_does(db):
     from sqlalchemy import text
 
-    from activities.network import memo
+    from routing.store import memo
 
     loads = []
 

@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from nodal.temporal import build_worker
+from launcher.worker import build_worker
 from tests.conftest import temporal_binary
 from tests.integration.conftest import Api, make_network, settings_for
 from tests.integration.flow import fulfillment, order_status, place, walk

@@ -38,7 +38,7 @@ async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, se
     chosen = {c["node_id"]: c for c in reroute["detail"]["candidates"]}[south]
     assert chosen["outcome"] == "chosen" and "after the promise" in chosen["reason"]
     moved = next(t["detail"] for t in order["timeline"] if t["event"] == "repromised")
-    assert moved["line_id"] == "L1" and moved["old"] < moved["new"] and moved["reason"].startswith("rejected")
+    assert moved["lines"] == ["L1"] and moved["old"] < moved["new"] and moved["reason"].startswith("rejected")
     # Rejecting again is a no-op; the old node cannot act on the lost fulfillment any more.
     again = await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/reject", key=partner_n, json={"reason": "x"})
     assert again["changed"] is False

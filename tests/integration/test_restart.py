@@ -23,7 +23,7 @@ def start_worker(temporal_env, pg_url: str) -> subprocess.Popen:
     env = {**os.environ, "NODAL_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
            "NODAL_DATABASE_URL": pg_url, "NODAL_TASK_QUEUE": QUEUE, "NODAL_ADAPTER_LATENCY_MS": "1",
            "NODAL_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "nodal.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "launcher.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -89,7 +89,7 @@ def test_nodal_route_stdio_command():
     import sys
 
     msgs = [_network(), {"type": "order", "id": "O1", "region": "W", "lines": [{"sku": "X", "qty": 1}]}, {"type": "end"}]
-    r = subprocess.run([sys.executable, "-m", "nodal.cli", "route", "--stdio"], input="\n".join(map(json.dumps, msgs)),
+    r = subprocess.run([sys.executable, "-m", "launcher.cli", "route", "--stdio"], input="\n".join(map(json.dumps, msgs)),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert [json.loads(x) for x in r.stdout.splitlines()] == [

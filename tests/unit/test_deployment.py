@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from nodal.cli import app
-from nodal.dev import SEARCH_ATTRIBUTE_TYPES
+from launcher.cli import app
+from launcher.dev import SEARCH_ATTRIBUTE_TYPES
 from nodal.settings import Settings
 from workflows.common import SEARCH_ATTRIBUTES
 
@@ -78,3 +78,13 @@ def test_dockerfile_copies_every_package():
     top = {p.split(".")[0] for p in packages}
     copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
     assert top <= copied, f"Dockerfile misses {top - copied}"
+
+
+def test_every_package_is_installed():
+    """A subpackage missing from pyproject works in an editable checkout and breaks the image."""
+    import tomllib
+
+    packages = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    top = {p.split(".")[0] for p in packages}
+    found = {".".join(init.parent.relative_to(ROOT).parts) for t in top for init in (ROOT / t).rglob("__init__.py")}
+    assert found == packages, f"not listed: {sorted(found - packages)}; listed but absent: {sorted(packages - found)}"

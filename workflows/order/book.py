@@ -247,6 +247,13 @@ class Book:
         f.status, f.lines = status, lines
         self._tally_fulfillment(f, 1)
 
+    def enter(self, phase: OS, reason: Optional[str] = None) -> None:
+        """A new phase: every line's status may change with it (the ladder reads the phase)."""
+        self.phase = phase
+        if reason is not None:
+            self.reason = reason
+        self.dirty.update(self.lines)
+
     # ------------------------------------------------------------------ questions
     def status(self) -> OS:
         t = self.total
@@ -259,10 +266,6 @@ class Book:
     def active(self) -> bool:
         """A fulfillment is still at work."""
         return any(f.status not in FULFILLMENT_TERMINAL for f in self.fulfillments.values())
-
-    def backordered(self) -> bool:
-        """Units wait for stock with no fulfillment at work on the order."""
-        return self.total.open > 0 and not self.active()
 
     def total_amount(self) -> Decimal:
         return sum((l.unit_price * l.live for l in self.lines.values()), Decimal("0"))

@@ -134,7 +134,7 @@ async def cancel(book: Book, body: CancelIn) -> None:
     book.note("cancelled" if everything else "lines_cancelled",
               {"reason": body.reason, "lines": [{"line_id": k, "qty": v} for k, v in want.items()]})
     if everything:
-        book.phase, book.reason = OS.cancelled, body.reason
+        book.enter(OS.cancelled, body.reason)
         await money.settle(book)
         await notify(book, "cancelled", "cancelled", {"reason": body.reason})
     await publish(book)

@@ -37,7 +37,7 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
         return  # unknown or already applied
     f.last_seq = ev.seq
     before = f.status
-    book.update_fulfillment(f, ev.status, list(ev.lines))
+    book.update_fulfillment(f, ev.status, f.lines if ev.lines is None else list(ev.lines))
     f.reason, f.carrier, f.tracking = ev.reason, ev.carrier, ev.tracking
     if ev.at_risk and ev.at_risk != f.at_risk:
         book.note("at_risk", {"fulfillment_id": f.fulfillment_id, "node_id": f.node_id, "why": ev.at_risk,

@@ -8,8 +8,10 @@ policy (ship complete, fill or kill, splits): a reroute may not split what the c
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from datetime import datetime
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from temporalio import workflow
 
@@ -76,17 +78,27 @@ def plan_request(book: Book, want: dict[str, int], policy: Policy, exclude: set[
                        release_at=book.release_at if unreleased else None, requested_delivery_date=book.requested_date)
 
 
+# A decision lists its lines up to this many per allocation; past it, their count and units (the
+# fulfillments list them all).
+LISTED_LINES = 200
+
+
 def record_decision(book: Book, plan: Plan, reason: str, attempt: int) -> None:
     """The routing decision on the timeline; the per-node explanation once, not again on each retry."""
     book.note("routing_decision", {
         "reason": reason, "attempt": attempt, "feasible": plan.feasible, "why": plan.reason,
         "rules_version": plan.rules_version, "exact": plan.exact, "lower_bound": str(plan.lower_bound),
         "search_cost": str(plan.search_cost), "future_cost": str(plan.future_cost), "total_cost": str(plan.total_cost),
-        "allocations": [{"node_id": a.node_id, "lines": [l.model_dump() for l in a.lines], "cost": str(a.cost)}
-                        for a in plan.allocations],
+        "allocations": [{"node_id": a.node_id, "cost": str(a.cost), **listed(a.lines)} for a in plan.allocations],
         "candidates": [c.model_dump(mode="json") for c in plan.candidates] if attempt == 1 else "as in attempt 1",
-        "unfilled": [u.model_dump() for u in plan.unfilled],
+        "unfilled": listed(plan.unfilled)["lines"] if len(plan.unfilled) <= LISTED_LINES else listed(plan.unfilled),
     })
+
+
+def listed(lines: list[LineQty]) -> dict[str, Any]:
+    if len(lines) <= LISTED_LINES:
+        return {"lines": [l.model_dump() for l in lines]}
+    return {"line_count": len(lines), "units": sum(l.qty for l in lines)}
 
 
 def split(book: Book, plan: Plan) -> list[Planned]:
@@ -123,19 +135,28 @@ async def adopt(book: Book, plan: Plan, planned: list[Planned], claim_lines: lis
                 book.touch(line)
     if plan.backorder_dates:
         held = book.holders()
-        for line_id, date in plan.backorder_dates.items():
-            repromise(book, book.lines[line_id], max(held.get(line_id, []) + [date]), "incoming supply")
+        repromise(book, {line_id: max(held.get(line_id, []) + [date])
+                         for line_id, date in plan.backorder_dates.items()}, "incoming supply")
     if release_now:
         await release_due(book)
 
 
-def repromise(book: Book, line: Line, new: datetime, reason: str) -> None:
-    if new != line.promised_by:
-        book.note("repromised", {"line_id": line.line_id, "reason": reason,
-                                 "old": line.promised_by.isoformat() if line.promised_by else None,
-                                 "new": new.isoformat()})
-        line.promised_by = new
-        book.touch(line)
+def repromise(book: Book, moves: dict[str, datetime], reason: str) -> None:
+    """Lines promised for new dates: one timeline entry per date that moved from and to."""
+    moved: dict[tuple[Optional[datetime], datetime], list[str]] = {}
+    for line_id, new in moves.items():
+        line = book.lines[line_id]
+        if new != line.promised_by:
+            moved.setdefault((line.promised_by, new), []).append(line_id)
+            line.promised_by = new
+            book.touch(line)
+    note_moves(book, moved, reason)
+
+
+def note_moves(book: Book, moved: dict[tuple[Optional[datetime], datetime], list[str]], reason: str) -> None:
+    for (old, new), line_ids in sorted(moved.items(), key=lambda m: (m[0][1], m[0][0] or m[0][1])):
+        book.note("repromised", {"lines": line_ids[:LISTED_LINES], "line_count": len(line_ids), "reason": reason,
+                                 "old": old.isoformat() if old else None, "new": new.isoformat()})
 
 
 # ---------------------------------------------------------------- release to nodes
@@ -149,8 +170,8 @@ async def release_due(book: Book) -> list[str]:
     due = [p for p in book.planned.values() if hold_left(p) <= 0]
     if not due or not await money.keep_alive(book):
         return []
-    for p in due:
-        await start(book, p)
+    # Started together: each start waits for the server to say the child runs.
+    await asyncio.gather(*(start(book, p) for p in due))
     return [p.fulfillment_id for p in due]
 
 
@@ -261,19 +282,27 @@ async def resource(book: Book, reason: str, exclude: Iterable[str] = (), to_node
 
 async def tell_moved_dates(book: Book, before: dict[str, Optional[datetime]], plan: Optional[Plan],
                            reason: str) -> None:
-    """Record every date that moved; tell the customer once per date that moved later, or once that a line
-    waits with no date yet."""
+    """Record every date that moved; tell the customer once per date lines moved later to, and once which lines
+    wait with no date yet (one message for a thousand lines, not a thousand)."""
     dated = plan.backorder_dates if plan is not None else {}
+    moved: dict[tuple[Optional[datetime], datetime], list[str]] = {}
+    later: dict[Optional[datetime], list[str]] = {}  # new date (None: none yet) → lines
     for line_id, old in before.items():
         line = book.lines[line_id]
         new = line.promised_by
         if old and new and new != old and line_id not in dated:
-            book.note("repromised", {"line_id": line_id, "reason": reason, "old": old.isoformat(),
-                                     "new": new.isoformat()})
+            moved.setdefault((old, new), []).append(line_id)
         if line.open and line_id not in dated:
-            key = f"delayed:{line_id}:undated"
+            later.setdefault(None, []).append(line_id)
         elif new and (old is None or new > old):
-            key = f"delayed:{line_id}:{new.isoformat()}"
-        else:
-            continue
-        await notify(book, "delayed", key, {"line_id": line_id, "promised_by": new.isoformat() if new else None})
+            later.setdefault(new, []).append(line_id)
+    note_moves(book, moved, reason)
+    for new, line_ids in sorted(later.items(), key=lambda d: (d[0] is not None, d[0] or datetime.min)):
+        # Keyed by the lines and the date: the same news is told once, however often it is worked out.
+        key = f"delayed:{new.isoformat() if new else 'undated'}:{digest(line_ids)}"
+        await notify(book, "delayed", key, {"lines": line_ids[:LISTED_LINES], "line_count": len(line_ids),
+                                            "promised_by": new.isoformat() if new else None})
+
+
+def digest(line_ids: list[str]) -> str:
+    return hashlib.sha256("\x00".join(sorted(line_ids)).encode()).hexdigest()[:16]

@@ -87,11 +87,11 @@ class OrderWorkflow:
                 return
             if not await money.authorize(b, b.total_amount()):
                 await sourcing.release_planned(b, "payment_declined")
-                b.phase, b.reason = OS.cancelled, "payment declined"
+                b.enter(OS.cancelled, "payment declined")
                 await notify(b, "cancelled", "cancelled", {"reason": "payment declined"})
                 await publish(b)
                 return
-            b.phase = OS.awaiting_release
+            b.enter(OS.awaiting_release)
             b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
             await notify(b, "confirmed", "confirmed", {"promised_by": iso(b.promised_by())})
             await publish(b)
@@ -100,7 +100,7 @@ class OrderWorkflow:
     async def reject(self, reason: str) -> None:
         b = self.book
         await sourcing.release_planned(b, "order_rejected")
-        b.phase, b.reason = OS.rejected, reason
+        b.enter(OS.rejected, reason)
         b.note("rejected", {"reason": reason})
         await notify(b, "rejected", "rejected", {"reason": reason})
         await publish(b)
@@ -121,7 +121,7 @@ class OrderWorkflow:
 
     async def release(self) -> None:
         b = self.book
-        b.phase = OS.released
+        b.enter(OS.released)
         started = await sourcing.release_due(b)
         b.note("released", {"fulfillments": started,
                             "held_until": {p.fulfillment_id: iso(p.hold_until) for p in b.planned.values()}})
@@ -180,7 +180,7 @@ class OrderWorkflow:
             # On hold for the payment: try the authorization again now and then, until the hold ends.
             return max(min((ends - workflow.now()).total_seconds(), PAYMENT_RETRY.total_seconds()), 0.001)
         waits = [max(sourcing.hold_left(p), 0.001) for p in b.planned.values()]
-        if b.backordered():
+        if b.total.open:  # units waiting for stock are tried again, whatever else is under way
             waits.append((b.retry_every or BACKORDER_RETRY).total_seconds())
         return min(waits) if waits else None
 
@@ -190,7 +190,7 @@ class OrderWorkflow:
             return "payment hold: a renewed authorization or the hold's end"
         if b.planned:
             return "the release day of held fulfillments"
-        return "the next backorder retry" if b.backordered() else "fulfillments"
+        return "the next backorder retry, and fulfillments" if b.total.open else "fulfillments"
 
     async def on_timer(self) -> None:
         b = self.book
@@ -209,7 +209,7 @@ class OrderWorkflow:
             if b.money.hold_since is not None:
                 await publish(b)
                 return
-        if b.backordered():
+        if b.total.open:
             plan = await sourcing.resource(b, "backorder_retry")
             sourced = plan is not None and plan.feasible and not plan.unfilled
             b.retry_every = None if sourced else min((b.retry_every or BACKORDER_RETRY) * 2, BACKORDER_RETRY_CAP)
@@ -224,7 +224,7 @@ class OrderWorkflow:
         b.note("lines_cancelled", {"reason": "payment declined", "lines": [{"line_id": k, "qty": v}
                                                                           for k, v in want.items()]})
         if b.total.live <= 0:
-            b.phase, b.reason = OS.cancelled, "payment declined"
+            b.enter(OS.cancelled, "payment declined")
             await money.settle(b)
         await notify(b, "cancelled", "cancelled:payment", {"reason": "payment declined"})
         await publish(b)

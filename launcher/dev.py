@@ -128,8 +128,9 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
     from nodal.db import Database
     from nodal.logging import configure_logging
     from nodal.migrate import upgrade
-    from nodal.seed import seed_demo
-    from nodal.temporal import build_worker, connect, ensure_schedules
+    from launcher.seed import seed_demo
+    from launcher.worker import build_worker, ensure_schedules
+    from nodal.client import connect
 
     console = Console()
     settings.admin_key = admin_key(settings)
@@ -169,7 +170,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
                   f"return {settings.return_window}")
     console.print("  Ctrl-C stops everything; starting again resumes every order where it was.")
     if demo:
-        from nodal.demo import DemoDriver
+        from launcher.demo import DemoDriver
 
         driver = DemoDriver(api_url, settings.admin_key, orders_per_minute=orders_per_minute, console=console)
         tasks.append(asyncio.create_task(driver.run(stop), name="demo"))

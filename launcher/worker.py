@@ -1,4 +1,4 @@
-"""Temporal client and worker wiring."""
+"""The worker: every workflow and activity on the task queue, and the schedules the workers keep."""
 
 from __future__ import annotations
 
@@ -8,17 +8,7 @@ from typing import Sequence
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from nodal.codec import data_converter
 from nodal.settings import Settings
-
-
-async def connect(settings: Settings, lazy: bool = False, db=None) -> Client:
-    """A client; ``lazy`` defers the connection to the first call (the API serves reads without Temporal). With
-    the database, large payloads are kept there rather than in histories (nodal/payloads.py): every client and
-    worker that starts, signals or runs orders passes it."""
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=data_converter(settings, db.engine if db is not None else None),
-                                lazy=lazy)
 
 
 def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None,

@@ -24,7 +24,7 @@ def dev(
     orders_per_minute: int = typer.Option(30, help="Demo order rate."),
 ) -> None:
     """Run the whole stack on embedded defaults: Temporal dev server, PostgreSQL, worker, API, demo network."""
-    from nodal.dev import run_dev
+    from launcher.dev import run_dev
     from nodal.settings import Settings
 
     settings = Settings()
@@ -41,7 +41,8 @@ def worker() -> None:
     from nodal.db import Database, resolve_database_url
     from nodal.logging import configure_logging, get_logger
     from nodal.settings import Settings
-    from nodal.temporal import build_worker, connect, ensure_schedules
+    from launcher.worker import build_worker, ensure_schedules
+    from nodal.client import connect
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -111,7 +112,7 @@ def migrate() -> None:
 def seed() -> None:
     """Load the demo network (nodes, service areas, SKUs, stock) into the database. Idempotent."""
     from nodal.db import Database, resolve_database_url
-    from nodal.seed import seed_demo
+    from launcher.seed import seed_demo
     from nodal.settings import Settings
 
     async def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import httpx
 
-from nodal.seed import DEMO_AREAS, demo_skus
+from launcher.seed import DEMO_AREAS, demo_skus
 
 CHANNELS = ["web", "marketplace", "b2b-portal"]
 

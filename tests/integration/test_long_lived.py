@@ -1,0 +1,108 @@
+"""Orders that live long (backordered for weeks, held to a date): their history stays small (continue-as-new
+with the whole book), stock changes in a burst wake them once, and they still finish."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.conftest import eventually, make_network, own_stack
+from tests.integration.flow import order_status, release, walk
+
+pytestmark = pytest.mark.integration
+
+
+async def runs_of(client, order_id: str) -> int:
+    n, run_id = 0, None
+    while True:
+        history = await client.get_workflow_handle(order_id, run_id=run_id).fetch_history()
+        n += 1
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            return n
+
+
+async def test_a_backorder_that_keeps_changing_continues_as_new_and_finishes(temporal_env, db, pg_url):
+    """A small history limit (60 events) stands for a backorder that waited weeks: every change of its purchase
+    order re-promises it, the history grows, the order continues as new with its whole book, and still finishes."""
+    async with own_stack(temporal_env, db, pg_url, "nodal-long", order_history_limit=60) as api:
+        net = await make_network(api, stock={"DC-N": {}, "DC-S": {}})
+        node, sku = net.node("DC-N"), net.skus[0]
+        # Nothing on hand, a purchase order a month out: taken as a backorder dated from it.
+        supply = {"supply_id": f"{net.prefix}-PO1", "node_id": node, "sku": sku, "qty": 10}
+        eta = datetime.now(timezone.utc) + timedelta(days=30)
+        await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": eta.isoformat()}])
+        oid = (await api.ok("POST", "/orders", key=net.client_key, expect=201, json=await _body(net, 3)))["order_id"]
+        handle = temporal_env.client.get_workflow_handle(oid)
+        await temporal_env.fast_forward(handle, api.settings.remorse_window)
+        before = await order_status(api, oid, "backordered")
+        for day in range(1, 16):  # the supplier moves its date, again and again
+            r = await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": (eta + timedelta(weeks=day)).isoformat()}])
+            assert r["orders_repromised"] == 1, r
+            await eventually(lambda: _woken(api, oid, day), what=f"re-promise {day}")
+            if await runs_of(temporal_env.client, oid) > 1:
+                break
+        assert await runs_of(temporal_env.client, oid) > 1, "the order never continued as new"
+        order = await api.ok("GET", f"/orders/{oid}")
+        assert order["status"] == "backordered" and "continued_as_new" in [t["event"] for t in order["timeline"]]
+        assert [(l["line_id"], l["qty"]) for l in order["lines"]] == [(l["line_id"], l["qty"]) for l in before["lines"]]
+        assert order["lines"][0]["promised_by"] > before["lines"][0]["promised_by"], [(t["event"], t["detail"]) for t in order["timeline"] if t["event"] in ("repromised", "routing_decision")][-6:]
+        state = await eventually(lambda: _query(handle), what="the continued run to answer")
+        assert [l["qty"] for l in state["lines"]] == [3] and state["status"] == "backordered"
+        # The goods arrive: the continued order sources the units and finishes as any other.
+        await api.ok("POST", "/inventory/adjustments", json=[
+            {"event_id": f"{net.prefix}-GR1", "node_id": node, "sku": sku, "delta": 5, "reason": "goods receipt"}])
+
+        async def sourced():
+            o = await api.ok("GET", f"/orders/{oid}")
+            return o["fulfillments"] or None
+        key = await api.key("partner", node_id=node)
+        for f in await eventually(sourced, what="the backorder sourced after continue-as-new"):
+            await walk(api, f, key)
+        await order_status(api, oid, "delivered")
+
+
+async def _woken(api, order_id: str, times: int):
+    o = await api.ok("GET", f"/orders/{order_id}")
+    return len([t for t in o["timeline"] if t["event"] == "routing_decision"
+                and t["detail"]["reason"] == "supply_changed"]) >= times or None
+
+
+async def test_a_burst_of_stock_changes_wakes_a_backorder_once(api, temporal_env, settings):
+    net = await make_network(api, stock={"DC-N": {"SKU1": 1}, "DC-S": {}})
+    node, sku = net.node("DC-N"), net.skus[0]
+    oid = (await api.ok("POST", "/orders", key=net.client_key, expect=201, json=await _body(net, 3)))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    await order_status(api, oid, "backordered")
+    answers = await asyncio.gather(*(api.ok("POST", "/inventory/adjustments", json=[
+        {"event_id": f"{net.prefix}-GR{i}", "node_id": node, "sku": sku, "delta": 1, "reason": "receipt"}])
+        for i in range(12)))
+    assert len(answers) == 12
+    order = await order_status(api, oid, "released")
+
+    async def tried():
+        o = await api.ok("GET", f"/orders/{oid}")
+        return [t for t in o["timeline"] if t["event"] == "routing_decision"
+                and t["detail"]["reason"] == "supply_changed"] or None
+    decisions = await eventually(tried, what="the wake")
+    await asyncio.sleep(3)  # any second wake would have come by now
+    order = await api.ok("GET", f"/orders/{oid}")
+    woken = [t for t in order["timeline"] if t["event"] == "routing_decision" and t["detail"]["reason"] == "supply_changed"]
+    assert len(woken) == 1 and decisions and woken[0]["detail"]["feasible"], woken
+    assert sorted(sum(l["qty"] for l in f["lines"]) for f in order["fulfillments"]) == [1, 2]
+
+
+async def _body(net, qty: int) -> dict:
+    from tests.integration.conftest import order_body
+    return order_body(net, [("SKU1", qty)])
+
+
+async def _query(handle):
+    from temporalio.service import RPCError
+    try:
+        return await handle.query("state")
+    except RPCError:  # the new run has not taken its first task yet
+        return None
