@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
@@ -142,8 +142,17 @@ class ReadModelActivities:
             accepted_at=f.accepted_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
             short_units=f.short_units, at_risk=f.at_risk,
         )
+        table = Fulfillment.__table__
+        if snap.lines_changed:
+            write = _upsert(table, [row], ["fulfillment_id"], guard="version")
+        else:
+            # Lines as last written (a first write always carries them). An UPDATE: an INSERT without the
+            # NOT NULL lines would fail even on conflict.
+            del row["lines"]
+            write = (update(table).where(table.c.fulfillment_id == f.fulfillment_id, table.c.version <= snap.version)
+                     .values(**row))
         async with self.deps.db.engine.begin() as conn:
-            await conn.execute(_upsert(Fulfillment.__table__, [row], ["fulfillment_id"], guard="version"))
+            await conn.execute(write)
             await _timeline(conn, snap.order_id, snap.timeline)
         get_logger(order_id=snap.order_id, fulfillment_id=f.fulfillment_id).info(
             "fulfillment.recorded", status=f.status.value, node_id=f.node_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import re
 import sys
@@ -375,12 +376,21 @@ class Run:
         f.activity_retries = await self.retried_attempts()
 
     async def retried_attempts(self) -> int:
-        """Activity attempts after the first, from the workflow histories (what the faults cost)."""
+        """Activity attempts after the first, from the histories of each order and its fulfillments (what the
+        faults cost): ordinary activities by their started attempt, local ones by their marker's."""
         total = 0
-        for oid in self.order_ids:
-            history = await self.temporal.get_workflow_handle(oid).fetch_history()
-            total += sum(e.activity_task_started_event_attributes.attempt - 1 for e in history.events
-                         if e.HasField("activity_task_started_event_attributes"))
+        pending = list(self.order_ids)
+        while pending:
+            history = await self.temporal.get_workflow_handle(pending.pop()).fetch_history()
+            for e in history.events:
+                if e.HasField("activity_task_started_event_attributes"):
+                    total += e.activity_task_started_event_attributes.attempt - 1
+                elif e.HasField("marker_recorded_event_attributes"):
+                    data = e.marker_recorded_event_attributes.details.get("data")
+                    if data is not None and data.payloads:
+                        total += json.loads(data.payloads[0].data).get("attempt", 1) - 1
+                elif e.HasField("child_workflow_execution_started_event_attributes"):
+                    pending.append(e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id)
         return total
 
 

@@ -561,6 +561,9 @@ class FulfillmentSnapshot(Msg):
     fulfillment: FulfillmentState
     timeline: list[TimelineEntry] = []
     version: int
+    # False: the lines are as last written (fulfillment.lines is left empty; a milestone of a thousand-line
+    # fulfillment need not send them again).
+    lines_changed: bool = True
 
 
 class PromiseView(Msg):

@@ -54,6 +54,7 @@ class FulfillmentWorkflow:
         self.noted = 0
         self.told = 0
         self.lines_told = list(inp.lines)  # as the order knows them
+        self.lines_recorded: Optional[list[LineQty]] = None  # as the read model has them
         self.timeline: list[TimelineEntry] = []
 
     # ================================================================== the fulfillment's life
@@ -372,8 +373,11 @@ class FulfillmentWorkflow:
     async def record(self) -> None:
         self.version += 1
         timeline, self.timeline = self.timeline, []
-        await activities.mirror_fulfillment(FulfillmentSnapshot(order_id=self.inp.order_id, fulfillment=self.s,
-                                                                timeline=timeline, version=self.version))
+        changed = self.s.lines != self.lines_recorded
+        self.lines_recorded = list(self.s.lines)
+        await activities.mirror_fulfillment(FulfillmentSnapshot(
+            order_id=self.inp.order_id, timeline=timeline, version=self.version, lines_changed=changed,
+            fulfillment=self.s if changed else self.s.model_copy(update={"lines": []})))
 
 
 def _step(kind: str, current: int) -> bool:
