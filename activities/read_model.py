@@ -48,6 +48,18 @@ _LINES = text(
     " promised_by = EXCLUDED.promised_by, digital = EXCLUDED.digital")
 
 
+# Lines the read model has: their status, counters and promise, as columns.
+_LINE_UPDATES = text(
+    "UPDATE order_lines ol SET status = u.status, qty = u.qty, cancelled_qty = u.cancelled_qty,"
+    " shipped_qty = u.shipped_qty, delivered_qty = u.delivered_qty, returned_qty = u.returned_qty,"
+    " promised_by = u.promised_by, digital = u.digital"
+    " FROM unnest(CAST(:line_id AS varchar[]), CAST(:status AS varchar[]), CAST(:qty AS integer[]),"
+    " CAST(:cancelled_qty AS integer[]), CAST(:shipped_qty AS integer[]), CAST(:delivered_qty AS integer[]),"
+    " CAST(:returned_qty AS integer[]), CAST(:promised_by AS timestamptz[]), CAST(:digital AS boolean[]))"
+    " AS u(line_id, status, qty, cancelled_qty, shipped_qty, delivered_qty, returned_qty, promised_by, digital)"
+    " WHERE ol.order_id = :o AND ol.line_id = u.line_id")
+
+
 def _line_arrays(order_id: str, lines) -> dict:
     deliveries: dict[int, str] = {}  # most lines of an order go to the same place: serialized once
 
@@ -115,6 +127,8 @@ class ReadModelActivities:
                 return  # a newer snapshot is already there
             if s.lines:
                 await conn.execute(_LINES, _line_arrays(s.order_id, s.lines))
+            if snap.line_updates is not None and snap.line_updates.line_id:
+                await conn.execute(_LINE_UPDATES, {"o": s.order_id, **snap.line_updates.model_dump()})
             # Lines removed by a modification in the remorse window.
             if snap.removed_lines is None:
                 await conn.execute(

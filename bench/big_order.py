@@ -38,7 +38,7 @@ class BigOrder:
         self.stack, self.lines, self.verbose = stack, lines, verbose
         self.p = "b" + uuid.uuid4().hex[:6]
         self.h = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        self.tasks: list[tuple[float, str, int]] = []  # workflow task durations: (seconds, workflow, event)
+        self.tasks: list[tuple] = []  # workflow task durations: (seconds, workflow, event, before, after)
 
     async def setup(self, http: httpx.AsyncClient) -> None:
         p = self.p
@@ -118,8 +118,14 @@ class BigOrder:
             fulfillments = [f["fulfillment_id"] for f in o["fulfillments"]]
         histories = await self.histories([oid, *fulfillments])
         if self.verbose:
-            for took, wid, event in sorted(self.tasks, reverse=True)[:8]:
-                print(f"    workflow task {took * 1000:.0f} ms: {wid} event {event}", flush=True)
+            from temporalio.api.enums.v1 import EventType
+
+            def names(types):
+                return ", ".join(EventType.Name(t).removeprefix("EVENT_TYPE_").lower() for t in types)
+
+            for took, wid, event, before, after in sorted(self.tasks, reverse=True)[:8]:
+                print(f"    workflow task {took * 1000:.0f} ms: {wid} event {event} (after {names(before)};"
+                      f" then {names(after)})", flush=True)
         blobs = self.blobs(oid)
         return {"lines": self.lines, "bytes": len(r.request.content), "placed_s": placed, "released_s": released,
                 "delivered_s": delivered, "fulfillments": len(fulfillments), **histories, **blobs}
@@ -142,7 +148,12 @@ class BigOrder:
                         if s is not None:
                             took = (e.event_time.ToDatetime() - s).total_seconds()
                             longest = max(longest, took)
-                            self.tasks.append((took, wid, e.event_id))
+                            after = [x.event_type for x in history.events[e.event_id:e.event_id + 3]]
+                            before = [x.event_type for x in history.events[max(e.event_id - 6, 0):e.event_id - 3]]
+                            self.tasks.append((took, wid, e.event_id, before, after))
+                    if e.HasField("workflow_task_failed_event_attributes") and self.verbose:
+                        a = e.workflow_task_failed_event_attributes
+                        print(f"    workflow task failed: {wid} event {e.event_id}: {a.failure.message[:300]}", flush=True)
                     inline = max(inline, e.ByteSize())
                 n, b = len(history.events), sum(e.ByteSize() for e in history.events)
                 events, size = events + n, size + b
@@ -162,6 +173,15 @@ class BigOrder:
             n, biggest, total = conn.execute(
                 "SELECT COUNT(*), COALESCE(MAX(size), 0), COALESCE(SUM(size), 0) FROM payload_blobs"
                 " WHERE workflow_id LIKE %s", (f"{order_id}%",)).fetchone()
+            if self.verbose:  # what they are: the start of each of the largest
+                import zlib
+
+                from temporalio.api.common.v1 import Payload
+                for wid, size, data in conn.execute(
+                        "SELECT workflow_id, size, data FROM payload_blobs WHERE workflow_id LIKE %s"
+                        " ORDER BY size DESC LIMIT 12", (f"{order_id}%",)).fetchall():
+                    head = Payload.FromString(zlib.decompress(data)).data[:90].decode(errors="replace")
+                    print(f"    stored payload {size / 2**20:.2f} MB of {wid}: {head}", flush=True)
         return {"stored_payloads": n, "largest_stored_bytes": biggest, "stored_bytes": total}
 
 
@@ -169,8 +189,9 @@ def mb(n: int) -> str:
     return f"{n / 2**20:.2f} MB"
 
 
-async def bench(lines: list[int], verbose: bool = False) -> list[str]:
-    stack = Stack(Path(tempfile.mkdtemp(prefix="nodal-big-")), env=ENV)
+async def bench(lines: list[int], verbose: bool = False, workers: int = 1, history_limit: int = 0) -> list[str]:
+    env = {**ENV, **({"NODAL_ORDER_HISTORY_LIMIT": str(history_limit)} if history_limit else {})}
+    stack = Stack(Path(tempfile.mkdtemp(prefix="nodal-big-")), workers=workers, env=env)
     await asyncio.to_thread(stack.start)
     out = []
     try:
@@ -193,9 +214,14 @@ async def bench(lines: list[int], verbose: bool = False) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, action="append")
-    ap.add_argument("--verbose", action="store_true", help="list the longest workflow tasks")
+    ap.add_argument("--verbose", action="store_true", help="list the longest workflow tasks and stored payloads")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (default 1, as `nodal dev` runs)")
+    ap.add_argument("--history-limit", type=int, default=0,
+                    help="continue the order as new past this many events (NODAL_ORDER_HISTORY_LIMIT): measures the"
+                         " continue-as-new of a large order's book")
     args = ap.parse_args()
-    asyncio.run(bench(args.lines or [1000, 5000, 20000], args.verbose))
+    print(f"{args.workers} worker process(es)", flush=True)
+    asyncio.run(bench(args.lines or [1000, 5000, 20000], args.verbose, args.workers, args.history_limit))
 
 
 if __name__ == "__main__":

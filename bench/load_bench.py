@@ -1,12 +1,14 @@
 """Sustained order load through the API, against the same server's minimal workflow rate.
 
 A fresh stack (bench/stack.py: PostgreSQL, Temporal dev server, N workers, the API, all processes).
-First the baseline: a burst of minimal one-activity workflows on this server, run by a worker in this
-process. Then customers place orders through the API for --seconds (closed loop, --clients at once)
-while a simulated partner accepts, picks, packs, ships and delivers every fulfillment released to its
-nodes. Reported: orders/s from create to released (the fulfillment handed to its node) as a ratio to
-the baseline, API latency (p50/p99 of order placement and of partner milestones), worker memory, and
-with several workers how the activities and workflow tasks spread across them.
+First the baselines: a burst of minimal one-activity workflows on this server, run by a worker in this
+process, and one client's round trips of a minimal update-with-start (a workflow whose Update answers at
+once). Then one client places orders one after another (the latency of POST /orders without queueing,
+against that round trip). Then customers place orders through the API for --seconds (closed loop,
+--clients at once) while a simulated partner accepts, picks, packs, ships and delivers every fulfillment
+released to its nodes. Reported: orders/s from create to released (the fulfillment handed to its node) as
+a ratio to the baseline, API latency (p50/p99 of order placement and of partner milestones), worker
+memory, and with several workers how the activities and workflow tasks spread across them.
 
     python bench/load_bench.py --workers 1 --workers 2
 """
@@ -48,6 +50,41 @@ class Minimal:
         return await workflow.execute_activity("bench.noop", x, start_to_close_timeout=timedelta(seconds=30))
 
 
+@workflow.defn(name="BenchUpdateWithStart", sandboxed=False)
+class MinimalUpdate:
+    def __init__(self) -> None:
+        self.answered = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.answered)
+
+    @workflow.update
+    async def ready(self) -> int:
+        self.answered = True
+        return 1
+
+
+async def update_with_start_ms(stack: Stack, n: int) -> list[float]:
+    """One client's round trips of a minimal update-with-start on this server, one after another (what POST
+    /orders does at its core: start the order and wait for its first answer)."""
+    from temporalio.client import Client, WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+    from temporalio.worker import Worker
+
+    client = await Client.connect(stack.temporal_address)
+    queue = f"bench-uws-{uuid.uuid4().hex[:6]}"
+    took = []
+    async with Worker(client, task_queue=queue, workflows=[MinimalUpdate]):
+        for i in range(n):
+            t = time.perf_counter()
+            start = WithStartWorkflowOperation(MinimalUpdate.run, id=f"{queue}-{i}", task_queue=queue,
+                                               id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+            await client.execute_update_with_start_workflow(MinimalUpdate.ready, start_workflow_operation=start)
+            took.append(time.perf_counter() - t)
+    return took[2:]  # the first calls warm the connection and the worker
+
+
 async def baseline(stack: Stack, n: int) -> float:
     """Minimal one-activity workflows per second on this server (started together, all awaited)."""
     from temporalio.client import Client
@@ -78,6 +115,7 @@ class Load:
     def __init__(self, stack: Stack, clients: int, seconds: float):
         self.stack, self.clients, self.seconds = stack, clients, seconds
         self.prefix = "l" + uuid.uuid4().hex[:6]
+        self.skus: list[str] = []
         self.place_ms: list[float] = []
         self.milestone_ms: list[float] = []
         self.order_ids: list[str] = []
@@ -147,10 +185,26 @@ class Load:
                     self.peak_rss[proc.pid] = max(self.peak_rss.get(proc.pid, 0.0), rss_mb(proc.pid))
             await asyncio.sleep(1)
 
+    async def one_client(self, n: int) -> list[float]:
+        """POST /orders from one client, one after another: its latency without queueing."""
+        took: list[float] = []
+        async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=60) as http:
+            await self.setup(http)
+            for i in range(n):
+                body = {"external_id": f"{self.prefix}-single-{i}", "channel": self.channel,
+                        "customer": {"id": "cust-single"},
+                        "lines": [{"sku": self.skus[i % len(self.skus)], "qty": 1, "unit_price": "19.90",
+                                   "delivery": {"method": "ship_standard", "address": {"postal_code": self.postal}}}]}
+                r = await self.call(http, "POST", "/orders", self.client_key, took, json=body)
+                if r.status_code != 201:
+                    raise RuntimeError(f"POST /orders: {r.status_code} {r.text[:300]}")
+        return took[2:]
+
     async def run(self) -> dict:
         limits = httpx.Limits(max_connections=self.clients + len(NODES) + 4)
         async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=60, limits=limits) as http:
-            await self.setup(http)
+            if not self.skus:
+                await self.setup(http)
             stop = asyncio.Event()
             background = [asyncio.create_task(self.partner(http, n, stop)) for n in self.partner_keys]
             background.append(asyncio.create_task(self.sample_memory(stop)))
@@ -171,7 +225,8 @@ class Load:
             with psycopg.connect(url) as conn:
                 rows = conn.execute(
                     "SELECT o.order_id, o.created_at, MIN(f.released_at) FROM orders o LEFT JOIN fulfillments f"
-                    " ON f.order_id = o.order_id WHERE o.channel = %s GROUP BY 1, 2", (self.channel,)).fetchall()
+                    " ON f.order_id = o.order_id WHERE o.channel = %s AND o.external_id NOT LIKE %s GROUP BY 1, 2",
+                    (self.channel, f"{self.prefix}-single-%")).fetchall()
             done = [r for r in rows if r[2] is not None]
             if len(done) >= len(self.order_ids) or time.monotonic() > deadline:
                 break
@@ -202,12 +257,19 @@ async def bench(workers: int, clients: int, seconds: float, minimal: int) -> lis
     await asyncio.to_thread(stack.start)
     try:
         base = await baseline(stack, minimal)
+        uws = await update_with_start_ms(stack, 42)
         load = Load(stack, clients, seconds)
+        single = await load.one_client(42)
         res = await load.run()
         spread = await load.spread() if workers > 1 else Counter()
     finally:
         await asyncio.to_thread(stack.stop)
-    out = [f"{workers} worker process(es), {clients} clients for {seconds:.0f} s:",
+    uws_p50, single_p50 = statistics.median(uws) * 1000, statistics.median(single) * 1000
+    out = [f"{workers} worker process(es):",
+           f"  one client, one request at a time: POST /orders p50 {single_p50:.0f} ms (p90 {pct(single, 90):.0f} ms)"
+           f" = {single_p50 / uws_p50:.1f} × a minimal update-with-start round trip on this server, p50 {uws_p50:.0f} ms"
+           f" (p90 {pct(uws, 90):.0f} ms)",
+           f"  {clients} clients for {seconds:.0f} s:",
            f"  minimal one-activity workflow (same server, same run): {base:6.1f} workflows/s",
            f"  orders create → released: {res['rate']:6.1f} orders/s = {res['rate'] / base:.2f} × the minimal workflow"
            f"  ({res['released']}/{res['orders']} released; create → released p50 {res['p50_s']:.1f} s, p99 {res['p99_s']:.1f} s,"

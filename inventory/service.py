@@ -387,8 +387,11 @@ async def commit(conn: AsyncConnection, order_id: str, fulfillment_id: str) -> i
 
 async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, line_ids: Iterable[str]) -> int:
     """Shipped: the held units leave on hand and reserved together. Idempotent by reservation status."""
+    line_ids = sorted(line_ids)
+    if len(line_ids) > BATCH_HOLDS:
+        return await _consume_many(conn, order_id, fulfillment_id, line_ids)
     units = 0
-    for line_id in sorted(line_ids):
+    for line_id in line_ids:
         rid = reservation_id(fulfillment_id, line_id)
         row = (await conn.execute(
             text(
@@ -415,6 +418,47 @@ async def consume(conn: AsyncConnection, order_id: str, fulfillment_id: str, lin
         await _ledger(conn, row.node_id, row.sku, -leaving, -row.qty, "ship", f"consume:{rid}", order_id)
         units += row.qty
     return units
+
+
+async def _consume_many(conn: AsyncConnection, order_id: str, fulfillment_id: str, line_ids: list[str]) -> int:
+    """``consume`` for many lines, in four statements: the same stock, rows and ledger as line by line (lines of
+    one position take what is on hand in line order). Reservations first, then positions in (node, sku) order,
+    as everywhere else."""
+    rids = {reservation_id(fulfillment_id, l): l for l in line_ids}
+    rows = sorted(((rids[r.reservation_id], r) for r in (await conn.execute(text(
+        "UPDATE reservations SET status = 'consumed', updated_at = now()"
+        " WHERE reservation_id = ANY(:r) AND status IN ('held', 'committed')"
+        " RETURNING reservation_id, node_id, sku, qty"), {"r": list(rids)})).all() if r.qty), key=lambda x: x[0])
+    if not rows:
+        return 0
+    positions = sorted({(r.node_id, r.sku) for _, r in rows})
+    on_hand = {(p.node_id, p.sku): p.on_hand for p in (await conn.execute(text(
+        "SELECT p.node_id, p.sku, p.on_hand FROM inventory_positions p"
+        " JOIN unnest(CAST(:n AS varchar[]), CAST(:s AS varchar[])) AS k(n, s) ON p.node_id = k.n AND p.sku = k.s"
+        " ORDER BY p.node_id, p.sku FOR UPDATE OF p"),
+        {"n": [n for n, _ in positions], "s": [s for _, s in positions]})).all()}
+    # A count may have found fewer units than were held: on hand never goes below zero.
+    leaving, moved = [], {k: [0, 0] for k in positions}
+    for _, r in rows:
+        key = (r.node_id, r.sku)
+        n = min(r.qty, on_hand[key] - moved[key][0])
+        leaving.append(n)
+        moved[key][0] += n
+        moved[key][1] += r.qty
+    await conn.execute(text(
+        "UPDATE inventory_positions p SET on_hand = p.on_hand - m.l, reserved = p.reserved - m.q, updated_at = now()"
+        " FROM unnest(CAST(:n AS varchar[]), CAST(:s AS varchar[]), CAST(:l AS integer[]), CAST(:q AS integer[]))"
+        " AS m(n, s, l, q) WHERE p.node_id = m.n AND p.sku = m.s"),
+        {"n": [n for n, _ in positions], "s": [s for _, s in positions],
+         "l": [moved[k][0] for k in positions], "q": [moved[k][1] for k in positions]})
+    await conn.execute(text(
+        "INSERT INTO inventory_ledger (node_id, sku, on_hand_delta, reserved_delta, reason, event_id, order_id, actor, at)"
+        " SELECT r.n, r.s, -r.l, -r.q, 'ship', 'consume:' || r.rid, :o, 'system', now()"
+        " FROM unnest(CAST(:rid AS varchar[]), CAST(:n AS varchar[]), CAST(:s AS varchar[]), CAST(:l AS integer[]),"
+        " CAST(:q AS integer[])) AS r(rid, n, s, l, q) ON CONFLICT (event_id) DO NOTHING"),
+        {"rid": [r.reservation_id for _, r in rows], "n": [r.node_id for _, r in rows], "s": [r.sku for _, r in rows],
+         "l": leaving, "q": [r.qty for _, r in rows], "o": order_id})
+    return sum(r.qty for _, r in rows)
 
 
 async def adjust(

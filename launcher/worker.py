@@ -31,6 +31,7 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
                    FulfillmentWorkflowV1],
         activities=acts.all(),
         max_concurrent_activities=50,
+        max_concurrent_workflow_tasks=settings.workflow_task_slots,
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=interceptors,
     )

@@ -541,12 +541,27 @@ class OrderState(Msg):
     at_risk: bool = False  # a live fulfillment missed a promise milestone
 
 
+class LineUpdates(Msg):
+    """Lines the read model already has, as columns: what changes once a line is placed (its status, counters and
+    promise). A phase change of a 20,000-line order is about 1 MB this way instead of 7 MB of whole lines."""
+    line_id: list[str] = []
+    status: list[str] = []
+    qty: list[int] = []
+    cancelled_qty: list[int] = []
+    shipped_qty: list[int] = []
+    delivered_qty: list[int] = []
+    returned_qty: list[int] = []
+    promised_by: list[Optional[datetime]] = []
+    digital: list[bool] = []
+
+
 class OrderSnapshot(Msg):
     """What the read model needs after a step: the state plus the timeline entries not yet written.
 
     With ``removed_lines`` set (the order workflow since its rebuild) ``state.lines`` and ``state.returns`` hold
-    only what changed since the last snapshot, and the lines named there are gone; without it (orders of the
-    frozen v1 workflow) they are complete."""
+    only what changed since the last snapshot (whole lines only when new to the read model, the others in
+    ``line_updates``), and the lines named there are gone; without it (orders of the frozen v1 workflow) they are
+    complete."""
 
     state: OrderState
     customer_email: Optional[str] = None
@@ -554,6 +569,7 @@ class OrderSnapshot(Msg):
     timeline: list[TimelineEntry] = []
     created_at: datetime
     removed_lines: Optional[list[str]] = None
+    line_updates: Optional[LineUpdates] = None
 
 
 class FulfillmentSnapshot(Msg):

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = 1
+    # Workflow tasks a worker process runs at once. Python runs one at a time (the GIL): more slots only stretch
+    # every task in a burst (twenty 1,000-line milestones at once) towards the 2 s deadlock limit; the others wait
+    # at the server instead. Scale out with worker processes.
+    workflow_task_slots: int = 4
     ui_port: int = 8233
     log_level: str = "INFO"
     log_json: bool = True

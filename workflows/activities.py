@@ -124,7 +124,8 @@ async def notify(n: Notification) -> None:
 
 # ---------------------------------------------------------------- read model
 async def mirror_order(m: OrderSnapshot) -> None:
-    await _by_size(len(m.state.lines), "read_model.record_order", m, None, f"read model v{m.state.version}",
+    lines = len(m.state.lines) + (len(m.line_updates.line_id) if m.line_updates else 0)
+    await _by_size(lines, "read_model.record_order", m, None, f"read model v{m.state.version}",
                    timeout=timedelta(minutes=2))
 
 

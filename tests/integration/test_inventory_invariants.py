@@ -246,3 +246,53 @@ async def test_a_large_reservation_decides_as_its_lines_would_one_by_one(db, see
         wanted[sku] = wanted.get(sku, 0) + q
     fits = all(wanted[s] <= stock[s] for s in wanted)
     assert outcomes[1][0] == (not fits)  # short exactly when some position cannot hold its lines
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_a_large_shipment_consumes_as_its_lines_would_one_by_one(db, seed, monkeypatch):
+    """Past BATCH_HOLDS lines a shipment is consumed in a few statements: the same stock, reservation rows and
+    ledger as line by line, also when a count found fewer units than were held (lines take what is on hand in
+    line order); a retry changes nothing."""
+    import random
+
+    rng = random.Random(seed)
+    skus = [f"ship-{seed}-{uuid.uuid4().hex[:4]}-{i}" for i in range(5)]
+    holds = [(f"L{i:03d}", skus[rng.randrange(len(skus))], rng.randint(0, 4)) for i in range(60)]
+    outcomes = []
+    for way, threshold in (("one by one", 10**9), ("in bulk", 0)):
+        node = f"ship-{way[:3]}-{uuid.uuid4().hex[:6]}"
+        await _network(db, node, skus)
+        wanted: dict[str, int] = {}
+        for _, sku, q in holds:
+            wanted[sku] = wanted.get(sku, 0) + q
+        async with db.engine.begin() as conn:
+            for s in skus:
+                await service.adjust(conn, node, s, wanted.get(s, 0) + 3, "receipt", f"{node}:{s}:receipt")
+            assert not await service.reserve(conn, f"{node}-O", [service.Hold(f"{node}-F1", line, node, sku, q)
+                                                                  for line, sku, q in holds], datetime.now(timezone.utc))
+            await service.commit(conn, f"{node}-O", f"{node}-F1")
+            # Counts that found fewer units than are held at two SKUs: what leaves is what is there.
+            for s in skus[:2]:
+                await conn.execute(text("UPDATE inventory_positions SET on_hand = :q WHERE node_id = :n AND sku = :s"),
+                                   {"q": max(wanted.get(s, 0) - 5, 0), "n": node, "s": s})
+        monkeypatch.setattr(service, "BATCH_HOLDS", threshold)
+        shipped = [line for line, _, _ in holds][5:]  # five lines stay behind
+        async with db.engine.begin() as conn:
+            units = await service.consume(conn, f"{node}-O", f"{node}-F1", shipped)
+        async with db.engine.begin() as conn:
+            again = await service.consume(conn, f"{node}-O", f"{node}-F1", shipped)
+        async with db.engine.connect() as conn:
+            positions = sorted((s.split("-")[-1], oh, r) for s, oh, r in (await conn.execute(text(
+                "SELECT sku, on_hand, reserved FROM inventory_positions WHERE node_id = :n"), {"n": node})).all())
+            rows = sorted((l, st) for l, st in (await conn.execute(text(
+                "SELECT line_id, status FROM reservations WHERE node_id = :n"), {"n": node})).all())
+            ledger = sorted(tuple(x) for x in (await conn.execute(text(
+                "SELECT r.line_id, l.on_hand_delta, l.reserved_delta FROM inventory_ledger l JOIN reservations r"
+                " ON l.event_id = 'consume:' || r.reservation_id WHERE l.node_id = :n AND l.reason = 'ship'"),
+                {"n": node})).all())
+        outcomes.append((units, again, positions, rows, ledger))
+    assert outcomes[0] == outcomes[1], outcomes
+    units, again, positions, rows, _ = outcomes[1]
+    assert units == sum(q for line, _, q in holds[5:]) and again == 0
+    assert all(oh >= 0 and r >= 0 for _, oh, r in positions)
+    assert {st for l, st in rows if l >= "L005"} <= {"consumed"} and {st for l, st in rows if l < "L005"} <= {"committed"}

@@ -202,3 +202,42 @@ def test_a_return_is_received_once():
     assert error_type(rules.check_receive, book, "R1", over) == INVALID
     book.returns["R1"].status = ReturnStatus.refunded
     assert rules.check_receive(book, "R1", got) is False
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(0, 3), st.booleans(), st.sampled_from(["10001", "94105"]),
+                          st.booleans()), min_size=1, max_size=30))
+def test_a_book_continues_as_new_whole_with_its_lines_as_columns(spec):
+    """What continue-as-new carries comes back equal: every line field (prices, promises, claims, exclusions,
+    each line's own delivery), the other parts of the book too; and the lines travel as columns."""
+    import json
+
+    from pydantic import TypeAdapter
+
+    from models.messages import SupplyClaimLine
+    from workflows.order.book import carried
+
+    book = order({f"L{i}": q for i, (q, *_rest) in enumerate(spec)})
+    for i, (q, cancelled, promised, postal, claimed) in enumerate(spec):
+        line = book.lines[f"L{i}"]
+        book.edit(line, cancelled=min(cancelled, q))
+        line.unit_price = Decimal(f"{i}.{q}5")
+        line.delivery = Delivery(method=DeliveryMethod.ship_express, address={"postal_code": postal, "line1": f"{i} St"})
+        line.promised_by = NOW + timedelta(hours=i) if promised else None
+        line.excluded = ["DC-A"] if claimed else []
+        line.claims = [SupplyClaimLine(line_id=line.line_id, supply_id="PO-1", sku=line.sku, qty=1)] if claimed else []
+    release(book, planned("F1", {"L0": book.lines["L0"].open}))
+    data = json.dumps(carried(book))
+    assert json.loads(data)["lines"]["columns"]["line_id"] == list(book.lines)
+    back = TypeAdapter(Book).validate_json(data)
+    assert back == book
+    assert_adds_up(back)
+
+
+def test_a_book_written_with_lines_as_objects_still_reads():
+    """A book carried before the columns (lines as objects) continues all the same."""
+    from pydantic import TypeAdapter
+    from pydantic_core import to_json
+
+    book = order({"L1": 2, "L2": 3})
+    assert TypeAdapter(Book).validate_json(to_json(book)) == book

@@ -31,13 +31,16 @@ async def publish(book: Book) -> None:
     """Mirror what changed into the read model, and the search attributes support filters on."""
     book.ids.version += 1
     state = header(book)
-    state.lines = [book.line_state(book.lines[l]) for l in sorted(book.dirty) if l in book.lines]
+    dirty = [book.lines[l] for l in sorted(book.dirty) if l in book.lines]
+    state.lines = [book.line_state(l) for l in dirty if l.line_id in book.fresh]
+    known = [l for l in dirty if l.line_id not in book.fresh]
     state.returns = [book.returns[r] for r in sorted(book.dirty_returns)]
     timeline, removed = book.timeline, sorted(book.removed)
-    book.timeline, book.dirty, book.removed, book.dirty_returns = [], set(), set(), set()
+    book.timeline, book.dirty, book.fresh, book.removed, book.dirty_returns = [], set(), set(), set(), set()
     await activities.mirror_order(OrderSnapshot(
         state=state, customer_email=book.order.customer.email, total=book.total_amount(), timeline=timeline,
-        created_at=book.created_at or workflow.now(), removed_lines=removed))
+        created_at=book.created_at or workflow.now(), removed_lines=removed,
+        line_updates=book.line_updates(known) if known else None))
     _search_attributes(book, state)
 
 

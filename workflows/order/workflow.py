@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activities
     from workflows.common import refusal
     from workflows.order import changes, events, money, returns, rules, sourcing
-    from workflows.order.book import Book
+    from workflows.order.book import Book, carried
     from workflows.order.mirror import header, iso, notify, placed, publish, state
 
 # Backordered units are tried again this often when nothing wakes them, backing off to the cap while nothing
@@ -267,7 +267,7 @@ class OrderWorkflow:
         b.note("continued_as_new", {"history_events": info.get_current_history_length()})
         async with self.lock:
             await publish(b)
-        workflow.continue_as_new(args=[b.order, b])
+        workflow.continue_as_new(args=[b.order, carried(b)])
 
     # ================================================================== Updates, signals, query
     @workflow.update
