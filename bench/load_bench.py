@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -104,6 +105,34 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def stack_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack (PostgreSQL: the postmaster's children) and of this bench."""
+    out = {"temporal server": cpu_seconds(stack.temporal.pid), "API": cpu_seconds(stack.api.pid),
+           "workers": sum(cpu_seconds(w.pid) for w in stack.workers), "PostgreSQL": 0.0,
+           "load generator": sum(os.times()[:2])}
+    pgdata = str((stack.home / "pg").resolve())
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                procs[int(d.name)] = ((d / "cmdline").read_bytes(), int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]))
+            except OSError:
+                continue
+    master = [pid for pid, (cmd, _) in procs.items() if pgdata.encode() in cmd and b"postgres" in cmd]
+    for pid, (_, ppid) in procs.items():
+        if pid in master or ppid in master:
+            try:
+                out["PostgreSQL"] += cpu_seconds(pid)
+            except OSError:
+                pass
+    return out
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -121,6 +150,7 @@ class Load:
         self.order_ids: list[str] = []
         self.errors = Counter()
         self.peak_rss: dict[int, float] = {}
+        self.cpu: dict[str, float] = {}
 
     async def call(self, http: httpx.AsyncClient, method: str, path: str, key: str, timings: list, **kw):
         t = time.perf_counter()
@@ -209,8 +239,10 @@ class Load:
             background = [asyncio.create_task(self.partner(http, n, stop)) for n in self.partner_keys]
             background.append(asyncio.create_task(self.sample_memory(stop)))
             until = time.monotonic() + self.seconds
+            cpu0 = stack_cpu(self.stack)
             await asyncio.gather(*(self.customer(http, c, until) for c in range(self.clients)))
             released = await self.wait_released()
+            self.cpu = {k: v - cpu0[k] for k, v in stack_cpu(self.stack).items()}
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
         return released
@@ -277,7 +309,9 @@ async def bench(workers: int, clients: int, seconds: float, minimal: int) -> lis
            f"  API latency: POST /orders p50 {pct(load.place_ms, 50):.0f} ms, p99 {pct(load.place_ms, 99):.0f} ms"
            f" ({len(load.place_ms)} calls); partner milestones p50 {pct(load.milestone_ms, 50):.0f} ms,"
            f" p99 {pct(load.milestone_ms, 99):.0f} ms ({len(load.milestone_ms)} calls)",
-           "  worker memory (peak RSS): " + ", ".join(f"{mb:.0f} MB" for mb in load.peak_rss.values())]
+           "  worker memory (peak RSS): " + ", ".join(f"{mb:.0f} MB" for mb in load.peak_rss.values()),
+           f"  CPU per order placed, create → released and the partner's milestones meanwhile ({os.cpu_count()} cores): "
+           + ", ".join(f"{k} {v / max(res['orders'], 1) * 1000:.0f} ms" for k, v in load.cpu.items())]
     if spread:
         total = sum(spread.values())
         out.append("  work per worker process (activities + workflow tasks of 300 orders): " +

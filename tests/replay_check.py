@@ -9,6 +9,8 @@ set of strings (whose order depends on the hash seed) would replay differently t
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,13 +36,26 @@ def recorded(version: str = "*") -> list[WorkflowHistory]:
             for p in sorted(HISTORIES.glob(f"{version}/*.json"))]
 
 
-async def replay(histories: list[WorkflowHistory]) -> dict[str, str]:
-    """Replay on today's workflow code; returns the failures by history name."""
+# How a payload kept in PostgreSQL (nodal/payloads.py) is marked in a history, base64 as in its JSON.
+EXTERNAL_REFERENCE = base64.b64encode(b"json/external-storage-reference").decode()
+
+
+def self_contained(history: WorkflowHistory) -> bool:
+    """A history to keep in the repository must not point at payloads in some database."""
+    return EXTERNAL_REFERENCE not in history.to_json()
+
+
+async def replay(histories: list[WorkflowHistory], engine=None) -> dict[str, str]:
+    """Replay on today's workflow code; returns the failures by history name. With a database ``engine``,
+    payloads the histories keep in PostgreSQL are read from it."""
+    from nodal.payloads import external_storage
+
     async def each():
         for h in histories:
             yield h
 
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
+    converter = dataclasses.replace(pydantic_data_converter, external_storage=external_storage(engine))
+    replayer = Replayer(workflows=workflows(), data_converter=converter)
     failures = {}
     async with replayer.workflow_replay_iterator(each()) as results:
         async for r in results:

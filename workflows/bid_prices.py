@@ -10,7 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import BidPriceRefresh
-    from workflows import activities
+    import workflows.activities as activities
 
 BID_PRICE_SCHEDULE = "nodal-bid-prices"
 

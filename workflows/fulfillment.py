@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from models.status import (
         FULFILLMENT_PATH, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS,
     )
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.common import check_within, conflict
 
 _RANK = {s: i for i, s in enumerate(FULFILLMENT_PATH)}

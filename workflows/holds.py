@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activities
+    import workflows.activities as activities
 
 HOLD_SWEEP_SCHEDULE = "nodal-hold-sweep"
 

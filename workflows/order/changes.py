@@ -15,9 +15,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.messages import CancelIn, ModifyIn, Policy, ReorchestrateIn
     from models.status import FULFILLMENT_FAILED, FULFILLMENT_UNSHIPPED, OrderStatus as OS
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.common import conflict
-    from workflows.order import money, rules, sourcing
+    import workflows.order.money as money
+    import workflows.order.rules as rules
+    import workflows.order.sourcing as sourcing
     from workflows.order.book import Book, Line
     from workflows.order.events import ask_to_drop
     from workflows.order.mirror import notify, publish

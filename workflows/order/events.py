@@ -17,7 +17,8 @@ with workflow.unsafe.imports_passed_through():
     from models.messages import CancelLines, FulfillmentEvent, LineQty
     from models.status import FulfillmentStatus as FS, OrderStatus as OS
     from workflows.fulfillment import FulfillmentWorkflow
-    from workflows.order import money, sourcing
+    import workflows.order.money as money
+    import workflows.order.sourcing as sourcing
     from workflows.order.book import Book
     from workflows.order.mirror import iso, notify, publish
 

@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import Notification, OrderSnapshot, OrderState, PlacedOrder, PromiseView
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.common import AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY
     from workflows.order.book import Book
 

@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import FulfillmentState, PaymentRecord, PaymentRequest
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.order.book import Book, Money
     from workflows.order.mirror import notify
 

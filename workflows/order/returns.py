@@ -14,9 +14,10 @@ with workflow.unsafe.imports_passed_through():
         ReturnState,
     )
     from models.status import ReturnStatus
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.common import conflict, refusal
-    from workflows.order import money, rules
+    import workflows.order.money as money
+    import workflows.order.rules as rules
     from workflows.order.book import Book
     from workflows.order.mirror import notify, publish
 

@@ -21,9 +21,9 @@ with workflow.unsafe.imports_passed_through():
         ReleaseClaims, ReservationTarget, ReserveRequest, SupplyClaimLine,
     )
     from models.status import FulfillmentStatus as FS, OrderStatus as OS
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.fulfillment import FulfillmentWorkflow
-    from workflows.order import money
+    import workflows.order.money as money
     from workflows.order.book import Book, Line, Planned
     from workflows.order.mirror import notify
 

@@ -29,9 +29,14 @@ with workflow.unsafe.imports_passed_through():
         ReturnIn, ReturnResult,
     )
     from models.status import OrderStatus as OS
-    from workflows import activities
+    import workflows.activities as activities
     from workflows.common import refusal
-    from workflows.order import changes, events, money, returns, rules, sourcing
+    import workflows.order.changes as changes
+    import workflows.order.events as events
+    import workflows.order.money as money
+    import workflows.order.returns as returns
+    import workflows.order.rules as rules
+    import workflows.order.sourcing as sourcing
     from workflows.order.book import Book, carried
     from workflows.order.mirror import header, iso, notify, placed, publish, state
 
@@ -93,8 +98,9 @@ class OrderWorkflow:
                 return
             b.enter(OS.awaiting_release)
             b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
-            await notify(b, "confirmed", "confirmed", {"promised_by": iso(b.promised_by())})
-            await publish(b)
+            # Told and mirrored side by side: POST /orders answers when both are done.
+            await asyncio.gather(notify(b, "confirmed", "confirmed", {"promised_by": iso(b.promised_by())}),
+                                 publish(b))
             b.promise_ready = True
 
     async def reject(self, reason: str) -> None:
