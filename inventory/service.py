@@ -56,6 +56,13 @@ async def apply_safety_defaults(conn: AsyncConnection, node_id: Optional[str] = 
     return res.rowcount
 
 
+def feed_event_id(node_id: str, event_id: str) -> str:
+    """The ledger's name for an event a feed sends: its node's own namespace, apart from the system's ids
+    (reserve:, commit:, consume:, restock:, snapshot: …), so a feed can neither pre-empt one nor collide with
+    another node's."""
+    return f"feed:{node_id}:{event_id}"
+
+
 async def _ledger(
     conn: AsyncConnection, node_id: str, sku: str, on_hand_delta: int, reserved_delta: int,
     reason: str, event_id: Optional[str], order_id: Optional[str] = None, actor: str = "system",

@@ -270,7 +270,7 @@ class InventoryLedger(SQLModel, table=True):
     disposition: str = Field(default="sellable", sa_column=Column(
         String(24), nullable=False, server_default=text("'sellable'")))
     reason: str
-    event_id: Optional[str] = Field(default=None, max_length=200, unique=True)
+    event_id: Optional[str] = Field(default=None, max_length=400, unique=True)
     order_id: Optional[str] = Field(default=None, max_length=64)
     actor: str = "system"
     at: datetime = _ts()

@@ -72,7 +72,8 @@ async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Prin
         await _check_feed(conn, who, body, "adjust")
         applied, duplicates = 0, []
         for a in sorted(body, key=lambda a: (a.node_id, a.sku, a.event_id)):
-            if await service.adjust(conn, a.node_id, a.sku, a.delta, a.reason, a.event_id, actor=who.key_id):
+            if await service.adjust(conn, a.node_id, a.sku, a.delta, a.reason,
+                                    service.feed_event_id(a.node_id, a.event_id), actor=who.key_id):
                 applied += 1
             else:
                 duplicates.append(a.event_id)
@@ -100,7 +101,8 @@ async def inspect(node_id: str, sku: str, body: InspectIn, request: Request, who
         raise HTTPException(403, "this key may not inspect another node's stock")
     async with request.app.state.db.engine.begin() as conn:
         try:
-            applied = await service.inspect(conn, node_id, sku, body.qty, body.disposition, body.event_id, who.key_id)
+            applied = await service.inspect(conn, node_id, sku, body.qty, body.disposition,
+                                            service.feed_event_id(node_id, body.event_id), who.key_id)
         except ValueError as e:
             await conn.rollback()
             raise HTTPException(409, str(e))
@@ -299,19 +301,31 @@ async def wake_backorders(request: Request, skus: set[str]) -> int:
 async def post_supply(body: list[SupplyIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         await _check_feed(conn, who, body, "announce supply for")
+        # A purchase order already known belongs to its node: only that node's partner (or staff) may change
+        # or cancel it. Locked until commit, so the check holds for the statements below.
+        owners = {r.supply_id: r.node_id for r in (await conn.execute(text(
+            "SELECT supply_id, node_id FROM incoming_supply WHERE supply_id = ANY(:i) ORDER BY supply_id FOR UPDATE"),
+            {"i": sorted({s.supply_id for s in body})})).all()}
+        for supply_id, node_id in sorted(owners.items()):
+            if not who.can_touch_node(node_id):
+                raise HTTPException(403, f"supply {supply_id} belongs to node {node_id}: this key may not change it")
+        staff = who.role in (Role.admin, Role.support)
         changed: set[str] = set()
         for s in body:
+            # Every statement is scoped to the node it names as well (staff may move a purchase order).
             if s.qty == 0:
-                res = await conn.execute(text("DELETE FROM incoming_supply WHERE supply_id = :i RETURNING sku"),
-                                         {"i": s.supply_id})
+                res = await conn.execute(text(
+                    "DELETE FROM incoming_supply WHERE supply_id = :i AND (node_id = :n OR :staff) RETURNING sku"),
+                    {"i": s.supply_id, "n": s.node_id, "staff": staff})
             else:
                 res = await conn.execute(text(
                     "INSERT INTO incoming_supply (supply_id, node_id, sku, qty, eta, updated_at)"
                     " VALUES (:i, :n, :s, :q, :e, now()) ON CONFLICT (supply_id) DO UPDATE SET node_id = :n,"
                     " sku = :s, qty = :q, eta = :e, updated_at = now()"
-                    " WHERE (incoming_supply.node_id, incoming_supply.sku, incoming_supply.qty, incoming_supply.eta)"
+                    " WHERE (incoming_supply.node_id = :n OR :staff) AND"
+                    " (incoming_supply.node_id, incoming_supply.sku, incoming_supply.qty, incoming_supply.eta)"
                     " IS DISTINCT FROM (:n, :s, :q, CAST(:e AS timestamptz)) RETURNING sku"),
-                    dict(i=s.supply_id, n=s.node_id, s=s.sku, q=s.qty, e=s.eta))
+                    dict(i=s.supply_id, n=s.node_id, s=s.sku, q=s.qty, e=s.eta, staff=staff))
             changed.update(r.sku for r in res.all())
     woken = await wake_backorders(request, changed)
     return {"applied": len(body), "changed_skus": sorted(changed), "orders_repromised": woken}

@@ -64,7 +64,8 @@ async def test_ledger_explains_an_order_and_partners_see_only_their_node(api: Ap
     await api.ok("POST", "/inventory/adjustments", json=[
         {"event_id": f"{net.prefix}-cycle-1", "node_id": node, "sku": sku, "delta": -3, "reason": "cycle count"}])
     ledger = await api.ok("GET", f"/inventory/{node}/{sku}/ledger?limit=1")
-    assert ledger["entries"][0]["event_id"] == f"{net.prefix}-cycle-1" and ledger["next_before_id"]
+    # A feed's event id, in its node's namespace (never one of the system's own ids).
+    assert ledger["entries"][0]["event_id"] == f"feed:{node}:{net.prefix}-cycle-1" and ledger["next_before_id"]
     older = await api.ok("GET", f"/inventory/{node}/{sku}/ledger?before_id={ledger['next_before_id']}")
     assert [e["reason"] for e in older["entries"]] == ["snapshot"]
     other = await api.key("partner", node_id=net.node("DC-S"))

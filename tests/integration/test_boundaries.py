@@ -1,0 +1,87 @@
+"""Where a key may not go (issue 16): each test here failed on the code before its fix."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.conftest import Api, make_network
+from tests.integration.flow import order_status, released_to, walk
+
+pytestmark = pytest.mark.integration
+
+
+async def _supply(db, supply_id: str):
+    async with db.engine.connect() as conn:
+        return (await conn.execute(text("SELECT node_id, qty FROM incoming_supply WHERE supply_id = :i"),
+                                   {"i": supply_id})).first()
+
+
+async def test_a_partner_cannot_cancel_or_take_over_another_nodes_purchase_order(api: Api, db):
+    net = await make_network(api)
+    north, south, sku = net.node("DC-N"), net.node("DC-S"), net.skus[0]
+    eta = (datetime.now(timezone.utc) + timedelta(days=10)).isoformat()
+    po = {"supply_id": f"{net.prefix}-PO-S", "node_id": south, "sku": sku, "qty": 40, "eta": eta}
+    await api.ok("POST", "/inventory/supply", json=[po])
+    partner_north = await api.key("partner", node_id=north)
+
+    # Cancelling it in the name of its own node, or re-announcing it as its own: refused, nothing changes.
+    for attempt in ({**po, "node_id": north, "qty": 0}, {**po, "node_id": north, "qty": 5}):
+        r = await api.call("POST", "/inventory/supply", key=partner_north, json=[attempt])
+        assert r.status_code == 403, r.text
+        assert "belongs to node" in r.json()["detail"]
+        assert tuple(await _supply(db, po["supply_id"])) == (south, 40)
+    # A feed with one foreign purchase order among its own applies none of it.
+    mine = {"supply_id": f"{net.prefix}-PO-N", "node_id": north, "sku": sku, "qty": 7, "eta": eta}
+    r = await api.call("POST", "/inventory/supply", key=partner_north, json=[mine, {**po, "node_id": north, "qty": 0}])
+    assert r.status_code == 403 and await _supply(db, mine["supply_id"]) is None
+    # Its own node's partner may change it; an admin may move it.
+    partner_south = await api.key("partner", node_id=south)
+    await api.ok("POST", "/inventory/supply", key=partner_south, json=[{**po, "qty": 30}])
+    assert tuple(await _supply(db, po["supply_id"])) == (south, 30)
+    await api.ok("POST", "/inventory/supply", json=[{**po, "node_id": north, "qty": 30}])
+    assert tuple(await _supply(db, po["supply_id"])) == (north, 30)
+
+
+async def test_a_feed_event_id_never_stands_in_for_the_systems_own(api: Api, temporal_env, settings):
+    """A partner that knows how the system names its ledger events (restock:{return}:{line}) posts a zero
+    adjustment under that name first; the return's restock must land all the same."""
+    net = await make_network(api)
+    dc, sku = net.node("DC-N"), net.skus[0]
+    oid, f = await released_to(api, temporal_env, settings, net, [("SKU1", 2)])
+    partner = await api.key("partner", node_id=dc)
+    await walk(api, f, partner)
+    await order_status(api, oid, "delivered")
+    ret = await api.ok("POST", f"/orders/{oid}/returns", key=net.client_key, expect=201,
+                       json={"lines": [{"line_id": "L1", "qty": 1}], "reason": "too small"})
+    r = await api.ok("POST", "/inventory/adjustments", key=partner, json=[
+        {"event_id": f"restock:{ret['return_id']}:L1", "node_id": dc, "sku": sku, "delta": 0, "reason": "count"}])
+    assert r["applied"] == 1
+    on_hand = {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{dc}"))["items"]}[sku]
+    await api.ok("POST", f"/returns/{ret['return_id']}/receive", key=partner,
+                 json={"lines": [{"line_id": "L1", "qty": 1, "disposition": "sellable"}]})
+    after = {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{dc}"))["items"]}[sku]
+    assert after == on_hand + 1, "the restock was swallowed by the partner's event id"
+    ledger = (await api.ok("GET", f"/inventory/{dc}/{sku}/ledger"))["entries"]
+    assert [e["reason"] for e in ledger if e["event_id"] == f"restock:{ret['return_id']}:L1"] == ["return_restock"]
+
+
+async def test_feed_event_ids_are_each_nodes_own(api: Api):
+    """Two nodes' feeds may use the same event id (each its own count-1): both apply; a repeat at one node is
+    a duplicate there only."""
+    net = await make_network(api)
+    north, south, sku = net.node("DC-N"), net.node("DC-S"), net.skus[1]
+    event = f"{net.prefix}-count-1"
+    for node in (north, south):
+        key = await api.key("partner", node_id=node)
+        r = await api.ok("POST", "/inventory/adjustments", key=key, json=[
+            {"event_id": event, "node_id": node, "sku": sku, "delta": 3, "reason": "cycle count"}])
+        assert r == {"applied": 1, "duplicates": []}, (node, r)
+        again = await api.ok("POST", "/inventory/adjustments", key=key, json=[
+            {"event_id": event, "node_id": node, "sku": sku, "delta": 3, "reason": "cycle count"}])
+        assert again == {"applied": 0, "duplicates": [event]}
+    for node in (north, south):
+        items = {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
+        assert items[sku] == 13, node
