@@ -40,6 +40,16 @@ class Principal:
     role: Role
     channel: Optional[str] = None
     node_id: Optional[str] = None
+    tier: Optional[str] = None  # a client key an admin bound to a customer tier (protected stock)
+
+    def buying_tier(self, asked: Optional[str]) -> Optional[str]:
+        """The tier this caller buys as: a client key's own (naming another is refused), what staff name."""
+        if self.role in (Role.admin, Role.support):
+            return asked
+        if asked is not None and asked != self.tier:
+            raise HTTPException(403, f"this key buys as tier {self.tier or '(none)'}, not {asked}:"
+                                     " an admin binds a client key to a tier (POST /api-keys {tier})")
+        return self.tier
 
     def can_see_channel(self, channel: str) -> bool:
         return self.role in (Role.admin, Role.support) or (self.role == Role.client and self.channel == channel)
@@ -82,12 +92,12 @@ async def principal(request: Request, creds: HTTPAuthorizationCredentials | None
         return known
     async with request.app.state.db.engine.connect() as conn:
         row = (await conn.execute(
-            text("SELECT key_id, role, channel, node_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
+            text("SELECT key_id, role, channel, node_id, tier FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
             {"h": key_hash},
         )).first()
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    p = Principal(row.key_id, Role(row.role), row.channel, row.node_id)
+    p = Principal(row.key_id, Role(row.role), row.channel, row.node_id, row.tier)
     cache.put(key_hash, p)
     return p
 

@@ -248,4 +248,6 @@ class ApiKeyIn(Body):
     role: Role
     channel: Optional[str] = Field(default=None, max_length=64)
     node_id: Optional[str] = None
+    # A client key of a customer tier (e.g. a B2B key account): it may buy stock protected for that tier.
+    tier: Optional[str] = Field(default=None, min_length=1, max_length=32)
     label: str = Field(default="", max_length=200)

@@ -60,7 +60,7 @@ class BigOrder:
                 "as_of": "2026-01-01T00:00:00Z", "items": items})).raise_for_status()
         self.channel = f"{p}-b2b"
         self.client_key = (await http.post("/api-keys", headers=self.h, json={
-            "role": "client", "channel": self.channel})).json()["key"]
+            "role": "client", "channel": self.channel, "tier": "b2b"})).json()["key"]
         self.partner_keys = {f"{p}-{n}": (await http.post("/api-keys", headers=self.h, json={
             "role": "partner", "node_id": f"{p}-{n}"})).json()["key"] for n in DCS}
 

@@ -48,8 +48,9 @@ class DemoDriver:
 
     async def setup(self, http: httpx.AsyncClient) -> None:
         for ch in CHANNELS:
-            r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "client", "channel": ch,
-                                                                                "label": "demo"})
+            # The B2B portal's key buys as the b2b tier (orders it places may change after release).
+            r = await self._call(http, "POST", "/api-keys", self.admin, json={
+                "role": "client", "channel": ch, "label": "demo", **({"tier": "b2b"} if ch == "b2b-portal" else {})})
             self.client_keys[ch] = r.json()["key"]
         nodes = (await self._call(http, "GET", "/nodes", self.admin)).json()["nodes"]
         for n in nodes:

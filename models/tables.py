@@ -407,6 +407,7 @@ class ApiKey(SQLModel, table=True):
     role: str  # admin|support|client|partner
     channel: Optional[str] = None
     node_id: Optional[str] = None
+    tier: Optional[str] = Field(default=None, max_length=32)  # client keys: the customer tier they buy as
     label: str = ""
     created_at: datetime = _ts()
     revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -166,6 +166,7 @@ async def availability(
         raise HTTPException(422, "give 1 to 200 skus")
     if who.role == Role.client and channel and channel != who.channel:
         raise HTTPException(403, f"this key sees channel {who.channel} only")
+    tier = who.buying_tier(tier) if who.role in (Role.client, Role.admin, Role.support) else tier
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
         body = (await conn.execute(AVAILABILITY[bool(postal_code)], {

@@ -20,26 +20,30 @@ async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(AD
         raise HTTPException(422, "a client key needs channel")
     if body.role != Role.partner and body.node_id:
         raise HTTPException(422, "only partner keys are bound to a node")
+    if body.role != Role.client and body.tier:
+        raise HTTPException(422, "only client keys are bound to a customer tier")
     async with request.app.state.db.engine.begin() as conn:
         if body.node_id and (await conn.execute(
                 text("SELECT 1 FROM nodes WHERE node_id = :n"), {"n": body.node_id})).first() is None:
             raise HTTPException(422, f"unknown node {body.node_id}")
         key_id, key = new_key()
         await conn.execute(text(
-            "INSERT INTO api_keys (key_id, key_hash, role, channel, node_id, label, created_at)"
-            " VALUES (:i, :h, :r, :c, :n, :l, now())"),
-            dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, l=body.label))
-    return {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel, "node_id": body.node_id}
+            "INSERT INTO api_keys (key_id, key_hash, role, channel, node_id, tier, label, created_at)"
+            " VALUES (:i, :h, :r, :c, :n, :t, :l, now())"),
+            dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, t=body.tier,
+                 l=body.label))
+    return {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel, "node_id": body.node_id,
+            "tier": body.tier}
 
 
 @router.get("/api-keys")
 async def list_keys(request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
-            "SELECT key_id, role, channel, node_id, label, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            "SELECT key_id, role, channel, node_id, tier, label, created_at, revoked_at FROM api_keys ORDER BY created_at"
         ))).all()
     return {"api_keys": [{
-        "key_id": r.key_id, "role": r.role, "channel": r.channel, "node_id": r.node_id, "label": r.label,
+        "key_id": r.key_id, "role": r.role, "channel": r.channel, "node_id": r.node_id, "tier": r.tier, "label": r.label,
         "created_at": r.created_at.isoformat(), "revoked": r.revoked_at is not None} for r in rows]}
 
 

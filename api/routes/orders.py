@@ -141,8 +141,9 @@ async def create_order(body: OrderCreate, request: Request, response: Response,
                     raise HTTPException(409, f"hold {body.hold_id} already became order {hold.order_id}")
             if problems:
                 raise HTTPException(422, "; ".join(problems))
+            customer = body.customer.model_copy(update={"tier": who.buying_tier(body.customer.tier)})
             inp = OrderInput(
-                order_id=order_id, external_id=body.external_id, channel=body.channel, customer=body.customer,
+                order_id=order_id, external_id=body.external_id, channel=body.channel, customer=customer,
                 lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency, hold_id=body.hold_id,
                 requested_delivery_date=body.requested_delivery_date, windows=windows(app.settings),
             )

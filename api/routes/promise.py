@@ -97,10 +97,11 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     dest = body.destination
     ship = Delivery(method=DeliveryMethod.ship_standard, address=dest)
     now = datetime.now(timezone.utc)
+    tier = who.buying_tier(body.customer_tier)
 
     def req(delivery: Delivery) -> PlanRequest:
         # Dated from the remorse window's end, as the order placed from this quote will be.
-        return PlanRequest(order_id="promise", channel=body.channel, customer_tier=body.customer_tier,
+        return PlanRequest(order_id="promise", channel=body.channel, customer_tier=tier,
                            lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty, delivery=delivery)
                                   for i, l in enumerate(body.lines)],
                            policy=body.policy, at=now, release_at=now + app.settings.remorse_window,

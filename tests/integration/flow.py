@@ -5,8 +5,13 @@ from __future__ import annotations
 from tests.integration.conftest import Api, Net, eventually, order_body
 
 
-async def place(api: Api, net: Net, lines, **extra) -> dict:
-    return await api.ok("POST", "/orders", key=net.client_key, json=order_body(net, lines, **extra), expect=201)
+async def place(api: Api, net: Net, lines, key: str | None = None, **extra) -> dict:
+    return await api.ok("POST", "/orders", key=key or net.client_key, json=order_body(net, lines, **extra), expect=201)
+
+
+async def b2b_key(api: Api, net: Net) -> str:
+    """A client key of the channel bound to the b2b tier (an admin's doing): its orders are B2B orders."""
+    return await api.key("client", channel=net.channel, tier="b2b")
 
 
 async def release(api: Api, env, order_id: str, settings) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.conftest import Api, Net, eventually, make_network
-from tests.integration.flow import place
+from tests.integration.flow import b2b_key, place
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ async def test_a_b2b_order_changes_quantity_and_date_after_release(api: Api, tem
     net = await make_network(api)
     wanted = datetime.now(timezone.utc).date() + timedelta(days=20)
     placed = await place(api, net, [("SKU1", 4)], requested_delivery_date=wanted.isoformat(),
-                         customer={"id": "acme", "tier": "b2b"})
+                         customer={"id": "acme"}, key=await b2b_key(api, net))
     oid = placed["order_id"]
     assert placed["promise"]["promised_by"].startswith(wanted.isoformat())
 

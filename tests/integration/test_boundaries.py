@@ -85,3 +85,36 @@ async def test_feed_event_ids_are_each_nodes_own(api: Api):
     for node in (north, south):
         items = {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
         assert items[sku] == 13, node
+
+
+async def test_a_customer_tier_is_the_keys_not_the_bodys(api: Api):
+    """Stock protected for a tier goes only to keys an admin bound to that tier; a client key that names the
+    tier in its body is refused and nothing is reserved."""
+    from tests.integration.conftest import order_body
+
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5}, "DC-S": {}})
+    sku, node = net.skus[0], net.node("DC-N")
+    await api.ok("PUT", "/protected-stock", json=[{"node_id": node, "sku": sku, "tier": "key-account", "qty": 3}])
+    body = order_body(net, [("SKU1", 5)], policy={"fill_or_kill": True})
+    body["customer"]["tier"] = "key-account"
+    r = await api.call("POST", "/orders", key=net.client_key, json=body)
+    assert r.status_code == 403 and "tier" in r.json()["detail"], r.text
+    r = await api.call("GET", f"/availability?skus={sku}&tier=key-account", key=net.client_key)
+    assert r.status_code == 403, r.text
+    r = await api.call("POST", "/promise", key=net.client_key, json={
+        "channel": net.channel, "destination": {"postal_code": net.postal_code}, "lines": [{"sku": sku, "qty": 5}],
+        "customer_tier": "key-account"})
+    assert r.status_code == 403, r.text
+    assert (await api.ok("GET", f"/availability?skus={sku}&tier=key-account"))["skus"][0]["available"] == 5
+
+    # A key bound to the tier buys as that tier, named in the body or not.
+    bound = await api.key("client", channel=net.channel, tier="key-account")
+    seen = (await api.ok("GET", f"/availability?skus={sku}", key=bound))["skus"][0]["available"]
+    assert seen == 5
+    body = order_body(net, [("SKU1", 5)], policy={"fill_or_kill": True})
+    placed = await api.ok("POST", "/orders", key=bound, json=body, expect=201)
+    assert placed["status"] == "awaiting_release"
+    assert (await api.ok("GET", f"/orders/{placed['order_id']}"))["customer"]["tier"] == "key-account"
+    # Only client keys carry a tier.
+    r = await api.call("POST", "/api-keys", json={"role": "partner", "node_id": node, "tier": "key-account"})
+    assert r.status_code == 422

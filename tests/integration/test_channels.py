@@ -50,10 +50,10 @@ async def test_stock_protected_for_a_customer_tier(api: Api):
     # An ordinary customer cannot take the protected units...
     plain = await place(api, net, [("SKU1", 3)], policy={"fill_or_kill": True})
     assert plain["status"] == "rejected"
-    # ...the key account can take all of them.
+    # ...the key account (a client key an admin bound to the tier) can take all of them.
+    key_account = await api.key("client", channel=net.channel, tier="key-account")
     body = order_body(net, [("SKU1", 5)], policy={"fill_or_kill": True})
-    body["customer"]["tier"] = "key-account"
-    vip = await api.ok("POST", "/orders", key=net.client_key, json=body, expect=201)
+    vip = await api.ok("POST", "/orders", key=key_account, json=body, expect=201)
     assert vip["status"] == "awaiting_release"
     assert (await seen("key-account"))["skus"][0]["available"] == 0
     await api.ok("PUT", "/protected-stock", json=[{"node_id": node, "sku": sku, "tier": "key-account", "qty": 0}])

@@ -18,7 +18,7 @@ from api.routes.orders import order_id_for
 from inventory import service
 from models.messages import ReceiveIn, ReceiveLineIn, ReturnIn, ReturnLineIn
 from tests.integration.conftest import NODES, Api, eventually, make_network, order_body, own_stack
-from tests.integration.flow import fulfillment, order_status, place, release, released_to, walk
+from tests.integration.flow import b2b_key, fulfillment, order_status, place, release, released_to, walk
 from tests.integration.test_replay import decline_authorization
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ async def test_a_declined_authorization_leaves_a_b2b_order_as_it_was_after_relea
     net = await make_network(api)
     wanted = datetime.now(timezone.utc).date() + timedelta(days=20)
     placed = await place(api, net, [("SKU1", 4)], requested_delivery_date=wanted.isoformat(),
-                         customer={"id": "acme", "tier": "b2b"})
+                         customer={"id": "acme"}, key=await b2b_key(api, net))
     oid = placed["order_id"]
     await temporal_env.fast_forward(temporal_env.client.get_workflow_handle(oid), settings.remorse_window)
     await eventually(lambda: _has(api, oid, "released"), what="released")
@@ -201,7 +201,7 @@ async def test_a_return_that_cannot_land_fails_fast_and_frees_the_order(api: Api
 async def _b2b_to_release_day(api: Api, env, settings, net, days: int = 20) -> tuple[str, Any]:
     wanted = datetime.now(timezone.utc).date() + timedelta(days=days)
     oid = (await place(api, net, [("SKU1", 2)], requested_delivery_date=wanted.isoformat(),
-                       customer={"id": "acme", "tier": "b2b"}))["order_id"]
+                       customer={"id": "acme"}, key=await b2b_key(api, net)))["order_id"]
     handle = env.client.get_workflow_handle(oid)
     await env.fast_forward(handle, settings.remorse_window)
     released = await eventually(lambda: _event(api, oid, "released"), what="the remorse window to end")
@@ -230,7 +230,7 @@ async def test_a_declined_renewal_holds_the_order_then_cancels_it(api: Api, temp
     wanted = datetime.now(timezone.utc).date() + timedelta(days=20)
     body = order_body(net, [("SKU1", 2)], external_id="b2b-hold", requested_delivery_date=wanted.isoformat(),
                       customer={"id": "acme", "tier": "b2b", "email": "buyer@example.com"})
-    oid = (await api.ok("POST", "/orders", key=net.client_key, json=body, expect=201))["order_id"]
+    oid = (await api.ok("POST", "/orders", key=await b2b_key(api, net), json=body, expect=201))["order_id"]
     assert oid == wanted_oid
     handle = temporal_env.client.get_workflow_handle(oid)
     await temporal_env.fast_forward(handle, settings.remorse_window)

@@ -26,7 +26,7 @@ from temporalio.client import WorkflowHistory
 
 from api.routes.orders import order_id_for
 from tests.integration.conftest import Api, Net, eventually, make_network, order_body
-from tests.integration.flow import fulfillment, order_status, place, release, walk
+from tests.integration.flow import b2b_key, fulfillment, order_status, place, release, walk
 from tests.replay_check import HISTORIES, recorded, replay, self_contained
 
 pytestmark = pytest.mark.integration
@@ -139,7 +139,7 @@ async def _b2b_change(api, env, settings, net, db, key_n, key_s):
     line = {"line_id": "L1", "sku": net.skus[0], "unit_price": "10.00",
             "delivery": {"method": "ship_standard", "address": {"postal_code": net.postal_code}}}
     oid = (await place(api, net, [("SKU1", 4)], requested_delivery_date=wanted.isoformat(),
-                       customer={"id": "acme", "tier": "b2b"}))["order_id"]
+                       customer={"id": "acme"}, key=await b2b_key(api, net)))["order_id"]
     await env.fast_forward(env.client.get_workflow_handle(oid), settings.remorse_window)
     await eventually(lambda: _has_event(api, oid, "released"), what="released")
     later = (wanted + timedelta(days=5)).isoformat()
