@@ -116,8 +116,25 @@ ADMIN = require(Role.admin)
 STAFF = require(Role.admin, Role.support)
 
 
+# The bootstrap key opens everything: long and varied enough that guessing it is hopeless (the generated
+# one is 42 characters of 64 symbols).
+ADMIN_KEY_MIN_LENGTH = 24
+ADMIN_KEY_MIN_DISTINCT = 12
+
+
+def admin_key_problem(key: str) -> Optional[str]:
+    """Why this NODAL_ADMIN_KEY is too weak to accept, or None."""
+    if len(key) < ADMIN_KEY_MIN_LENGTH:
+        return f"NODAL_ADMIN_KEY has {len(key)} characters; it needs at least {ADMIN_KEY_MIN_LENGTH}"
+    if len(set(key)) < ADMIN_KEY_MIN_DISTINCT:
+        return f"NODAL_ADMIN_KEY repeats a few characters; it needs at least {ADMIN_KEY_MIN_DISTINCT} different ones"
+    return None
+
+
 async def ensure_admin_key(db, key: str) -> None:
-    """Install the bootstrap admin key (NODAL_ADMIN_KEY)."""
+    """Install the bootstrap admin key (NODAL_ADMIN_KEY); a weak one is refused, so the API does not start."""
+    if (problem := admin_key_problem(key)) is not None:
+        raise ValueError(f"{problem} (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     async with db.engine.begin() as conn:
         await conn.execute(
             text(

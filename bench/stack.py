@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 from launcher.dev import port_open, temporal_command  # noqa: E402
 from nodal.settings import Settings  # noqa: E402
 
-ADMIN_KEY = "stack-admin-key"
+ADMIN_KEY = "stack-admin-Hy6rQ2vN8sXe4LmB9tWd"
 
 
 def free_port() -> int:

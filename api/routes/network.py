@@ -18,6 +18,7 @@ from inventory.service import apply_safety_defaults
 from api.auth import ADMIN, ANY_ROLE, Principal
 from api.schemas import NodeIn, NodePatch, ServiceAreaIn, SkuIn
 from models.tables import Node, PostalCode, ServiceArea, Sku
+from models.status import Role
 from nodal.durations import parse_duration
 
 router = APIRouter(tags=["network"])
@@ -46,8 +47,9 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] = None,
-                     rules: Optional[RoutingRules] = None) -> dict[str, Any]:
-    """One node; ``cards`` and ``rules`` when the caller already loaded them for many nodes."""
+                     rules: Optional[RoutingRules] = None, who: Optional[Principal] = None) -> dict[str, Any]:
+    """One node; ``cards`` and ``rules`` when the caller already loaded them for many nodes. The partner
+    scorecard is staff's and the node's own partner's to read (null for everyone else)."""
     n = (await conn.execute(text("SELECT * FROM nodes WHERE node_id = :n"), {"n": node_id})).first()
     if n is None:
         raise HTTPException(404, f"no node {node_id}")
@@ -58,10 +60,11 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
         {"n": node_id, "d": day})).one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
-    if cards is None:
+    scored = who is None or who.role in (Role.admin, Role.support) or (who.role == Role.partner
+                                                                       and who.node_id == node_id)
+    if scored and cards is None:
         cards = await load_scorecards(conn, [node_id])
-    card = cards.get(node_id, Scorecard())
-    if rules is None:
+    if scored and rules is None:
         _, rules = await load_rules(conn)
     return {
         "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
@@ -70,7 +73,8 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
                      "orders_per_day": n.orders_per_day, "orders_today": int(orders)},
         "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
         "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
-        "scorecard": {**card.view(rules.scorecard_floors, rules.scorecard_min_fulfillments), "by_status": counts},
+        "scorecard": {**cards.get(node_id, Scorecard()).view(rules.scorecard_floors, rules.scorecard_min_fulfillments),
+                      "by_status": counts} if scored else None,
     }
 
 
@@ -110,17 +114,17 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
 
 
 @router.get("/nodes")
-async def list_nodes(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+async def list_nodes(request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         ids = [r.node_id for r in (await conn.execute(text("SELECT node_id FROM nodes ORDER BY node_id"))).all()]
         cards, (_, rules) = await load_scorecards(conn), await load_rules(conn)
-        return {"nodes": [await _node_view(conn, i, cards, rules) for i in ids]}
+        return {"nodes": [await _node_view(conn, i, cards, rules, who) for i in ids]}
 
 
 @router.get("/nodes/{node_id}", summary="A node with today's used capacity and its partner scorecard")
-async def get_node(node_id: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+async def get_node(node_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
-        return await _node_view(conn, node_id)
+        return await _node_view(conn, node_id, who=who)
 
 
 @router.put("/service-areas", summary="Store mapping: postal code → nodes by priority (bulk upsert)")

@@ -22,7 +22,7 @@ from launcher.worker import build_worker
 from tests.conftest import temporal_binary
 from workflows.common import SEARCH_ATTRIBUTES
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-7Kq2xW9mZr4TnV8cLp3J"
 TASK_QUEUE = "nodal-test"
 
 pytestmark = pytest.mark.integration

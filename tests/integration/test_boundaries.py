@@ -118,3 +118,29 @@ async def test_a_customer_tier_is_the_keys_not_the_bodys(api: Api):
     # Only client keys carry a tier.
     r = await api.call("POST", "/api-keys", json={"role": "partner", "node_id": node, "tier": "key-account"})
     assert r.status_code == 422
+
+
+async def test_a_partner_reads_its_own_scorecard_only(api: Api):
+    net = await make_network(api)
+    north, south = net.node("DC-N"), net.node("DC-S")
+    partner = await api.key("partner", node_id=north)
+    assert (await api.ok("GET", f"/nodes/{south}", key=partner))["scorecard"] is None
+    assert (await api.ok("GET", f"/nodes/{north}", key=partner))["scorecard"] is not None
+    listed = {n["node_id"]: n for n in (await api.ok("GET", "/nodes", key=partner))["nodes"]}
+    assert listed[north]["scorecard"] is not None and listed[south]["scorecard"] is None
+    # A client sees the network (capabilities, capacity), not how each partner performs; staff see all.
+    assert all(n["scorecard"] is None for n in (await api.ok("GET", "/nodes", key=net.client_key))["nodes"])
+    assert (await api.ok("GET", f"/nodes/{south}"))["scorecard"]["by_status"] == {}
+
+
+async def test_the_api_does_not_start_with_a_weak_admin_key(settings, db, temporal_env):
+    from api.app import create_app
+
+    app = create_app(settings.model_copy(update={"admin_key": "admin123"}), db=db, temporal=temporal_env.client)
+    with pytest.raises(ValueError, match="NODAL_ADMIN_KEY"):
+        async with app.router.lifespan_context(app):
+            pass
+    async with db.engine.connect() as conn:  # the weak key was never installed
+        from api.auth import hash_key
+        row = (await conn.execute(text("SELECT 1 FROM api_keys WHERE key_hash = :h"), {"h": hash_key("admin123")})).first()
+    assert row is None

@@ -88,3 +88,11 @@ def test_every_package_is_installed():
     top = {p.split(".")[0] for p in packages}
     found = {".".join(init.parent.relative_to(ROOT).parts) for t in top for init in (ROOT / t).rglob("__init__.py")}
     assert found == packages, f"not listed: {sorted(found - packages)}; listed but absent: {sorted(packages - found)}"
+
+
+def test_a_weak_admin_key_is_refused():
+    from api.auth import admin_key_problem
+
+    for weak in ("", "admin", "test-admin-key", "a" * 40, "abababababababababababababab"):
+        assert admin_key_problem(weak), weak
+    assert admin_key_problem("ndl_admin_" + "Xk3q9WmZ2rTn7VcLp4Jb8sYd") is None
