@@ -53,9 +53,12 @@ def test_services_agree_on_addresses_ports_and_queue():
     api, worker = NODAL_SERVICES["api"], NODAL_SERVICES["worker"]
     assert api["environment"]["NODAL_TASK_QUEUE"] == worker["environment"]["NODAL_TASK_QUEUE"]
     host, port = api["environment"]["NODAL_TEMPORAL_ADDRESS"].split(":")
-    assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
-    db = re.match(r"postgresql://(\w+):(\w+)@(\w+):(\d+)/(\w+)", api["environment"]["NODAL_DATABASE_URL"])
+    assert host in SERVICES and port == "7233"  # the frontend's port, on the internal network only
+    db = re.match(r"postgresql://(\w+):(.+)@(\w+):(\d+)/(\w+)", api["environment"]["NODAL_DATABASE_URL"])
     pg = SERVICES[db.group(3)]["environment"]
+    # The API and the workers reach Temporal and PostgreSQL: they share a network.
+    for name in ("api", "worker", "migrate", "temporal-ui"):
+        assert set(SERVICES[name]["networks"]) & set(SERVICES[host]["networks"]) & set(SERVICES[db.group(3)]["networks"]), name
     assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == db.group(1, 2, 5)
     api_port = api["command"][api["command"].index("--port") + 1]
     assert f"{api_port}:{api_port}" in api["ports"]
@@ -96,3 +99,23 @@ def test_a_weak_admin_key_is_refused():
     for weak in ("", "admin", "test-admin-key", "a" * 40, "abababababababababababababab"):
         assert admin_key_problem(weak), weak
     assert admin_key_problem("ndl_admin_" + "Xk3q9WmZ2rTn7VcLp4Jb8sYd") is None
+
+
+def test_only_the_api_is_reachable_from_outside():
+    """Temporal's frontend and UI bypass the API's roles (anyone who reaches them reads histories and signals,
+    updates or terminates orders) and PostgreSQL holds everything: none of them is published beyond this host,
+    and they share a network with no route out. Only the API listens on every interface."""
+    published = {}
+    for name, s in SERVICES.items():
+        for p in s.get("ports", []):
+            parts = str(p).split(":")
+            published.setdefault(name, []).append(parts[0] if len(parts) == 3 else "0.0.0.0")
+    assert set(published) <= {"api", "temporal-ui"}, published
+    assert all(host == "127.0.0.1" for host in published.get("temporal-ui", [])), published
+    internal = {n for n, spec in (COMPOSE.get("networks") or {}).items() if (spec or {}).get("internal")}
+    assert internal, "no internal network"
+    for name in ("postgres", "temporal", "temporal-setup", "migrate"):
+        assert set(SERVICES[name].get("networks", [])) <= internal and SERVICES[name].get("networks"), name
+    # No password written into the file: the operator sets them.
+    text_ = (ROOT / "docker-compose.yml").read_text()
+    assert "POSTGRES_PASSWORD: nodal" not in text_ and "nodal:nodal@" not in text_
