@@ -73,7 +73,8 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None),
     settings = Settings()
     # uvloop and httptools when installed (they are dependencies): several times the requests per core.
     uvicorn.run("api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
-                workers=workers or settings.api_workers, log_level="warning", access_log=False)
+                workers=workers or settings.api_workers, log_level="warning", access_log=False,
+                log_config=None)  # uvicorn's loggers go through ours (nodal/logging.py: redacted)
 
 
 @app.command()

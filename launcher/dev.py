@@ -148,7 +148,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
     await ensure_schedules(client, settings)
     app = create_app(settings, db=db, temporal=client)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
-                                           lifespan="on", timeout_graceful_shutdown=5))
+                                           lifespan="on", timeout_graceful_shutdown=5, log_config=None))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  (we handle Ctrl-C)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -15,14 +16,34 @@ PERSONAL_KEYS = frozenset(
 )
 
 
+# Free text can carry personal data too: an email anywhere, and PostgreSQL's DETAIL lines, which quote the
+# failing row or the conflicting key's values whatever hide_parameters says.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_FAILING_ROW = re.compile(r"(Failing row contains \().*")
+_KEY_VALUES = re.compile(r"(Key \([^)]*\)=\().*?(\)(?: already exists| is not present| conflicts)|\)$)", re.M)
+
+
+def _scrub(value: Any) -> Any:
+    """Personal data out of a value, at any depth: personal keys blanked, emails and row quotes cut from text."""
+    if isinstance(value, str):
+        value = _EMAIL.sub("[email]", value)
+        value = _FAILING_ROW.sub(r"\1[redacted])", value)
+        return _KEY_VALUES.sub(r"\1[redacted]\2", value)
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in PERSONAL_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in list(event):
-        if key in PERSONAL_KEYS:
-            event[key] = "[redacted]"
+        event[key] = "[redacted]" if key in PERSONAL_KEYS else _scrub(event[key])
     return event
 
 
 _configured = False
+_HANDLER_NAME = "nodal"
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
@@ -31,20 +52,32 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         return
     _configured = True
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
+            structlog.processors.format_exc_info,  # before the redaction: a traceback's text is scrubbed too
             _redact,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    # The standard library's loggers (Temporal SDK, uvicorn, SQLAlchemy) render through the same redaction.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, _redact, renderer]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
     for noisy in ("httpx", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
