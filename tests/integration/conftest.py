@@ -10,8 +10,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
-from temporalio.testing._timeskipping import TimeSkippingConfig
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
 from api.app import create_app
 from api.auth import ensure_admin_key

@@ -150,7 +150,7 @@ class InventoryMachine(RuleBasedStateMachine):
     def books_balance(self):
         async def check(conn):
             return (await conn.execute(text(f"""
-                SELECT p.sku, p.on_hand, p.reserved, {ATS_SQL} AS ats,
+                SELECT p.sku, p.on_hand, p.reserved,
                   (SELECT COALESCE(SUM(qty), 0) FROM reservations r WHERE r.node_id = p.node_id AND r.sku = p.sku
                    AND r.status IN ('held', 'committed')) AS held,
                   (SELECT COALESCE(SUM(on_hand_delta), 0) FROM inventory_ledger g WHERE g.node_id = p.node_id
@@ -165,7 +165,8 @@ class InventoryMachine(RuleBasedStateMachine):
                 FROM inventory_positions p WHERE p.node_id = :n"""), {"n": self.node})).all()
 
         for r in self.run(self.tx(check)):
-            assert r.ats >= 0 and r.on_hand >= 0 and r.reserved >= 0
+            # (A count may find fewer units than are held: reserved may exceed on hand, neither goes negative.)
+            assert r.on_hand >= 0 and r.reserved >= 0, (r.on_hand, r.reserved)
             assert r.reserved == r.held, "reserved must equal the active reservation rows"
             assert r.on_hand == r.ledger_on_hand, "the ledger must explain on hand"
             assert r.reserved == r.ledger_reserved, "the ledger must explain reserved"

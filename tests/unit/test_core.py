@@ -35,9 +35,16 @@ def test_settings_read_durations_from_the_environment(monkeypatch):
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
-def test_available_to_sell_is_never_negative(on_hand, reserved, safety):
+def test_available_to_sell_is_what_can_still_be_reserved(on_hand, reserved, safety):
+    """Its behaviour, not its formula: reserving what it says leaves nothing; one unit less leaves one; more
+    stock never lowers it; safety stock is never sold."""
     ats = available_to_sell(on_hand, reserved, safety)
-    assert ats >= 0 and ats == max(on_hand - reserved - safety, 0)
+    assert available_to_sell(on_hand, reserved + ats, safety) == 0
+    if ats:
+        assert available_to_sell(on_hand, reserved + ats - 1, safety) == 1
+        assert reserved + ats + safety == on_hand  # what is sold, held and kept safe is all there is
+    assert available_to_sell(on_hand + 1, reserved, safety) >= ats
+    assert available_to_sell(on_hand, reserved, safety + 1) <= ats
 
 
 @pytest.mark.parametrize("available, threshold, level", [(0, 5, "out"), (-2, 5, "out"), (1, 5, "low"),
