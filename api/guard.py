@@ -160,8 +160,12 @@ class RequestGuard:
         async def keep(message):
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
+                headers = message.get("headers", [])
                 response["content_type"] = next(
-                    (v.decode("latin-1") for k, v in message.get("headers", []) if k.lower() == b"content-type"), None)
+                    (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None)
+                response["secret"] = [f for k, v in headers if k.lower() == SECRET_FIELDS
+                                      for f in v.decode("latin-1").split(",") if f.strip()]
+                message = {**message, "headers": [(k, v) for k, v in headers if k.lower() != SECRET_FIELDS]}
             elif message["type"] == "http.response.body":
                 response["body"].append(message.get("body", b""))
             await send(message)
@@ -175,10 +179,28 @@ class RequestGuard:
                     await conn.execute(text(
                         "UPDATE idempotent_requests SET status = :s, content_type = :t, body = :b, completed_at = now()"
                         " WHERE key_hash = :k AND idempotency_key = :i"),
-                        {**params, "s": status, "t": response["content_type"], "b": b"".join(response["body"])})
+                        {**params, "s": status, "t": response["content_type"],
+                         "b": _without_secrets(b"".join(response["body"]), response.get("secret", []))})
                 else:  # let a retry run it again
                     await conn.execute(text(
                         "DELETE FROM idempotent_requests WHERE key_hash = :k AND idempotency_key = :i"), params)
+
+
+# A route names the fields of its answer that are secrets (a new API key) in this response header: the guard
+# drops the header and keeps the answer for a replay with those fields null. A secret is shown once, never stored.
+SECRET_FIELDS = b"nodal-secret-fields"
+
+
+def _without_secrets(body: bytes, fields: list[str]) -> bytes:
+    if not fields:
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return b""  # not JSON: keep nothing rather than a secret
+    if isinstance(data, dict):
+        data.update({f.strip(): None for f in fields if f.strip() in data})
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 async def purge_idempotent_requests(db, hours: float) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import text
 
 from api.auth import ADMIN, Principal, hash_key, new_key
+from api.guard import SECRET_FIELDS
 from api.schemas import ApiKeyIn
 from models.status import Role
 
@@ -13,7 +14,7 @@ router = APIRouter(tags=["access"])
 
 
 @router.post("/api-keys", status_code=201, summary="Create a key; the key itself is shown only in this answer")
-async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+async def create_key(body: ApiKeyIn, request: Request, response: Response, _: Principal = Depends(ADMIN)) -> dict:
     if body.role == Role.partner and not body.node_id:
         raise HTTPException(422, "a partner key needs node_id")
     if body.role == Role.client and not body.channel:
@@ -32,6 +33,8 @@ async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(AD
             " VALUES (:i, :h, :r, :c, :n, :t, :l, now())"),
             dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, t=body.tier,
                  l=body.label))
+    # Shown in this answer only: a replay by Idempotency-Key answers the rest with key null (api/guard.py).
+    response.headers[SECRET_FIELDS.decode()] = "key"
     return {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel, "node_id": body.node_id,
             "tier": body.tier}
 

@@ -20,13 +20,23 @@ async def keys_labelled(api: Api, label: str, key: str = ADMIN_KEY) -> list[dict
     return [k for k in (await api.ok("GET", "/api-keys", key=key))["api_keys"] if k.get("label") == label]
 
 
-async def test_a_post_replayed_with_its_idempotency_key_gets_the_first_response_and_does_nothing_again(api: Api):
+async def test_a_post_replayed_with_its_idempotency_key_gets_the_first_response_and_does_nothing_again(api: Api, db):
     body = {"role": "support", "label": f"idem-{uuid.uuid4().hex[:8]}"}
     first = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "mint-1"})
     again = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "mint-1"})
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["idempotent-replayed"] == "true"
+    # The key itself is a secret: shown once, never kept for a replay (which answers everything else).
+    assert first.json()["key"] and again.json()["key"] is None
+    assert again.json() == {**first.json(), "key": None}
+    assert "nodal-secret-fields" not in first.headers
     assert len(await keys_labelled(api, body["label"])) == 1  # without the key a retry mints a second one
+    async with db.engine.connect() as conn:
+        tables = [r[0] for r in await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))]
+        holding = [t for t in tables if (await conn.execute(text(
+            f"SELECT 1 FROM {t} x WHERE strpos(x::text, :k) > 0 LIMIT 1"), {"k": first.json()["key"]})).first()]
+    assert holding == [], f"the plaintext key is kept in {holding}"
 
     # The same key for a different request is refused and changes nothing.
     other = await api.call("POST", "/api-keys", json={**body, "role": "admin"}, headers={"Idempotency-Key": "mint-1"})
