@@ -53,7 +53,9 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, idempotency_hours=settings.idempotency_hours,
-                       limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+                       limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+                       per_address=RateLimiter(settings.rate_limit_per_address, settings.rate_limit_address_burst),
+                       bad_key_cost=settings.rate_limit_bad_key_cost)
     app.add_middleware(ops.MetricsMiddleware)  # outermost but CORS, so refused requests are counted too
     app.add_middleware(codec.CodecCors, origins=[o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()])
     app.state.codec = codec_from(settings)

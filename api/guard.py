@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -31,29 +32,54 @@ class _Bucket:
 
 
 class RateLimiter:
-    """A token bucket per API key in this process: ``per_second`` sustained, ``burst`` at once (0: no limit).
-    With several API processes each keeps its own, so a key's ceiling is theirs added up."""
+    """A token bucket per key (an API key's hash, a client address) in this process: ``per_second`` sustained,
+    ``burst`` at once (0: no limit). With several API processes each keeps its own, so a key's ceiling is theirs
+    added up. The table is bounded and never resets a spent bucket: buckets are kept by recent use, a full one
+    (as good as new) makes room, and while none is full the newcomers share one bucket."""
 
-    def __init__(self, per_second: float, burst: int):
-        self.per_second, self.burst = per_second, max(burst, 1)
-        self._buckets: dict[str, _Bucket] = {}
+    OVERFLOW = "\0overflow"
 
-    def wait(self, key: str) -> float:
+    def __init__(self, per_second: float, burst: int, max_buckets: int = 100_000):
+        self.per_second, self.burst, self.max_buckets = per_second, max(burst, 1), max_buckets
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def _bucket(self, key: str, now: float) -> _Bucket:
+        b = self._buckets.get(key)
+        if b is not None:
+            self._buckets.move_to_end(key)
+            return b
+        if len(self._buckets) >= self.max_buckets:
+            oldest = next(iter(self._buckets.values()))
+            if oldest.tokens + (now - oldest.at) * self.per_second >= self.burst:
+                self._buckets.popitem(last=False)
+            else:
+                key = self.OVERFLOW
+                if (b := self._buckets.get(key)) is not None:
+                    return b
+        b = self._buckets[key] = _Bucket(float(self.burst), now)
+        return b
+
+    def wait(self, key: str, cost: float = 1.0) -> float:
         """0 if the request may go now (and it is counted), else the seconds until it may."""
         if self.per_second <= 0:
             return 0.0
         now = time.monotonic()
-        b = self._buckets.get(key)
-        if b is None:
-            if len(self._buckets) > 100_000:
-                self._buckets.clear()
-            b = self._buckets[key] = _Bucket(float(self.burst), now)
+        b = self._bucket(key, now)
         b.tokens = min(self.burst, b.tokens + (now - b.at) * self.per_second)
         b.at = now
-        if b.tokens >= 1:
-            b.tokens -= 1
+        if b.tokens >= cost:
+            b.tokens -= cost
             return 0.0
-        return (1 - b.tokens) / self.per_second
+        return (cost - b.tokens) / self.per_second
+
+    def charge(self, key: str, cost: float) -> None:
+        """Take ``cost`` more tokens (down to a debt of one burst): a failed key costs its address more."""
+        if self.per_second <= 0:
+            return
+        now = time.monotonic()
+        b = self._bucket(key, now)
+        b.tokens = max(min(self.burst, b.tokens + (now - b.at) * self.per_second) - cost, -self.burst)
+        b.at = now
 
 
 async def _respond(send, status: int, detail: str, headers: Optional[dict[str, str]] = None) -> None:
@@ -72,19 +98,29 @@ def _header(scope, name: bytes) -> Optional[str]:
 
 
 class RequestGuard:
-    def __init__(self, app, max_body_bytes: int, limiter: RateLimiter, idempotency_hours: float):
+    def __init__(self, app, max_body_bytes: int, limiter: RateLimiter, idempotency_hours: float,
+                 per_address: Optional[RateLimiter] = None, bad_key_cost: float = 0):
         self.app, self.max_body_bytes, self.limiter = app, max_body_bytes, limiter
+        self.per_address, self.bad_key_cost = per_address or RateLimiter(0, 1), bad_key_cost
         self.keep = f"{float(idempotency_hours)} hours"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # Before anything is looked up: what one client address may ask, with a key or without (behind a proxy,
+        # run uvicorn with --proxy-headers so this is the client's address, not the proxy's).
+        address = (scope.get("client") or ("-",))[0]
+        if wait := self.per_address.wait(address):
+            return await _respond(send, 429, f"rate limit of {self.per_address.per_second:g} requests/s per client"
+                                  f" address reached; retry in {wait:.2f} s", {"Retry-After": str(math.ceil(wait))})
         key_hash = bearer_key_hash(_header(scope, b"authorization"))
         if key_hash is not None:
             scope.setdefault("state", {})["key_hash"] = key_hash
         if key_hash is not None and (wait := self.limiter.wait(key_hash)):
             return await _respond(send, 429, f"rate limit of {self.limiter.per_second:g} requests/s per API key"
                                   f" reached; retry in {wait:.2f} s", {"Retry-After": str(math.ceil(wait))})
+        if self.bad_key_cost and self.per_address.per_second > 0:
+            send = self._charging_bad_keys(send, address)
         if scope["method"] not in _BODY_METHODS:
             return await self.app(scope, receive, send)
         declared = _header(scope, b"content-length")
@@ -119,6 +155,14 @@ class RequestGuard:
         if not 1 <= len(idem) <= 255 or not idem.isprintable():
             return await _respond(send, 400, "Idempotency-Key must be 1 to 255 printable characters")
         await self._idempotent(scope, replay, send, key_hash, idem, body)
+
+    def _charging_bad_keys(self, send, address: str):
+        """A request that fails authentication costs its address more: guessing keys stays slow."""
+        async def watch(message):
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.per_address.charge(address, self.bad_key_cost - 1)
+            await send(message)
+        return watch
 
     def _too_large(self) -> str:
         return f"request body over the limit of {self.max_body_bytes} bytes (NODAL_MAX_BODY_BYTES)"

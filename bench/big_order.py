@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.stack import ADMIN_KEY, Stack  # noqa: E402
 
 ENV = {"NODAL_REMORSE_WINDOW": "2s", "NODAL_RETURN_WINDOW": "5s", "NODAL_ADAPTER_LATENCY_MS": "5", "NODAL_LOG_JSON": "false",
-       "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_LOG_LEVEL": "INFO", "NODAL_MAX_BODY_BYTES": str(32 * 2**20),
+       "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_RATE_LIMIT_PER_ADDRESS": "0", "NODAL_LOG_LEVEL": "INFO", "NODAL_MAX_BODY_BYTES": str(32 * 2**20),
        "NODAL_PLACE_TIMEOUT_S": "600"}
 DCS = {"DC-A": (41.60, -88.10), "DC-B": (39.10, -94.58)}
 SKUS = 1000

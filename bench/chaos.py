@@ -44,7 +44,8 @@ FAULTS = ("worker", "temporal", "postgres", "adapters")
 FINAL = {"delivered", "partially_returned", "returned", "cancelled", "rejected"}
 # Short windows so every order closes within the run; the acceptance timer stays long (the partner answers).
 WINDOWS = {"NODAL_REMORSE_WINDOW": "2s", "NODAL_RETURN_WINDOW": "8s", "NODAL_ACCEPT_TIMEOUT": "10m",
-           "NODAL_ADAPTER_LATENCY_MS": "5", "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_LOG_LEVEL": "INFO"}
+           "NODAL_ADAPTER_LATENCY_MS": "5", "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_RATE_LIMIT_PER_ADDRESS": "0",
+           "NODAL_LOG_LEVEL": "INFO"}
 FAULT_ENV = {"adapters": {"NODAL_ADAPTER_FAILURE_RATE": "0.2", "NODAL_ADAPTER_TIMEOUT_RATE": "0.1",
                           "NODAL_ADAPTER_TIMEOUT_MS": "500"}}
 NODES = {"DC-A": dict(type="dc", lat=41.60, lon=-88.10, capabilities=["ship"]),

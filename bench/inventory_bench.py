@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import psycopg
 
@@ -278,7 +278,7 @@ async def _load(base: str, key: str, paths: list[str], clients: int, seconds: fl
 
 
 @contextmanager
-def serve(url: str, key: str, workers: int, port: int = 8765) -> Iterator[str]:
+def serve(url: str, key: str, workers: int, port: int = 8765, env: Optional[dict[str, str]] = None) -> Iterator[str]:
     """The API as production runs it (uvicorn workers, no access log) on this database; yields its base URL."""
     import subprocess
 
@@ -286,7 +286,8 @@ def serve(url: str, key: str, workers: int, port: int = 8765) -> Iterator[str]:
 
     env = {**os.environ, "NODAL_DATABASE_URL": url, "NODAL_ADMIN_KEY": key, "NODAL_LOG_LEVEL": "WARNING",
            "NODAL_TEMPORAL_ADDRESS": "127.0.0.1:1",  # the endpoints measured need no Temporal
-           "NODAL_RATE_LIMIT_PER_SECOND": "0"}  # one key drives all the load: no per-key limit
+           "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_RATE_LIMIT_PER_ADDRESS": "0",  # one key, one address: no limits
+           **(env or {})}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
                                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                                "--log-level", "warning", "--no-access-log"], env=env,
@@ -320,7 +321,7 @@ def bench_http(args) -> None:
                     cp.write_row((f"{prefix}{pc:05d}", stores[(pc * 5 + k) % len(stores)], k + 1))
         conn.execute("ANALYZE")
         conn.commit()
-    key = "bench-admin-key"
+    key = "bench-admin-R7w2Kx9PqT4mZc8VnL3s"
     with serve(url, key, args.workers) as base:
         paths = [f"/availability?skus={','.join(skus[(i * 5 + k) % len(skus)] for k in range(5))}"
                  f"&postal_code={prefix}{i % 90:05d}" for i in range(500)]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.stack import ADMIN_KEY, Stack  # noqa: E402
 
 ENV = {"NODAL_REMORSE_WINDOW": "1s", "NODAL_RETURN_WINDOW": "5s", "NODAL_ADAPTER_LATENCY_MS": "5",
-       "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_LOG_LEVEL": "WARNING"}
+       "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_RATE_LIMIT_PER_ADDRESS": "0", "NODAL_LOG_LEVEL": "WARNING"}
 NODES = {"DC-A": (41.60, -88.10), "DC-B": (39.10, -94.58), "DC-C": (32.78, -96.80), "DC-D": (40.71, -74.0)}
 
 

@@ -64,7 +64,7 @@ def main() -> None:
     carts = [json.dumps({"channel": "web", "destination": {"postal_code": f"{prefix}{rng.randrange(POSTAL_CODES):05d}"},
                          "lines": [{"sku": s, "qty": rng.randint(1, 3)} for s in rng.sample(skus, 5)]})
              for _ in range(500)]
-    key = "bench-admin-key"
+    key = "bench-admin-R7w2Kx9PqT4mZc8VnL3s"
     with serve(url, key, args.workers) as base:
         import httpx
 

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # 0 turns the limit off).
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    # Per client address, before authentication (with or without a key); a request whose key fails costs
+    # rate_limit_bad_key_cost of it. Generous: many customers may share an address (a storefront's servers).
+    rate_limit_per_address: float = 1000.0
+    rate_limit_address_burst: int = 2000
+    rate_limit_bad_key_cost: float = 20.0
     # Request bodies over this are refused with 413 (a 5,000-line B2B order is about 1.5 MB).
     max_body_bytes: int = 8 * 1024 * 1024
     # A POST's Idempotency-Key is remembered this long; a replay within it gets the first response back.

@@ -43,7 +43,8 @@ async def test_no_generated_request_gets_a_5xx_and_every_4xx_says_why(pg_url, te
     await asyncio.to_thread(upgrade, fuzz_url)
     db = Database(fuzz_url)
     await ensure_admin_key(db, ADMIN_KEY)
-    app = create_app(settings_for(fuzz_url, task_queue="fuzz-no-worker", rate_limit_per_second=0), db=db,
+    app = create_app(settings_for(fuzz_url, task_queue="fuzz-no-worker", rate_limit_per_second=0,
+                                      rate_limit_per_address=0), db=db,
                      temporal=temporal_env.client)
     app.state.db, app.state.temporal = db, temporal_env.client
     port = _free_port()

@@ -129,3 +129,23 @@ async def test_an_order_beyond_the_line_limit_is_refused_plainly(api: Api, db, s
     async with db.engine.connect() as conn:
         assert (await conn.execute(text("SELECT COUNT(*) FROM orders WHERE channel = :c"),
                                    {"c": net.channel})).scalar_one() == 0
+
+
+async def test_requests_without_a_good_key_are_limited_by_address_before_any_lookup(pg_url, db, temporal_env):
+    """No key, or random ones, from one address: limited per address before authentication, a failed key
+    costing more than a request; a good key from another address is not slowed."""
+    app = create_app(settings_for(pg_url, rate_limit_per_address=5, rate_limit_address_burst=10,
+                                  rate_limit_bad_key_cost=5), db=db, temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    flood = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+    good = httpx.ASGITransport(app=app, client=("198.51.100.2", 5000))
+    async with httpx.AsyncClient(transport=flood, base_url="http://nodal") as attacker, \
+            httpx.AsyncClient(transport=good, base_url="http://nodal") as customer:
+        statuses = [(await attacker.get("/nodes", headers={"Authorization": f"Bearer random-{i}"})).status_code
+                    for i in range(6)]
+        assert statuses[:2] == [401, 401] and 429 in statuses, statuses  # 2 bad keys spend the burst of 10
+        nokey = await attacker.get("/nodes")
+        assert nokey.status_code == 429 and "address" in nokey.json()["detail"], nokey.text
+        assert int(nokey.headers["Retry-After"]) >= 1
+        ok = await customer.get("/nodes", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert ok.status_code == 200

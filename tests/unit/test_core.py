@@ -72,3 +72,16 @@ def test_protection_is_a_nested_level():
     assert channel_available(10, 0, 0, protected_for_others=4) == 6
     assert channel_available(10, 7, 0, protected_for_others=4) == 0
     assert channel_available(10, 0, 1, 2, 10.0, protected_for_others=4) == 10 - 1 - 2 - 1 - 4
+
+
+def test_a_flood_of_new_keys_never_resets_a_spent_bucket():
+    """100,000 random keys used to clear every bucket (a spent key got its burst back). Buckets are kept by
+    recent use; only a full one (as good as new) makes room, and past the table's size the newcomers share one."""
+    from api.guard import RateLimiter
+
+    limiter = RateLimiter(per_second=0.001, burst=1)
+    assert limiter.wait("spent") == 0 and limiter.wait("spent") > 0
+    for i in range(100_001):
+        limiter.wait(f"random-{i}")
+    assert limiter.wait("spent") > 0, "the spent key got its burst back"
+    assert len(limiter._buckets) <= 100_001
