@@ -2,17 +2,23 @@
 
 Every payload a client or worker sends to Temporal (workflow inputs, activity arguments and results,
 signals, Updates, queries, memos) is sealed with AES-256-GCM under a key derived from the configured
-secret. The key id travels in the payload's metadata, so keys can be rotated: the new key encrypts,
-NODAL_ENCRYPTION_PREVIOUS_KEYS still decrypt what was written before. Search attributes are not
+secret (a base64 32-byte key, or a passphrase stretched with scrypt). The key id travels in the payload's
+metadata, so keys can be rotated: the new key encrypts, NODAL_ENCRYPTION_PREVIOUS_KEYS still decrypt what
+was written before (also under the former SHA-256 derivation). With a key set, a payload that is not
+encrypted is refused, unless NODAL_ENCRYPTION_ACCEPT_PLAINTEXT is on while older orders finish. Search attributes are not
 payloads of this kind and stay readable (they hold ids and statuses, no personal data).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import functools
 import hashlib
+import hmac
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -22,19 +28,44 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 
 
+def _raw_key(secret: str) -> Optional[bytes]:
+    """A random 32-byte key given in base64 (``python -c 'import secrets, base64;
+    print(base64.b64encode(secrets.token_bytes(32)).decode())'``), used as it is."""
+    try:
+        raw = base64.b64decode(secret.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+@functools.lru_cache(maxsize=16)
 def derive(secret: str) -> tuple[str, bytes]:
-    """A 256-bit key from the configured secret, and the id it is known by (never the key itself)."""
+    """The 256-bit key for the configured secret, and the id it is known by. A base64 32-byte key is used as
+    it is; anything else is a passphrase stretched with scrypt (each guess costs 32 MB and tens of ms). The
+    id is a keyed hash: it says which key, and gives no cheap test of a guessed passphrase."""
+    key = _raw_key(secret) or hashlib.scrypt(secret.encode(), salt=b"nodal-payload-key", n=2**15, r=8, p=1,
+                                              maxmem=64 * 2**20, dklen=32)
+    return hmac.new(key, b"nodal-payload-key-id", hashlib.sha256).hexdigest()[:16], key
+
+
+def derive_v1(secret: str) -> tuple[str, bytes]:
+    """How keys were derived before (one SHA-256 of the passphrase): kept only to read what was written then."""
     key = hashlib.sha256(b"nodal-payload-key:" + secret.encode()).digest()
     return hashlib.sha256(key).hexdigest()[:16], key
 
 
+class PlaintextRefused(ValueError):
+    """A payload not encrypted while a key is set: never decoded (it may be someone's forgery)."""
+
+
 class EncryptionCodec(PayloadCodec):
-    def __init__(self, secret: str, previous: Iterable[str] = ()):
+    def __init__(self, secret: str, previous: Iterable[str] = (), accept_plaintext: bool = False):
         self.key_id, key = derive(secret)
         self.keys = {self.key_id: AESGCM(key)}
-        for old in previous:
-            kid, k = derive(old)
-            self.keys.setdefault(kid, AESGCM(k))
+        self.accept_plaintext = accept_plaintext
+        for old in [secret, *previous]:
+            for kid, k in (derive(old), derive_v1(old)):
+                self.keys.setdefault(kid, AESGCM(k))
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
@@ -49,6 +80,11 @@ class EncryptionCodec(PayloadCodec):
         out = []
         for p in payloads:
             if p.metadata.get("encoding") != ENCODING:
+                if not self.accept_plaintext:
+                    raise PlaintextRefused(
+                        "a payload that is not encrypted while NODAL_ENCRYPTION_KEY is set is refused (to read"
+                        " histories written before encryption, set NODAL_ENCRYPTION_ACCEPT_PLAINTEXT=true until"
+                        " those orders are closed)")
                 out.append(p)  # written before encryption was turned on
                 continue
             kid = p.metadata.get(KEY_ID, b"").decode()
@@ -63,7 +99,8 @@ def codec_from(settings) -> EncryptionCodec | None:
     if not settings.encryption_key:
         return None
     previous = [k for k in settings.encryption_previous_keys.split(",") if k.strip()]
-    return EncryptionCodec(settings.encryption_key, [k.strip() for k in previous])
+    return EncryptionCodec(settings.encryption_key, [k.strip() for k in previous],
+                           accept_plaintext=settings.encryption_accept_plaintext)
 
 
 def data_converter(settings, engine=None) -> DataConverter:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # when set; earlier secrets (comma-separated) still decrypt histories written under them.
     encryption_key: str = ""
     encryption_previous_keys: str = ""
+    # Only while orders started before encryption was turned on are still running: their plaintext payloads.
+    encryption_accept_plaintext: bool = False
     # The codec endpoint (POST /codec/decode, /codec/encode) lets the Temporal UI show encrypted payloads:
     # browsers at these origins may call it, with a support or admin key unless the key requirement is off
     # (only for a UI on a private network that cannot send one).

@@ -99,7 +99,10 @@ async def test_rotated_keys_still_decrypt_and_unknown_keys_say_so():
     with pytest.raises(ValueError, match="unknown key"):
         await EncryptionCodec("new secret").decode(sealed)
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b"1")
-    assert (await rotated.decode([plain]))[0] == plain  # written before encryption was on
+    with pytest.raises(ValueError, match="not encrypted"):  # with a key set, plaintext may be a forgery
+        await rotated.decode([plain])
+    transition = EncryptionCodec("new secret", previous=["old secret"], accept_plaintext=True)
+    assert (await transition.decode([plain]))[0] == plain  # written before encryption was on
 
 
 async def test_failure_messages_are_encrypted_and_read_back():

@@ -119,3 +119,35 @@ def test_only_the_api_is_reachable_from_outside():
     # No password written into the file: the operator sets them.
     text_ = (ROOT / "docker-compose.yml").read_text()
     assert "POSTGRES_PASSWORD: nodal" not in text_ and "nodal:nodal@" not in text_
+
+
+def test_encryption_keys_are_random_or_stretched_and_their_ids_give_nothing_away():
+    import base64
+    import hashlib
+
+    from nodal.codec import derive
+
+    raw = bytes(range(32))
+    kid, key = derive(base64.b64encode(raw).decode())
+    assert key == raw  # a random 32-byte key, given in base64, is used as it is
+    kid, key = derive("correct horse battery staple")
+    assert key != hashlib.sha256(b"nodal-payload-key:correct horse battery staple").digest()  # stretched
+    assert kid != hashlib.sha256(key).hexdigest()[:16]  # the id is not a plain hash of the key
+
+
+async def test_with_a_key_set_a_plaintext_payload_is_refused_and_old_keys_still_read():
+    import pytest
+    from temporalio.api.common.v1 import Payload
+
+    from nodal.codec import EncryptionCodec, PlaintextRefused, derive_v1
+
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"order_id": "forged"}')
+    with pytest.raises(PlaintextRefused):
+        await EncryptionCodec("a passphrase").decode([plain])
+    assert await EncryptionCodec("a passphrase", accept_plaintext=True).decode([plain]) == [plain]
+    # What was sealed under the former derivation (one SHA-256) still opens, with the same secret.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    kid, key = derive_v1("a passphrase")
+    sealed = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": kid.encode()},
+                     data=b"\0" * 12 + AESGCM(key).encrypt(b"\0" * 12, plain.SerializeToString(), None))
+    assert await EncryptionCodec("a passphrase").decode([sealed]) == [plain]
