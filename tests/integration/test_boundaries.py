@@ -144,3 +144,30 @@ async def test_the_api_does_not_start_with_a_weak_admin_key(settings, db, tempor
         from api.auth import hash_key
         row = (await conn.execute(text("SELECT 1 FROM api_keys WHERE key_hash = :h"), {"h": hash_key("admin123")})).first()
     assert row is None
+
+
+async def test_allowed_calls_answer_with_the_callers_own_only(api: Api, temporal_env, settings):
+    """Past the role check: lists hold only the caller's channel or node, another's resource by id is refused,
+    and another node's id inside a body is refused with nothing applied."""
+    net, other = await make_network(api), await make_network(api)
+    oid, f = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
+    theirs, their_f = await released_to(api, temporal_env, settings, other, [("SKU1", 1)])
+    mine_dc, their_dc = net.node("DC-N"), other.node("DC-N")
+    partner = await api.key("partner", node_id=mine_dc)
+
+    listed = (await api.ok("GET", "/orders?limit=500", key=net.client_key))["orders"]
+    assert listed and {o["channel"] for o in listed} == {net.channel}
+    assert (await api.call("GET", f"/orders/{theirs}", key=net.client_key)).status_code in (403, 404)
+    work = (await api.ok("GET", "/fulfillments?limit=1000", key=partner))["fulfillments"]
+    assert work and {w["node_id"] for w in work} == {mine_dc}
+    assert (await api.call("GET", f"/fulfillments?node_id={their_dc}", key=partner)).status_code == 403
+    assert (await api.call("POST", f"/fulfillments/{their_f['fulfillment_id']}/accept", key=partner)).status_code == 403
+    assert (await api.call("GET", f"/inventory/{their_dc}", key=partner)).status_code == 403
+    before = {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{their_dc}"))["items"]}
+    r = await api.call("POST", "/inventory/adjustments", key=partner, json=[
+        {"event_id": "mine-1", "node_id": mine_dc, "sku": net.skus[0], "delta": 1, "reason": "count"},
+        {"event_id": "theirs-1", "node_id": their_dc, "sku": other.skus[0], "delta": -5, "reason": "count"}])
+    assert r.status_code == 403
+    assert {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{their_dc}"))["items"]} == before
+    assert (await api.ok("GET", f"/inventory/{mine_dc}/{net.skus[0]}/ledger"))["entries"][0]["event_id"] != \
+        f"feed:{mine_dc}:mine-1"  # the feed's own line did not land either
