@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -22,10 +23,14 @@ from typing import Iterable, Optional, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import (
+    DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec, SerializationContext,
+    WithSerializationContext,
+)
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+BOUND_TO = "encryption-workflow-id"  # the workflow a payload is sealed for (associated data)
 
 
 def _raw_key(secret: str) -> Optional[bytes]:
@@ -58,22 +63,37 @@ class PlaintextRefused(ValueError):
     """A payload not encrypted while a key is set: never decoded (it may be someone's forgery)."""
 
 
-class EncryptionCodec(PayloadCodec):
-    def __init__(self, secret: str, previous: Iterable[str] = (), accept_plaintext: bool = False):
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """With a serialization context (the SDK gives one per workflow and activity), each payload is bound to its
+    workflow: the workflow id is associated data of the seal and travels in the metadata, and a worker refuses
+    a payload bound to another workflow (one copied between histories). Without one (the codec endpoint the
+    Temporal UI calls) the metadata's binding is used to open it."""
+
+    def __init__(self, secret: str, previous: Iterable[str] = (), accept_plaintext: bool = False,
+                 workflow_id: Optional[str] = None):
         self.key_id, key = derive(secret)
         self.keys = {self.key_id: AESGCM(key)}
-        self.accept_plaintext = accept_plaintext
+        self.accept_plaintext, self.workflow_id = accept_plaintext, workflow_id
         for old in [secret, *previous]:
             for kid, k in (derive(old), derive_v1(old)):
                 self.keys.setdefault(kid, AESGCM(k))
 
+    def with_context(self, context: SerializationContext) -> "EncryptionCodec":
+        workflow_id = getattr(context, "workflow_id", None)
+        if workflow_id == self.workflow_id:
+            return self
+        bound = copy.copy(self)
+        bound.workflow_id = workflow_id
+        return bound
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
+        wf = self.workflow_id.encode() if self.workflow_id else None
         for p in payloads:
             nonce = os.urandom(12)
-            out.append(Payload(
-                metadata={"encoding": ENCODING, KEY_ID: self.key_id.encode()},
-                data=nonce + self.keys[self.key_id].encrypt(nonce, p.SerializeToString(), None)))
+            metadata = {"encoding": ENCODING, KEY_ID: self.key_id.encode(), **({BOUND_TO: wf} if wf else {})}
+            out.append(Payload(metadata=metadata,
+                               data=nonce + self.keys[self.key_id].encrypt(nonce, p.SerializeToString(), wf)))
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -91,7 +111,10 @@ class EncryptionCodec(PayloadCodec):
             aead = self.keys.get(kid)
             if aead is None:
                 raise ValueError(f"payload encrypted with unknown key {kid!r}: set NODAL_ENCRYPTION_PREVIOUS_KEYS")
-            out.append(Payload.FromString(aead.decrypt(p.data[:12], p.data[12:], None)))
+            wf = p.metadata.get(BOUND_TO)  # None: sealed before payloads were bound, or with no context
+            if wf is not None and self.workflow_id is not None and wf.decode() != self.workflow_id:
+                raise ValueError(f"payload bound to workflow {wf.decode()!r} read in {self.workflow_id!r}: refused")
+            out.append(Payload.FromString(aead.decrypt(p.data[:12], p.data[12:], wf)))
         return out
 
 

@@ -50,6 +50,7 @@ async def test_histories_are_encrypted_and_staff_can_read_them(temporal_env, db,
             assert EMAIL not in stored and "1 Main St" not in stored and net.postal_code not in stored
             started = raw.events[0].workflow_execution_started_event_attributes.input.payloads[0]
             assert started.metadata["encoding"] == b"binary/encrypted"
+            assert started.metadata["encryption-workflow-id"] == oid.encode()  # sealed for this order
 
             # The codec endpoint (as the Temporal UI calls it) gives support staff the plaintext back.
             body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in started.metadata.items()},

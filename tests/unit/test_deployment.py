@@ -151,3 +151,24 @@ async def test_with_a_key_set_a_plaintext_payload_is_refused_and_old_keys_still_
     sealed = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": kid.encode()},
                      data=b"\0" * 12 + AESGCM(key).encrypt(b"\0" * 12, plain.SerializeToString(), None))
     assert await EncryptionCodec("a passphrase").decode([sealed]) == [plain]
+
+
+async def test_a_payload_sealed_for_one_workflow_is_refused_in_another():
+    import pytest
+    from temporalio.api.common.v1 import Payload
+    from temporalio.converter import WorkflowSerializationContext
+
+    from nodal.codec import BOUND_TO, EncryptionCodec
+
+    codec = EncryptionCodec("a passphrase")
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"email": "a@b.c"}')
+    a = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="ORD-A"))
+    b = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="ORD-B"))
+    sealed = await a.encode([plain])
+    assert sealed[0].metadata[BOUND_TO] == b"ORD-A"
+    assert await a.decode(sealed) == [plain] and await codec.decode(sealed) == [plain]  # the UI's endpoint
+    with pytest.raises(ValueError, match="bound to workflow"):
+        await b.decode(sealed)  # copied into another order's history
+    relabelled = Payload(metadata={**sealed[0].metadata, BOUND_TO: b"ORD-B"}, data=sealed[0].data)
+    with pytest.raises(Exception):
+        await b.decode([relabelled])  # the binding is sealed in: changing the label breaks the seal
