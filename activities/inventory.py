@@ -60,12 +60,16 @@ class InventoryActivities:
 
     @activity.defn(name="inventory.release")
     async def set_reservations(self, targets: list[ReservationTarget]) -> int:
-        freed = 0
+        """Bring each reservation to its target; answers with the units they still hold (the state reached, the
+        same on a retry, not what this attempt moved)."""
         async with self.deps.db.engine.begin() as conn:
             for t in sorted(targets, key=lambda t: (t.node_id, t.sku, t.fulfillment_id, t.line_id)):
-                freed += await service.set_reserved_qty(
+                await service.set_reserved_qty(
                     conn, t.order_id, t.fulfillment_id, t.line_id, t.qty, t.reason, t.not_found)
-        return freed
+            return int((await conn.execute(text(
+                "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE reservation_id = ANY(:r)"
+                " AND status IN ('held', 'committed')"),
+                {"r": [service.reservation_id(t.fulfillment_id, t.line_id) for t in targets]})).scalar_one())
 
     @activity.defn(name="inventory.release_claims")
     async def release_claims(self, req: ReleaseClaims) -> int:

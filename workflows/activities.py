@@ -72,7 +72,8 @@ async def reserve(req: ReserveRequest) -> ReserveResult:
 
 
 async def set_reservations(targets: list[ReservationTarget], why: str) -> int:
-    """Bring reservations down to their targets (0 releases them); idempotent by target."""
+    """Bring reservations down to their targets (0 releases them); idempotent by target. Answers with the units
+    they still hold."""
     return await _by_size(len(targets), "inventory.release", targets, int, f"{why}: {len(targets)} reservation(s)",
                           timeout=timedelta(minutes=5))
 

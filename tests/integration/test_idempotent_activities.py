@@ -4,7 +4,7 @@ answer would) gives the same answers and leaves exactly what a normal run leaves
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Optional
 
 import httpx
 import pytest
@@ -23,19 +23,31 @@ QUEUE = "nodal-twice"
 
 
 class Twice(Interceptor):
-    def __init__(self):
+    """Runs every activity twice: one after the other (a retry after a lost answer), or both at once
+    (``concurrent``: a retry racing an attempt that is still running)."""
+
+    def __init__(self, concurrent: bool = False):
         self.runs: list[str] = []
         self.different: list[tuple[str, Any, Any]] = []
+        self.concurrent = concurrent
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         outer = self
 
         class Run(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-                first = await self.next.execute_activity(input)
-                second = await self.next.execute_activity(input)
                 name = activity.info().activity_type
                 outer.runs.append(name)
+                if outer.concurrent:
+                    # Either may lose the race and fail (to be retried, as Temporal would): one must succeed.
+                    results = await asyncio.gather(self.next.execute_activity(input),
+                                                   self.next.execute_activity(input), return_exceptions=True)
+                    ok = [r for r in results if not isinstance(r, BaseException)]
+                    if not ok:
+                        raise results[0]
+                    return ok[0]
+                first = await self.next.execute_activity(input)
+                second = await self.next.execute_activity(input)
                 conv = pydantic_data_converter.payload_converter
                 if conv.to_payloads([first]) != conv.to_payloads([second]):
                     outer.different.append((name, first, second))
@@ -90,3 +102,57 @@ async def test_every_activity_run_twice_changes_nothing_more(temporal_env, db, p
     assert dict((r.system, r.n) for r in calls) == {"payments": 3, "carriers": 2, "notifications": 5}
     assert [(r.sku.split("-")[-1], r.on_hand, r.reserved) for r in positions] == [
         ("SKU1", 9, 0), ("SKU2", 9, 0), ("SKU3", 10, 0)]
+
+
+# The paths the return path above does not take, where an activity repeated could do harm twice: a cancel
+# (void, release), a reroute and a short pick (release and reserve again), a decline, a checkout hold taken
+# over, a backorder sourced from supply.
+PATHS = ("cancel", "reroute", "short_pick", "payment_decline", "hold", "backorder")
+
+
+async def _outcome(api: Api, db, oid: str) -> tuple:
+    """What an order left, with the network's prefix taken out: status, payments, notifications, adapter calls,
+    ledger movements and reservations, by kind."""
+    order = await api.ok("GET", f"/orders/{oid}")
+    async with db.engine.connect() as conn:
+        ledger = sorted(tuple(r) for r in (await conn.execute(text(
+            "SELECT reason, SUM(on_hand_delta), SUM(reserved_delta), COUNT(*) FROM inventory_ledger WHERE order_id = :o"
+            " GROUP BY reason"), {"o": oid})).all())
+        calls = sorted(tuple(r) for r in (await conn.execute(text(
+            "SELECT system, COUNT(*) FROM adapter_calls WHERE idempotency_key LIKE :o GROUP BY 1"),
+            {"o": f"%{oid}%"})).all())
+        reservations = sorted(tuple(r) for r in (await conn.execute(text(
+            "SELECT status, SUM(qty), COUNT(*) FROM reservations WHERE order_id = :o GROUP BY 1"), {"o": oid})).all())
+    return (order["status"], sorted((p["kind"], p["amount"]) for p in order["payments"]),
+            sorted(l["status"] for l in order["lines"]), ledger, calls, reservations)
+
+
+async def _run_paths(temporal_env, db, pg_url, queue: str, interceptor: Optional[Twice]) -> dict[str, tuple]:
+    settings = settings_for(pg_url, task_queue=queue)
+    worker = build_worker(temporal_env.client, settings, db, interceptors=[interceptor] if interceptor else [])
+    running = asyncio.create_task(worker.run())
+    app = create_app(settings, db=db, temporal=temporal_env.client)
+    app.state.db, app.state.temporal = db, temporal_env.client
+    out = {}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal", timeout=60) as c:
+            api = Api(c)
+            for path in PATHS:
+                ids = await run_path(path, api, temporal_env, settings, db=db)
+                await temporal_env.client.get_workflow_handle(ids[0]).result()
+                out[path] = await _outcome(api, db, ids[0])
+    finally:
+        await worker.shutdown()
+        await asyncio.gather(running, return_exceptions=True)
+    return out
+
+
+@pytest.mark.parametrize("concurrent", [False, True], ids=["one_after_the_other", "at_once"])
+async def test_every_path_with_each_activity_run_twice_ends_as_a_single_run(temporal_env, db, pg_url, concurrent):
+    once = await _run_paths(temporal_env, db, pg_url, f"{QUEUE}-once-{concurrent}", None)
+    twice = Twice(concurrent=concurrent)
+    doubled = await _run_paths(temporal_env, db, pg_url, f"{QUEUE}-paths-{concurrent}", twice)
+    assert not twice.different, [(n, a, b) for n, a, b in twice.different][:3]
+    for path in PATHS:
+        assert doubled[path] == once[path], (path, once[path], doubled[path])
+    assert {"payments.call", "inventory.reserve", "notify.send", "read_model.record_order"} <= set(twice.runs)
