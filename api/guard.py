@@ -30,6 +30,11 @@ class _Bucket:
     tokens: float
     at: float
 
+    def refill(self, now: float, per_second: float, burst: int) -> float:
+        """Tokens as of ``now`` (at most a burst), and the bucket brought up to then."""
+        self.tokens, self.at = min(burst, self.tokens + (now - self.at) * per_second), now
+        return self.tokens
+
 
 class RateLimiter:
     """A token bucket per key (an API key's hash, a client address) in this process: ``per_second`` sustained,
@@ -49,8 +54,7 @@ class RateLimiter:
             self._buckets.move_to_end(key)
             return b
         if len(self._buckets) >= self.max_buckets:
-            oldest = next(iter(self._buckets.values()))
-            if oldest.tokens + (now - oldest.at) * self.per_second >= self.burst:
+            if next(iter(self._buckets.values())).refill(now, self.per_second, self.burst) >= self.burst:
                 self._buckets.popitem(last=False)
             else:
                 key = self.OVERFLOW
@@ -65,9 +69,7 @@ class RateLimiter:
             return 0.0
         now = time.monotonic()
         b = self._bucket(key, now)
-        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.per_second)
-        b.at = now
-        if b.tokens >= cost:
+        if b.refill(now, self.per_second, self.burst) >= cost:
             b.tokens -= cost
             return 0.0
         return (cost - b.tokens) / self.per_second
@@ -78,8 +80,7 @@ class RateLimiter:
             return
         now = time.monotonic()
         b = self._bucket(key, now)
-        b.tokens = max(min(self.burst, b.tokens + (now - b.at) * self.per_second) - cost, -self.burst)
-        b.at = now
+        b.tokens = max(b.refill(now, self.per_second, self.burst) - cost, -self.burst)
 
 
 async def _respond(send, status: int, detail: str, headers: Optional[dict[str, str]] = None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import httpx
+from sqlalchemy import text
 import pytest
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
@@ -121,6 +122,15 @@ class Api:
 
     async def key(self, role: str, **kw) -> str:
         return (await self.ok("POST", "/api-keys", json={"role": role, **kw}))["key"]
+
+
+async def tables_holding(db, secret: str) -> list[str]:
+    """The tables of the schema with a row whose text contains ``secret`` (a key must be in none)."""
+    async with db.engine.connect() as conn:
+        tables = [r[0] for r in await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"))]
+        return [t for t in tables if (await conn.execute(text(
+            f"SELECT 1 FROM {t} x WHERE strpos(x::text, :k) > 0 LIMIT 1"), {"k": secret})).first()]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from api.app import create_app
-from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body, settings_for
+from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body, settings_for, tables_holding
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +31,7 @@ async def test_a_post_replayed_with_its_idempotency_key_gets_the_first_response_
     assert again.json() == {**first.json(), "key": None}
     assert "nodal-secret-fields" not in first.headers
     assert len(await keys_labelled(api, body["label"])) == 1  # without the key a retry mints a second one
-    async with db.engine.connect() as conn:
-        tables = [r[0] for r in await conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))]
-        holding = [t for t in tables if (await conn.execute(text(
-            f"SELECT 1 FROM {t} x WHERE strpos(x::text, :k) > 0 LIMIT 1"), {"k": first.json()["key"]})).first()]
+    holding = await tables_holding(db, first.json()["key"])
     assert holding == [], f"the plaintext key is kept in {holding}"
 
     # The same key for a different request is refused and changes nothing.
