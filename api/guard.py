@@ -1,12 +1,11 @@
 """What every request passes before a route sees it: a body size limit (413), a rate limit per API key (429
-with Retry-After) and Idempotency-Key replays for POST.
+with Retry-After) and Idempotency-Key replays for POST (the claim and the record: api/idempotency.py).
 
 Plain ASGI, outermost but for metrics: a refused request never reaches a route, so it changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -14,14 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from sqlalchemy import text
-
+from api import idempotency
 from api.auth import bearer_key_hash
 from nodal.logging import get_logger
 
-# A replay gets back what the first request got, unless the outcome could differ on a retry: an auth
-# failure (a key can be fixed), a conflict or a rate limit (they pass), or a server error (it may not recur).
-_NOT_KEPT = {401, 403, 409, 429}
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -170,47 +165,27 @@ class RequestGuard:
 
     async def _idempotent(self, scope, receive, send, key_hash: str, idem: str, body: bytes) -> None:
         db = scope["app"].state.db
-        fingerprint = hashlib.sha256(b"\0".join(
-            [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
-        params = {"k": key_hash, "i": idem, "f": fingerprint}
-        async with db.engine.begin() as conn:
-            # Claim the key; one a day old, or one whose request died running over a minute ago, is free again.
-            claimed = (await conn.execute(text(
-                "INSERT INTO idempotent_requests (key_hash, idempotency_key, fingerprint) VALUES (:k, :i, :f)"
-                " ON CONFLICT (key_hash, idempotency_key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
-                "  status = NULL, content_type = NULL, body = NULL, created_at = now(), completed_at = NULL"
-                f" WHERE idempotent_requests.created_at < now() - CAST('{self.keep}' AS interval)"
-                "  OR (idempotent_requests.status IS NULL AND idempotent_requests.fingerprint = EXCLUDED.fingerprint"
-                "      AND idempotent_requests.created_at < now() - interval '1 minute')"
-                " RETURNING key_hash"), params)).first()
-            row = None if claimed else (await conn.execute(text(
-                "SELECT fingerprint, status, content_type, body FROM idempotent_requests"
-                " WHERE key_hash = :k AND idempotency_key = :i"), params)).first()
-        log = get_logger(path=scope["path"])
-        if row is not None:
-            if row.fingerprint != fingerprint:
+        fingerprint = idempotency.fingerprint(scope["method"], scope["path"], scope.get("query_string", b""), body)
+        got = await idempotency.claim(db, key_hash, idem, fingerprint, self.keep)
+        if isinstance(got, idempotency.Kept):
+            if got.fingerprint != fingerprint:
                 return await _respond(send, 422, "this Idempotency-Key was used for a different request"
                                       " (method, path or body); use a new key for a new request")
-            if row.status is None:
+            if got.status is None:
                 return await _respond(send, 409, "a request with this Idempotency-Key is still running;"
                                       " retry shortly", {"Retry-After": "1"})
-            log.info("api.idempotent_replay", status=row.status)
-            headers = [(b"content-type", (row.content_type or "application/json").encode()),
-                       (b"content-length", str(len(row.body or b"")).encode()), (b"idempotent-replayed", b"true")]
-            await send({"type": "http.response.start", "status": row.status, "headers": headers})
-            return await send({"type": "http.response.body", "body": row.body or b""})
+            get_logger(path=scope["path"]).info("api.idempotent_replay", status=got.status)
+            await send({"type": "http.response.start", "status": got.status, "headers": idempotency.replay_headers(got)})
+            return await send({"type": "http.response.body", "body": got.body or b""})
 
+        scope.setdefault("state", {})["idempotency"] = got
         response: dict[str, Any] = {"status": 500, "content_type": None, "body": []}
 
         async def keep(message):
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
-                headers = message.get("headers", [])
-                response["content_type"] = next(
-                    (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None)
-                response["secret"] = [f for k, v in headers if k.lower() == SECRET_FIELDS
-                                      for f in v.decode("latin-1").split(",") if f.strip()]
-                message = {**message, "headers": [(k, v) for k, v in headers if k.lower() != SECRET_FIELDS]}
+                response["content_type"] = next((v.decode("latin-1") for k, v in message.get("headers", [])
+                                                 if k.lower() == b"content-type"), None)
             elif message["type"] == "http.response.body":
                 response["body"].append(message.get("body", b""))
             await send(message)
@@ -218,39 +193,4 @@ class RequestGuard:
         try:
             await self.app(scope, receive, keep)
         finally:
-            status = response["status"]
-            async with db.engine.begin() as conn:
-                if status < 500 and status not in _NOT_KEPT:
-                    await conn.execute(text(
-                        "UPDATE idempotent_requests SET status = :s, content_type = :t, body = :b, completed_at = now()"
-                        " WHERE key_hash = :k AND idempotency_key = :i"),
-                        {**params, "s": status, "t": response["content_type"],
-                         "b": _without_secrets(b"".join(response["body"]), response.get("secret", []))})
-                else:  # let a retry run it again
-                    await conn.execute(text(
-                        "DELETE FROM idempotent_requests WHERE key_hash = :k AND idempotency_key = :i"), params)
-
-
-# A route names the fields of its answer that are secrets (a new API key) in this response header: the guard
-# drops the header and keeps the answer for a replay with those fields null. A secret is shown once, never stored.
-SECRET_FIELDS = b"nodal-secret-fields"
-
-
-def _without_secrets(body: bytes, fields: list[str]) -> bytes:
-    if not fields:
-        return body
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return b""  # not JSON: keep nothing rather than a secret
-    if isinstance(data, dict):
-        data.update({f.strip(): None for f in fields if f.strip() in data})
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-async def purge_idempotent_requests(db, hours: float) -> int:
-    """Forget Idempotency-Keys older than they are kept (the recovery loop runs it)."""
-    async with db.engine.begin() as conn:
-        return (await conn.execute(text(
-            "DELETE FROM idempotent_requests WHERE created_at < now() - make_interval(secs => :s)"),
-            {"s": hours * 3600})).rowcount
+            await idempotency.finish(db, got, response["status"], response["content_type"], b"".join(response["body"]))

@@ -12,7 +12,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models.messages import OrderInput, Windows
-from api.guard import purge_idempotent_requests
+from api.idempotency import purge as purge_idempotent_requests
 from nodal.db import Database
 from nodal.logging import get_logger
 from nodal.payloads import purge as purge_payloads

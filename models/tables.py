@@ -425,13 +425,14 @@ class AdapterCall(SQLModel, table=True):
 
 class IdempotentRequest(SQLModel, table=True):
     """A POST sent with an Idempotency-Key, per API key: its fingerprint while it runs, then the response a
-    replay gets back. Kept a day (api/guard.py)."""
+    replay gets back, written with the request's effect where it has one. Kept a day (api/idempotency.py)."""
 
     __tablename__ = "idempotent_requests"
     __table_args__ = (Index("ix_idempotent_requests_created_at", "created_at"),)  # the daily purge
     key_hash: str = Field(primary_key=True, max_length=64)  # the caller's API key, hashed
     idempotency_key: str = Field(primary_key=True, max_length=255)
     fingerprint: str = Field(max_length=64)  # method, path, query and body, hashed
+    attempt: Optional[str] = Field(default=None, max_length=32)  # the run holding the claim
     status: Optional[int] = None  # None: still running
     content_type: Optional[str] = Field(default=None, max_length=200)
     body: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))

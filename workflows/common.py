@@ -19,6 +19,9 @@ SEARCH_ATTRIBUTES = [ORDER_STATUS, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, PROM
 # Errors an Update raises to say "not now" (the API answers 409) or "not like this" (422).
 CONFLICT = "Conflict"
 INVALID = "Invalid"
+# The id prefix of Updates the API sends under an Idempotency-Key (api/idempotency.py): the same request, retried,
+# is the same Update; an order remembers those it applied across continue-as-new.
+IDEMPOTENT_UPDATE = "idem-"
 # What an activity raises when retrying cannot help (the input contradicts the database): never retried.
 REFUSED = ("InvalidOrder", "InvalidReturn")
 

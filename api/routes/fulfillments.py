@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from sqlalchemy import text
 
+from api import idempotency
 from api.auth import ANY_ROLE, Principal
 from api.temporal_errors import WorkflowClosed, run_update
 from api.views import fulfillment_view, return_view
@@ -91,10 +92,10 @@ async def milestone(
     except Exception as e:
         raise HTTPException(422, f"invalid {milestone} body: {e}")
     handle = request.app.state.temporal.get_workflow_handle(fulfillment_id)
-    update = getattr(FulfillmentWorkflow, milestone)
+    update, update_id = getattr(FulfillmentWorkflow, milestone), idempotency.update_id(request)
     try:
-        result = await run_update(
-            lambda: handle.execute_update(update, payload) if payload is not None else handle.execute_update(update))
+        result = await run_update(lambda: handle.execute_update(update, payload, id=update_id) if payload is not None
+                                  else handle.execute_update(update, id=update_id))
     except WorkflowClosed:
         # The fulfillment has finished; a repeat of what it did is a no-op, anything else is too late.
         current = (await _fulfillment(request, fulfillment_id, who)).status
@@ -130,7 +131,8 @@ async def receive_return(return_id: str, body: ReceiveIn, request: Request,
     row = await _return(request, return_id, who)
     handle = request.app.state.temporal.get_workflow_handle(row.order_id)
     try:
-        result = await run_update(lambda: handle.execute_update(OrderWorkflow.receive_return, args=[return_id, body]))
+        result = await run_update(lambda: handle.execute_update(OrderWorkflow.receive_return, args=[return_id, body],
+                                                                id=idempotency.update_id(request)))
     except WorkflowClosed:
         current = await _return(request, return_id, who)
         if current.status == "refunded":

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
 from routing.sourcing import plan_request
+from api import idempotency
 from api.auth import Principal, require
 from api.routes.orders import validate_lines
 from api.schemas import HoldCreate
@@ -53,8 +54,11 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
             raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")
         await conn.execute(text("INSERT INTO checkout_holds (hold_id, channel, expires_at, created_at)"
                                 " VALUES (:h, :c, :x, now())"), dict(h=hold_id, c=body.channel, x=expires_at))
-    return {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(), "status": "active",
-            "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
+        answer = {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(),
+                  "status": "active",
+                  "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
+        await idempotency.record(request, conn, answer)
+    return answer
 
 
 async def hold_view(conn, hold_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
 
+from api import idempotency
 from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
 from api.schemas import (
     AdjustmentIn, ChannelViewIn, InspectIn, ProtectedIn, SafetyStockDefaultsIn, SnapshotIn, SupplyIn,
@@ -77,8 +78,10 @@ async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Prin
                 applied += 1
             else:
                 duplicates.append(a.event_id)
+        answer = {"applied": applied, "duplicates": duplicates}
+        await idempotency.record(request, conn, answer)
     await wake_backorders(request, {a.sku for a in body if a.delta > 0 and a.event_id not in duplicates})
-    return {"applied": applied, "duplicates": duplicates}
+    return answer
 
 
 @router.get("/inventory/{node_id}", summary="A node's positions")
@@ -106,7 +109,9 @@ async def inspect(node_id: str, sku: str, body: InspectIn, request: Request, who
         except ValueError as e:
             await conn.rollback()
             raise HTTPException(409, str(e))
-    return {"node_id": node_id, "sku": sku, "applied": applied}
+        answer = {"node_id": node_id, "sku": sku, "applied": applied}
+        await idempotency.record(request, conn, answer)
+    return answer
 
 
 # The whole answer is built by PostgreSQL as JSON in one statement: a 5-SKU request over a national network
@@ -328,5 +333,6 @@ async def post_supply(body: list[SupplyIn], request: Request, who: Principal = D
                     " IS DISTINCT FROM (:n, :s, :q, CAST(:e AS timestamptz)) RETURNING sku"),
                     dict(i=s.supply_id, n=s.node_id, s=s.sku, q=s.qty, e=s.eta, staff=staff))
             changed.update(r.sku for r in res.all())
+    # Idempotent by supply_id (a repeat changes nothing), so the guard keeps this answer once it is sent.
     woken = await wake_backorders(request, changed)
     return {"applied": len(body), "changed_skus": sorted(changed), "orders_repromised": woken}

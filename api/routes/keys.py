@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
 from api.auth import ADMIN, Principal, hash_key, new_key
-from api.guard import SECRET_FIELDS
+from api import idempotency
 from api.schemas import ApiKeyIn
 from models.status import Role
 
@@ -14,7 +14,7 @@ router = APIRouter(tags=["access"])
 
 
 @router.post("/api-keys", status_code=201, summary="Create a key; the key itself is shown only in this answer")
-async def create_key(body: ApiKeyIn, request: Request, response: Response, _: Principal = Depends(ADMIN)) -> dict:
+async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     if body.role == Role.partner and not body.node_id:
         raise HTTPException(422, "a partner key needs node_id")
     if body.role == Role.client and not body.channel:
@@ -33,10 +33,11 @@ async def create_key(body: ApiKeyIn, request: Request, response: Response, _: Pr
             " VALUES (:i, :h, :r, :c, :n, :t, :l, now())"),
             dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, t=body.tier,
                  l=body.label))
-    # Shown in this answer only: a replay by Idempotency-Key answers the rest with key null (api/guard.py).
-    response.headers[SECRET_FIELDS.decode()] = "key"
-    return {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel, "node_id": body.node_id,
-            "tier": body.tier}
+        answer = {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel,
+                  "node_id": body.node_id, "tier": body.tier}
+        # The key is shown in this answer only: a replay by Idempotency-Key answers the rest with key null.
+        await idempotency.record(request, conn, answer, secret=["key"])
+    return answer
 
 
 @router.get("/api-keys")

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import idempotency
 from api.auth import ANY_ROLE, STAFF, Principal, require
 from api.placement import record_intake, start_options, windows
 from api.schemas import OrderCreate, OrderPatch
@@ -106,7 +107,7 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
     start = WithStartWorkflowOperation(OrderWorkflow.run, **start_options(inp, app.settings))
     try:
         return await app.temporal.execute_update_with_start_workflow(
-            OrderWorkflow.await_promise, start_workflow_operation=start,
+            OrderWorkflow.await_promise, start_workflow_operation=start, id=idempotency.update_id(request),
             rpc_timeout=timedelta(seconds=app.settings.place_timeout_s))
     except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not unreachable(e):
@@ -250,7 +251,8 @@ async def list_orders(
 async def _update(request: Request, order_id: str, update: Any, arg: Any, closed_message: str) -> Any:
     handle = request.app.state.temporal.get_workflow_handle(order_id)
     try:
-        return await run_update(lambda: handle.execute_update(update, arg))
+        # Under an Idempotency-Key the Update's id is the request's: a retry is the same Update, applied once.
+        return await run_update(lambda: handle.execute_update(update, arg, id=idempotency.update_id(request)))
     except WorkflowClosed:
         raise HTTPException(409, closed_message)
 

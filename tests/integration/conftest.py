@@ -133,6 +133,27 @@ async def tables_holding(db, secret: str) -> list[str]:
             f"SELECT 1 FROM {t} x WHERE strpos(x::text, :k) > 0 LIMIT 1"), {"k": secret})).first()]
 
 
+async def send_and_crash(api: Api, monkeypatch, method: str, path: str, body, key: Optional[str] = ADMIN_KEY):
+    """Send with a fresh Idempotency-Key as if the API process died once the route had done its work, before the
+    guard kept the answer (nothing of the guard's own record is written). Returns the key and the answer."""
+    from api import idempotency
+
+    async def died(*_a, **_k):
+        return None
+    idem = f"crash-{uuid.uuid4().hex[:10]}"
+    with monkeypatch.context() as m:
+        m.setattr(idempotency, "finish", died)
+        return idem, await api.call(method, path, key=key, json=body, headers={"Idempotency-Key": idem})
+
+
+async def retry_after_crash(api: Api, db, idem: str, method: str, path: str, body, key: Optional[str] = ADMIN_KEY):
+    """The client's retry once the crashed request's claim is stale (over a minute old)."""
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE idempotent_requests SET created_at = created_at - interval '2 minutes'"
+                                " WHERE idempotency_key = :i"), {"i": idem})
+    return await api.call(method, path, key=key, json=body, headers={"Idempotency-Key": idem})
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
     """Poll until ``check`` returns something truthy (the read model follows the workflow)."""
     deadline = asyncio.get_event_loop().time() + timeout

@@ -10,8 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api import idempotency
 from api.app import create_app
-from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body, settings_for, tables_holding
+from tests.integration.conftest import (
+    ADMIN_KEY, Api, make_network, order_body, retry_after_crash, send_and_crash, settings_for, tables_holding,
+)
+from tests.integration.flow import order_status, released_to, walk
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +48,73 @@ async def test_a_post_replayed_with_its_idempotency_key_gets_the_first_response_
     assert mine.status_code == 403 and "idempotent-replayed" not in mine.headers
     bad = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "x" * 300})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["detail"]
+
+
+async def _send_crash_retry(api: Api, monkeypatch, db, method: str, path: str, body, key: str = ADMIN_KEY):
+    """Send once and 'crash' before the guard's own record, then retry after the claim went stale."""
+    idem, first = await send_and_crash(api, monkeypatch, method, path, body, key)
+    return first, await retry_after_crash(api, db, idem, method, path, body, key)
+
+
+async def test_a_crash_between_a_keys_creation_and_its_record_never_mints_a_second(api: Api, db, monkeypatch):
+    """The record is written with the effect: the retry after a crash replays, it does not run again."""
+    body = {"role": "support", "label": f"crash-{uuid.uuid4().hex[:8]}"}
+    first, again = await _send_crash_retry(api, monkeypatch, db, "POST", "/api-keys", body)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == {**first.json(), "key": None}
+    assert len(await keys_labelled(api, body["label"])) == 1
+    assert await tables_holding(db, first.json()["key"]) == []
+
+
+async def test_a_crash_between_a_hold_and_its_record_never_holds_twice(api: Api, db, monkeypatch):
+    net = await make_network(api)
+    body = {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+            "lines": [{"sku": net.skus[0], "qty": 3}]}
+    first, again = await _send_crash_retry(api, monkeypatch, db, "POST", "/holds", body, key=net.client_key)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json() == first.json() and again.headers.get("idempotent-replayed") == "true"
+    async with db.engine.connect() as conn:
+        held = (await conn.execute(text(
+            "SELECT COALESCE(SUM(r.qty), 0) FROM reservations r JOIN checkout_holds h ON h.hold_id = r.fulfillment_id"
+            " WHERE h.channel = :c AND r.status = 'held'"), {"c": net.channel})).scalar_one()
+    assert held == 3, f"{held} units held for one cart"
+
+
+async def test_a_crash_between_a_return_and_its_record_never_opens_a_second(api: Api, db, monkeypatch, temporal_env,
+                                                                          settings):
+    """A workflow-backed route: the Idempotency-Key is the Update's id, so the retry is the same Update."""
+    net = await make_network(api)
+    oid, f = await released_to(api, temporal_env, settings, net, [("SKU1", 3)])
+    await walk(api, f, await api.key("partner", node_id=net.node("DC-N")))
+    await order_status(api, oid, "delivered")
+    body = {"lines": [{"line_id": "L1", "qty": 1}], "reason": "too small"}
+    first, again = await _send_crash_retry(api, monkeypatch, db, "POST", f"/orders/{oid}/returns", body,
+                                           key=net.client_key)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json()["return_id"] == first.json()["return_id"]
+    order = await api.ok("GET", f"/orders/{oid}")
+    assert [r["return_id"] for r in order["returns"]] == [first.json()["return_id"]]
+
+
+async def test_a_run_that_lost_its_key_to_a_retry_undoes_its_work(api: Api, db, monkeypatch):
+    """A request that ran past a minute lost its claim to a retry: it must not record, and its effect rolls back."""
+    body = {"role": "support", "label": f"slow-{uuid.uuid4().hex[:8]}"}
+    real = idempotency.record
+
+    async def retry_took_over(request, conn, *a, **k):
+        async with db.engine.begin() as other:  # what a retry's claim does to the row
+            await other.execute(text("UPDATE idempotent_requests SET attempt = 'retry' WHERE idempotency_key = 'slow-1'"))
+        return await real(request, conn, *a, **k)
+
+    monkeypatch.setattr(idempotency, "record", retry_took_over)
+    r = await api.call("POST", "/api-keys", json=body, headers={"Idempotency-Key": "slow-1"})
+    assert r.status_code == 409 and "took over" in r.json()["detail"], r.text
+    assert await keys_labelled(api, body["label"]) == []
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(text("SELECT attempt, status FROM idempotent_requests WHERE idempotency_key = 'slow-1'"
+                                       ))).one()
+    assert tuple(row) == ("retry", None)  # the retry's claim, untouched
 
 
 async def test_concurrent_duplicates_place_one_order(api: Api):

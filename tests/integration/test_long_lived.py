@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from tests.integration.conftest import eventually, make_network, own_stack
-from tests.integration.flow import order_status, release, walk
+from tests.integration.conftest import eventually, make_network, own_stack, retry_after_crash, send_and_crash
+from tests.integration.flow import order_status, release, released_to, walk
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,31 @@ async def test_a_backorder_that_keeps_changing_continues_as_new_and_finishes(tem
         for f in await eventually(sourced, what="the backorder sourced after continue-as-new"):
             await walk(api, f, key)
         await order_status(api, oid, "delivered")
+
+
+async def test_a_retried_return_is_the_same_return_after_the_order_continued_as_new(temporal_env, db, pg_url,
+                                                                                    monkeypatch):
+    """Temporal runs an Update id once per run: the order's book carries the Idempotency-Keyed Updates it applied
+    into the next run, so a retry after a crash and a continue-as-new opens no second return."""
+    async with own_stack(temporal_env, db, pg_url, "nodal-long-idem", order_history_limit=40) as api:
+        net = await make_network(api)
+        oid, f = await released_to(api, temporal_env, api.settings, net, [("SKU1", 3)])
+        await walk(api, f, await api.key("partner", node_id=net.node("DC-N")))
+        await order_status(api, oid, "delivered")
+        runs = await runs_of(temporal_env.client, oid)
+        body = {"lines": [{"line_id": "L1", "qty": 1}], "reason": "too small"}
+        idem, first = await send_and_crash(api, monkeypatch, "POST", f"/orders/{oid}/returns", body, net.client_key)
+        assert first.status_code == 201, first.text
+        await eventually(lambda: _continued(temporal_env.client, oid, runs), what="the order to continue as new")
+        again = await retry_after_crash(api, db, idem, "POST", f"/orders/{oid}/returns", body, net.client_key)
+        assert again.status_code == 201, again.text
+        assert again.json()["return_id"] == first.json()["return_id"]
+        order = await api.ok("GET", f"/orders/{oid}")
+        assert [r["return_id"] for r in order["returns"]] == [first.json()["return_id"]]
+
+
+async def _continued(client, order_id: str, runs: int) -> bool:
+    return await runs_of(client, order_id) > runs
 
 
 async def _woken(api, order_id: str, times: int):

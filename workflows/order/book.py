@@ -193,6 +193,9 @@ class Book:
     # Fulfillment events not yet applied, and answers to the order's cancellation requests by request id.
     events: list[FulfillmentEvent] = field(default_factory=list)
     answered: dict[str, int] = field(default_factory=dict)
+    # Updates the API sent under an Idempotency-Key, applied in this run or an earlier one (Temporal runs an
+    # Update id once per run; a long-lived order continues as new), with what they made (a return's id) or "".
+    applied: dict[str, str] = field(default_factory=dict)
     # Stock or supply of a waiting line changed; when the next backorder retry is due and how long it waits.
     wake: bool = False
     retry_every: Optional[timedelta] = None

@@ -45,10 +45,16 @@ async def request(book: Book, body: ReturnIn) -> ReturnResult:
     return ReturnResult(return_id=return_id, status=ReturnStatus.requested, label=label)
 
 
+def result(book: Book, return_id: str) -> ReturnResult:
+    """A return as it stands."""
+    r = book.returns[return_id]
+    return ReturnResult(return_id=return_id, status=r.status, label=r.label, refund_amount=r.refund_amount)
+
+
 async def receive(book: Book, return_id: str, body: ReceiveIn) -> ReturnResult:
     r = book.returns[return_id]
     if not rules.check_receive(book, return_id, body):
-        return ReturnResult(return_id=return_id, status=r.status, label=r.label, refund_amount=r.refund_amount)
+        return result(book, return_id)
     got = {l.line_id: l for l in body.lines}
     restock = [ReturnedUnits(line_id=rl.line_id, sku=book.lines[rl.line_id].sku, qty=got[rl.line_id].qty,
                              disposition=got[rl.line_id].disposition)

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.status import OrderStatus as OS
     import workflows.activities as activities
-    from workflows.common import refusal
+    from workflows.common import IDEMPOTENT_UPDATE, refusal
     import workflows.order.changes as changes
     import workflows.order.events as events
     import workflows.order.money as money
@@ -46,6 +46,7 @@ BACKORDER_RETRY = timedelta(hours=1)
 BACKORDER_RETRY_CAP = timedelta(hours=24)
 SETTLE = timedelta(seconds=2)
 PAYMENT_RETRY = timedelta(hours=12)
+REMEMBERED_UPDATES = 200  # Idempotency-Keyed Updates the book carries across runs
 
 
 @workflow.defn(name="Order")
@@ -283,44 +284,71 @@ class OrderWorkflow:
         await workflow.wait_condition(lambda: b.promise_ready or b.phase in (OS.rejected, OS.cancelled))
         return placed(b)
 
+    def applied_before(self) -> Optional[str]:
+        """What an earlier run of this order made of this Update (the API's retry of a request it applied before
+        continuing as new), or None: Temporal itself runs an Update id once per run."""
+        info = workflow.current_update_info()
+        return self.book.applied.get(info.id) if info else None
+
+    def remember(self, made: str = "") -> None:
+        info = workflow.current_update_info()
+        if info and info.id.startswith(IDEMPOTENT_UPDATE):
+            self.book.applied[info.id] = made
+            while len(self.book.applied) > REMEMBERED_UPDATES:
+                del self.book.applied[next(iter(self.book.applied))]
+
     @workflow.update
     async def modify(self, body: ModifyIn) -> PlacedOrder:
         async with self.lock:
-            await changes.modify(self.book, body)
+            if self.applied_before() is None:
+                await changes.modify(self.book, body)
+                self.remember()
             return placed(self.book)
 
     @modify.validator
     def _v_modify(self, body: ModifyIn) -> None:
-        rules.check_modify(self.book, body)
+        if self.applied_before() is None:
+            rules.check_modify(self.book, body)
 
     @workflow.update
     async def cancel(self, body: CancelIn) -> OrderState:
         async with self.lock:
-            await changes.cancel(self.book, body)
+            if self.applied_before() is None:
+                await changes.cancel(self.book, body)
+                self.remember()
             return header(self.book)
 
     @cancel.validator
     def _v_cancel(self, body: CancelIn) -> None:
-        rules.check_cancellable(self.book, body)
+        if self.applied_before() is None:
+            rules.check_cancellable(self.book, body)
 
     @workflow.update
     async def reorchestrate(self, body: ReorchestrateIn) -> OrderState:
         async with self.lock:
-            await changes.reorchestrate(self.book, body)
+            if self.applied_before() is None:
+                await changes.reorchestrate(self.book, body)
+                self.remember()
             return header(self.book)
 
     @reorchestrate.validator
     def _v_reorchestrate(self, body: ReorchestrateIn) -> None:
-        rules.check_reorchestrate(self.book, body)
+        if self.applied_before() is None:
+            rules.check_reorchestrate(self.book, body)
 
     @workflow.update
     async def request_return(self, body: ReturnIn) -> ReturnResult:
         async with self.lock:
-            return await returns.request(self.book, body)
+            if (made := self.applied_before()) is not None:
+                return returns.result(self.book, made)
+            result = await returns.request(self.book, body)
+            self.remember(result.return_id)
+            return result
 
     @request_return.validator
     def _v_request_return(self, body: ReturnIn) -> None:
-        rules.check_return(self.book, body, workflow.now())
+        if self.applied_before() is None:
+            rules.check_return(self.book, body, workflow.now())
 
     @workflow.update
     async def receive_return(self, return_id: str, body: ReceiveIn) -> ReturnResult:
