@@ -21,6 +21,7 @@ from models.status import NATIONAL_NODE_TYPES, Role
 
 router = APIRouter(tags=["inventory"])
 FEEDERS = require(Role.admin, Role.partner)
+CHANNEL_READERS = require(Role.admin, Role.support, Role.client)  # a client: its own channel
 
 
 async def _known(conn, table: str, key: str, values: list[str]) -> set[str]:
@@ -169,8 +170,10 @@ async def availability(
     wanted = list(dict.fromkeys(s for s in (x.strip() for x in skus.split(",")) if s))
     if not wanted or len(wanted) > 200:
         raise HTTPException(422, "give 1 to 200 skus")
-    if who.role == Role.client and channel and channel != who.channel:
-        raise HTTPException(403, f"this key sees channel {who.channel} only")
+    if who.role == Role.client:
+        if channel and channel != who.channel:
+            raise HTTPException(403, f"this key sees channel {who.channel} only")
+        channel = who.channel  # its own channel's view: the buffers that keep it from overselling apply
     tier = who.buying_tier(tier) if who.role in (Role.client, Role.admin, Role.support) else tier
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
@@ -224,7 +227,9 @@ async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, 
 
 
 @router.get("/channels/{channel}")
-async def get_channel_view(channel: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
+async def get_channel_view(channel: str, request: Request, who: Principal = Depends(CHANNEL_READERS)) -> dict:
+    if not who.can_see_channel(channel):
+        raise HTTPException(403, f"this key sees channel {who.channel} only")
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
     return {"channel": channel, "node_types": sorted(view.node_types), "exclude_nodes": sorted(view.exclude_nodes),

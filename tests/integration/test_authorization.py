@@ -59,7 +59,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/availability"): ALL,
     ("GET", "/inventory/{node_id}/{sku}/ledger"): OWN_NODE,
     ("PUT", "/channels/{channel}"): {"admin"},
-    ("GET", "/channels/{channel}"): ALL,
+    ("GET", "/channels/{channel}"): STAFF | {"client"},  # a client: its own channel's view
     ("GET", "/safety-stock-defaults"): ALL,
     ("PUT", "/safety-stock-defaults"): {"admin"},
     ("PUT", "/protected-stock"): {"admin"},
@@ -83,6 +83,74 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/metrics"): PUBLIC,
     ("POST", "/codec/{operation}"): STAFF,  # workflow payloads hold customers' data
 }
+
+# How an allowed GET's answer depends on who asks; a new GET fails the test until it says. SAME: every allowed role
+# gets the same answer. A check: what one role got holds only what is its own (its channel's, its node's).
+# A reason string: the answer holds nothing of anyone's.
+SAME = "same for every allowed role"
+
+
+def _own_channel_orders(role, body, ctx):
+    channels = {o["channel"] for o in body["orders"]}
+    if role == "client" and channels != {ctx["channel"]}:
+        return f"a client listed orders of channels {sorted(channels)}"
+
+
+def _own_node_work(role, body, ctx):
+    nodes = {f["node_id"] for f in body["fulfillments"]}
+    own = {"partner": ctx["node"], "partner_other": ctx["other_node"]}.get(role)
+    if own and not nodes <= {own}:
+        return f"{role} listed work of nodes {sorted(nodes)}"
+    if role == "partner" and not nodes:
+        return "the partner's own work queue came back empty"
+
+
+def _scorecards(role, body, ctx):
+    nodes = body.get("nodes") or [body]
+    shown = {n["node_id"] for n in nodes if n.get("scorecard") is not None}
+    allowed = {n["node_id"] for n in nodes} if role in STAFF else {
+        "partner": {ctx["node"]}, "partner_other": {ctx["other_node"]}}.get(role, set())
+    if not shown <= allowed:
+        return f"{role} read the scorecards of {sorted(shown - allowed)}"
+    if role in STAFF and not shown:
+        return "staff read no scorecard"
+
+
+def _channel_view(role, body, ctx):
+    if role == "client" and body != ctx["answers"][("admin", "/availability", ctx["channel"])]:
+        return "a client's availability is not its own channel's view"
+
+
+SCOPE = {
+    ("GET", "/orders"): _own_channel_orders,
+    ("GET", "/orders/{order_id}"): SAME,
+    ("GET", "/holds/{hold_id}"): SAME,
+    ("GET", "/fulfillments"): _own_node_work,
+    ("GET", "/fulfillments/{fulfillment_id}"): SAME,
+    ("GET", "/returns/{return_id}"): SAME,
+    ("GET", "/nodes"): _scorecards,
+    ("GET", "/nodes/{node_id}"): _scorecards,
+    ("GET", "/service-areas/{postal_code}"): SAME,
+    ("GET", "/skus/{sku}"): SAME,
+    ("GET", "/inventory/{node_id}"): SAME,
+    ("GET", "/inventory/{node_id}/{sku}/ledger"): SAME,
+    ("GET", "/availability"): _channel_view,
+    ("GET", "/channels/{channel}"): SAME,
+    ("GET", "/safety-stock-defaults"): SAME,
+    ("GET", "/protected-stock"): SAME,
+    ("GET", "/routing-rules"): SAME,
+    ("GET", "/forecast"): SAME,
+    ("GET", "/bid-prices"): SAME,
+    ("GET", "/carriers"): SAME,
+    ("GET", "/api-keys"): SAME,
+    ("GET", "/kpis"): SAME,
+    ("GET", "/livez"): "liveness only",
+    ("GET", "/healthz"): "the components' health only",
+    ("GET", "/metrics"): "process counters, no order, customer or node data",
+}
+# Lists and searches are asked with their filters; the rest of a path's ids come from the resources in play.
+QUERIES = {("GET", "/orders"): "?limit=500", ("GET", "/fulfillments"): "?limit=1000",
+           ("GET", "/availability"): "?skus={sku}&postal_code={postal_code}"}
 
 # Every table's rows a denied call must leave as they were, but those the system rewrites on its own: the bid
 # price schedule, Temporal's large payloads (written by workers for any workflow) and Alembic's bookkeeping.
@@ -114,6 +182,8 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
 
     routes = {(m.upper(), path) for path, ops in create_app(settings).openapi()["paths"].items() for m in ops}
     assert routes == set(MATRIX), f"say who may call: {sorted(routes ^ set(MATRIX))}"
+    reads = {r for r in routes if r[0] == "GET"}
+    assert reads == set(SCOPE), f"say how the answer depends on the caller: {sorted(reads ^ set(SCOPE))}"
 
     net = await make_network(api)
     other_channel = await make_network(api)
@@ -134,6 +204,8 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
                          json=order_body(net, [("SKU1", 1)])))["order_id"]
     await release(api, temporal_env, live, settings)
     f_live = await fulfillment(api, live, dc)
+    await api.ok("POST", "/orders", key=other_channel.client_key, expect=201,  # another channel's, to be kept out
+                 json=order_body(other_channel, [("SKU1", 1)]))
     hold = await api.ok("POST", "/holds", key=net.client_key, expect=201, json={
         "channel": net.channel, "destination": {"postal_code": net.postal_code},
         "lines": [{"sku": net.skus[2], "qty": 1}]})
@@ -184,8 +256,11 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
     neutral = {("PUT", "/safety-stock-defaults"): {}, ("PUT", "/routing-rules"): {},
                ("PUT", "/carriers/{carrier}/closures"): []}
 
+    # A channel whose view differs from the whole pool, so a client's availability shows which one it got.
+    await api.ok("PUT", f"/channels/{net.channel}", json={"buffer_units": 2})
+
     async def call(role: str, method: str, template: str, denied: bool = True):
-        path = template.format(**{k: v for k, v in ids.items() if "{" + k + "}" in template})
+        path = (template + QUERIES.get((method, template), "")).format(**ids)
         body = bodies.get((method, template)) if denied else neutral.get((method, template), bodies.get((method, template)))
         return await api.call(method, path, key=keys[role], json=body)
 
@@ -208,10 +283,27 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
         assert after == before, [t for t in before if before[t] != after[t]]
         assert await history_length(temporal_env, live) == events
 
-    # Then the allowed ones: past the check (their answer may still be 404, 409 or 422 on these resources).
+    # Then the allowed ones: past the check (their answer may still be 404, 409 or 422 on these resources), and
+    # each read answering with what is the caller's own.
+    availability = QUERIES[("GET", "/availability")].format(**ids) + f"&channel={net.channel}"
+    ctx = {"channel": net.channel, "node": dc, "other_node": other_dc, "answers": {
+        ("admin", "/availability", net.channel): await api.ok("GET", "/availability" + availability)}}
     for (method, template), allowed in sorted(MATRIX.items()):
+        answers = {}
         for role in sorted(allowed):
             r = await call(role, method, template, denied=False)
             if r.status_code in (401, 403) or r.status_code >= 500:
                 wrong.append(f"{role} {method} {template} → {r.status_code}: {r.text[:120]}")
+            answers[role] = r
+        scope = SCOPE.get((method, template))
+        if scope is None or isinstance(scope, str) and scope != SAME:
+            continue
+        if scope == SAME:
+            if len({(r.status_code, r.content) for r in answers.values()}) > 1:
+                wrong.append(f"GET {template}: answers differ by role ({sorted(answers)})")
+        elif any(r.status_code != 200 for r in answers.values()):
+            wrong.append(f"GET {template}: the scope check needs 200s, got "
+                         f"{ {k: r.status_code for k, r in answers.items()} }")
+        else:
+            wrong += [f"GET {template}: {why}" for role, r in answers.items() if (why := scope(role, r.json(), ctx))]
     assert not wrong, "\n".join(wrong)

@@ -171,3 +171,20 @@ async def test_allowed_calls_answer_with_the_callers_own_only(api: Api, temporal
     assert {i["sku"]: i["on_hand"] for i in (await api.ok("GET", f"/inventory/{their_dc}"))["items"]} == before
     assert (await api.ok("GET", f"/inventory/{mine_dc}/{net.skus[0]}/ledger"))["entries"][0]["event_id"] != \
         f"feed:{mine_dc}:mine-1"  # the feed's own line did not land either
+
+
+async def test_a_clients_availability_is_its_own_channels_view(api: Api):
+    """A channel's buffer hides stock from it (a marketplace must not oversell): a client key that names no channel
+    sees its own channel's view, not the whole pool; another channel's view is not its business."""
+    net, other = await make_network(api), await make_network(api)
+    await api.ok("PUT", f"/channels/{net.channel}", json={"buffer_units": 4})
+    query = f"/availability?skus={net.skus[0]}&postal_code={net.postal_code}"
+    pool = (await api.ok("GET", query))["skus"][0]["available"]
+    mine = (await api.ok("GET", f"{query}&channel={net.channel}"))["skus"][0]["available"]
+    assert mine < pool
+    assert (await api.ok("GET", query, key=net.client_key))["skus"][0]["available"] == mine
+    assert (await api.ok("GET", f"/channels/{net.channel}", key=net.client_key))["buffer_units"] == 4
+    r = await api.call("GET", f"/channels/{other.channel}", key=net.client_key)
+    assert r.status_code == 403 and r.json()["detail"], r.text
+    partner = await api.key("partner", node_id=net.node("DC-N"))
+    assert (await api.call("GET", f"/channels/{net.channel}", key=partner)).status_code == 403
