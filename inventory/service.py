@@ -202,7 +202,18 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], a
             short.append(h)
     if savepoint is not None:
         await (savepoint.rollback() if short else savepoint.commit())
-    return short
+    return await _unless_made_meanwhile(conn, holds, short)
+
+
+async def _unless_made_meanwhile(conn: AsyncConnection, holds: list[Hold], short: list[Hold]) -> list[Hold]:
+    """A run of the same reservations that committed while this one waited for its lock (a retry racing the first
+    attempt) took the stock this one found short: if every reservation exists now, the work is done, not short."""
+    if not short:
+        return short
+    rids = [reservation_id(h.fulfillment_id, h.line_id) for h in holds]
+    made = (await conn.execute(text("SELECT COUNT(*) FROM reservations WHERE reservation_id = ANY(:r)"),
+                               {"r": rids})).scalar_one()
+    return [] if made == len(rids) else short
 
 
 # Past this many lines a reservation is made per position (one conditional UPDATE for all of an order's units
@@ -256,7 +267,7 @@ async def _reserve_many(conn: AsyncConnection, order_id: str, holds: list[Hold],
             short_positions.add((node_id, sku))
     if short_positions:
         await savepoint.rollback()
-        return [h for _, h in new if (h.node_id, h.sku) in short_positions]
+        return await _unless_made_meanwhile(conn, holds, [h for _, h in new if (h.node_id, h.sku) in short_positions])
     columns = {"rid": [rid for rid, _ in new], "f": [h.fulfillment_id for _, h in new], "l": [h.line_id for _, h in new],
                "n": [h.node_id for _, h in new], "s": [h.sku for _, h in new], "q": [h.qty for _, h in new]}
     inserted = (await conn.execute(_INSERT_RESERVATIONS, {**columns, "o": order_id, "at": at, "x": expires_at})).all()

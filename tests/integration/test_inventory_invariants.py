@@ -297,3 +297,43 @@ async def test_a_large_shipment_consumes_as_its_lines_would_one_by_one(db, seed,
     assert units == sum(q for line, _, q in holds[5:]) and again == 0
     assert all(oh >= 0 and r >= 0 for _, oh, r in positions)
     assert {st for l, st in rows if l >= "L005"} <= {"consumed"} and {st for l, st in rows if l < "L005"} <= {"committed"}
+
+
+@pytest.mark.parametrize("lines", [1, service.BATCH_HOLDS + 1], ids=["line_by_line", "in_bulk"])
+async def test_a_retry_racing_its_own_attempt_is_not_told_the_stock_is_short(db, lines):
+    """Two runs of the same reservation at once (a retry while the first attempt still runs) on a position that
+    holds exactly enough: the one that waits for the other's lock must find the reservation made, not report a
+    shortage (the order would re-source or be rejected for stock it holds)."""
+    node, sku = f"race-{uuid.uuid4().hex[:6]}", f"race-sku-{uuid.uuid4().hex[:6]}"
+    await _network(db, node, [sku])
+    async with db.engine.begin() as conn:
+        await service.adjust(conn, node, sku, lines, "receipt", f"{node}:receipt")
+    oid = f"ORD-{uuid.uuid4().hex[:8]}"
+    holds = [service.Hold(f"{oid}-F1", f"L{i}", node, sku, 1) for i in range(lines)]
+    now = datetime.now(timezone.utc)
+    async with db.engine.connect() as first:
+        await first.begin()
+        assert await service.reserve(first, oid, holds, now) == []
+
+        async def retry():
+            async with db.engine.begin() as conn:
+                return await service.reserve(conn, oid, holds, now)
+        racing = asyncio.create_task(retry())
+
+        async def waiting() -> bool:  # the retry is blocked on the first attempt's row lock
+            async with db.engine.connect() as conn:
+                return bool((await conn.execute(text(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                ))).first())
+        for _ in range(200):
+            if await waiting():
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the retry never waited for the first attempt")
+        await first.commit()
+    assert await racing == []
+    async with db.engine.connect() as conn:
+        reserved = (await conn.execute(text("SELECT reserved FROM inventory_positions WHERE node_id = :n AND sku = :s"),
+                                       {"n": node, "s": sku})).scalar_one()
+    assert reserved == lines  # held once
