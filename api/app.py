@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.auth import KeyCache, ensure_admin_key
 from api.guard import RateLimiter, RequestGuard
+from api.links import add_links
 from api.placement import recovery_loop
 from api.routes import codec, fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
 from nodal import __version__
@@ -63,4 +64,11 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
               promise.router, keys.router, ops.router, codec.router):
         app.include_router(r)
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(generate())
+        return app.openapi_schema
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from models.status import DeliveryMethod, FulfillmentStatus, OrderStatus, ReturnStatus
 
 
 class Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# A price as clients send it: a number or a decimal string, at most 10 digits before the point and 2 after. The
+# OpenAPI says so (pydantic alone documents "any string"), so a generated client sends what is accepted.
+UnitPrice = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), WithJsonSchema({"anyOf": [
+    {"type": "number", "minimum": 0, "maximum": 9_999_999_999.99, "multipleOf": 0.01},
+    {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$"}], "title": "Unit Price"}, mode="validation")]
 
 
 # ---------------------------------------------------------------- order intake
@@ -37,7 +44,7 @@ class OrderLineIn(Msg):
     line_id: Optional[str] = Field(default=None, min_length=1, max_length=64)
     sku: str = Field(min_length=1, max_length=64)
     qty: int = Field(gt=0, le=100_000)
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    unit_price: UnitPrice
     delivery: Delivery
 
 
@@ -400,7 +407,7 @@ class ModifyLine(Msg):
     line_id: Optional[str] = None
     sku: str
     qty: int = Field(gt=0, le=100_000)
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    unit_price: UnitPrice
     delivery: Optional[Delivery] = None
 
 

@@ -11,6 +11,7 @@ running):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -259,8 +260,9 @@ SPECIAL = {"modify": _modify, "b2b_change": _b2b_change, "hold": _hold, "digital
 async def test_every_path_replays_and_is_recorded(api: Api, temporal_env, settings, db):
     record = os.environ.get("NODAL_RECORD_HISTORIES") == "1"
     histories = []
-    for path in PATHS:
-        ids = await run_path(path, api, temporal_env, settings, db=db)
+    # Each path on a network of its own: they run side by side.
+    ran = await asyncio.gather(*(run_path(path, api, temporal_env, settings, db=db) for path in PATHS))
+    for path, ids in zip(PATHS, ran):
         for i, wid in enumerate(ids):
             handle = temporal_env.client.get_workflow_handle(wid)
             await handle.result()  # every path ends
