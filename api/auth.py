@@ -81,9 +81,18 @@ class KeyCache:
         self._seen = {h: v for h, v in self._seen.items() if v[1].key_id != key_id}
 
 
+def _what_is_missing(sent: Optional[str]) -> str:
+    words = (sent or "").split()
+    if not words:
+        return "missing API key: send Authorization: Bearer <key>"
+    if words[0].lower() == "bearer":
+        return "missing API key after 'Bearer': send Authorization: Bearer <key>"
+    return "the Authorization header must read 'Bearer <key>': the Bearer scheme is missing"
+
+
 async def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if creds is None or not creds.credentials:
-        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
+        raise HTTPException(401, _what_is_missing(request.headers.get("authorization")),
                             headers={"WWW-Authenticate": "Bearer"})
     # The request guard hashed it already (scope state) unless the app runs without the guard.
     key_hash = getattr(request.state, "key_hash", None) or hash_key(creds.credentials)

@@ -53,6 +53,9 @@ def start_options(inp: OrderInput, settings: Settings) -> dict[str, Any]:
     return dict(
         args=[inp, None], id=inp.order_id, task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # What the Temporal UI's list and page say of the order before anything else.
+        static_summary=f"Order {inp.external_id} · {inp.channel} · {len(inp.lines)} line(s)",
+        static_details=f"customer {inp.customer.id}" + (f" (tier {inp.customer.tier})" if inp.customer.tier else ""),
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(ORDER_STATUS, "received"), SearchAttributePair(CHANNEL, inp.channel),
             SearchAttributePair(CUSTOMER_ID, inp.customer.id)]),

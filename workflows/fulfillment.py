@@ -371,6 +371,7 @@ class FulfillmentWorkflow:
                 at_risk=s.at_risk))
 
     async def record(self) -> None:
+        workflow.set_current_details(self.details())  # its story in the Temporal UI
         self.version += 1
         timeline, self.timeline = self.timeline, []
         changed = self.s.lines != self.lines_recorded
@@ -378,6 +379,23 @@ class FulfillmentWorkflow:
         await activities.mirror_fulfillment(FulfillmentSnapshot(
             order_id=self.inp.order_id, timeline=timeline, version=self.version, lines_changed=changed,
             fulfillment=self.s if changed else self.s.model_copy(update={"lines": []})))
+
+    def details(self) -> str:
+        """What support reads on the workflow's page: status, node, what it waits for, the next deadline."""
+        s, inp = self.s, self.inp
+        out = [f"**{s.status.value.replace('_', ' ').capitalize()}** at {s.node_id} · "
+               f"{sum(l.qty for l in s.lines)} unit(s) in {len(s.lines)} line(s) · order {inp.order_id}"]
+        waits = {FS.released: f"{s.node_id} to accept (past the deadline the order moves it to another node)",
+                 FS.accepted: f"{s.node_id} to pick", FS.picked: f"{s.node_id} to pack",
+                 FS.packed: f"{s.node_id} to ship", FS.shipped: f"delivery ({s.carrier} {s.tracking})"}
+        out.append("Waiting for: " + waits.get(s.status, f"nothing: {s.status.value}"
+                                            + (f" ({s.reason})" if s.reason else "")))
+        if s.status not in FULFILLMENT_TERMINAL and s.released_at is not None and (
+                due := self.next_deadline(s.released_at + inp.accept_timeout)):
+            out.append(f"Next deadline: {due[1]} by {due[0].strftime('%Y-%m-%d %H:%M UTC')}")
+        if s.at_risk:
+            out.append(f"**At risk**: missed its {s.at_risk.replace('_', '-')}")
+        return "\n".join(out)
 
 
 def _step(kind: str, current: int) -> bool:

@@ -154,6 +154,21 @@ async def retry_after_crash(api: Api, db, idem: str, method: str, path: str, bod
     return await api.call(method, path, key=key, json=body, headers={"Idempotency-Key": idem})
 
 
+async def temporal_cli(temporal_env, *args: str) -> tuple[int, dict]:
+    """The Temporal CLI as support staff run it, against the test's server, answering JSON (-o json)."""
+    import json
+
+    from tests.conftest import temporal_binary
+    proc = await asyncio.create_subprocess_exec(
+        temporal_binary(), *args, "--address", temporal_env.client.service_client.config.target_host, "-o", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await proc.communicate())[0].decode()
+    try:
+        return proc.returncode, json.loads(out[out.index("{"):])
+    except ValueError:
+        return proc.returncode, {"output": out}
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
     """Poll until ``check`` returns something truthy (the read model follows the workflow)."""
     deadline = asyncio.get_event_loop().time() + timeout

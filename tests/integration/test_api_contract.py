@@ -114,6 +114,11 @@ async def test_authentication_and_roles(api: Api, db):
     body = order_body(net, [("SKU1", 1)])
     assert (await api.call("POST", "/orders", key=None, json=body)).status_code == 401
     assert (await api.call("POST", "/orders", key="not-a-key", json=body)).status_code == 401
+    # A key without its scheme is told what is wrong, not that it is missing.
+    r = await api.call("GET", "/nodes", key=None, headers={"Authorization": net.client_key})
+    assert r.status_code == 401 and "Bearer scheme is missing" in r.json()["detail"], r.text
+    r = await api.call("GET", "/nodes", key=None, headers={"Authorization": "Bearer "})
+    assert r.status_code == 401 and "missing API key" in r.json()["detail"], r.text
     support = await api.key("support")
     assert (await api.call("POST", "/orders", key=support, json=body)).status_code == 403
     assert (await api.call("PUT", f"/skus/{net.prefix}-X", key=net.client_key, json={"name": "x"})).status_code == 403

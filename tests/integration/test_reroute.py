@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.integration.conftest import Api, eventually, make_network
+from tests.integration.conftest import Api, eventually, make_network, temporal_cli
 from tests.integration.flow import fulfillment, order_status, place, release, released_to, walk
 
 pytestmark = pytest.mark.integration
@@ -119,6 +119,12 @@ async def test_support_reorchestrates_to_a_chosen_node(api: Api, temporal_env, s
     await fulfillment(api, oid, net.node("DC-S"))
     order = await api.ok("GET", f"/orders/{oid}")
     assert any(t["event"] == "reorchestrate" and t["detail"]["reason"] == "DC-N flooded" for t in order["timeline"])
+    # Moving it again is refused, and says why; nothing is added to the order's story.
+    again = await api.call("POST", f"/orders/{oid}/reorchestrate", key=support,
+                           json={"fulfillment_id": f1["fulfillment_id"], "to_node": net.node("DC-S"), "reason": "again"})
+    assert again.status_code == 409 and "nothing to move" in again.json()["detail"], again.text
+    order = await api.ok("GET", f"/orders/{oid}")
+    assert [t["detail"]["reason"] for t in order["timeline"] if t["event"] == "reorchestrate"] == ["DC-N flooded"]
 
 
 async def test_partial_cancel_after_release_and_shipped_lines_stay(api: Api, temporal_env, settings):
@@ -156,3 +162,22 @@ async def test_partial_cancel_after_release_and_shipped_lines_stay(api: Api, tem
 async def _has_void(api: Api, oid: str):
     order = await api.ok("GET", f"/orders/{oid}")
     return [p for p in order["payments"] if p["kind"] == "void" and p["amount"] == "20.00"]
+
+
+async def test_support_reorchestrates_from_the_cli_and_a_typo_is_refused_plainly(api: Api, temporal_env, settings):
+    net = await make_network(api)
+    oid, f1 = await released_to(api, temporal_env, settings, net, [("SKU1", 1)])
+    # A misspelt field: refused for good (not retried), naming what is wrong; nothing moves.
+    code, out = await temporal_cli(temporal_env, "workflow", "update", "execute", "--workflow-id", oid, "--name",
+                           "reorchestrate", "--input", f'{{"fulfilment_id": "{f1["fulfillment_id"]}", "reason": "x"}}')
+    assert code != 0, out
+    text = str(out)
+    assert "invalid reorchestrate input: fulfilment_id: Extra inputs are not permitted" in text, text
+    assert "(type: Invalid, retryable: false)" in text, text
+    assert (await fulfillment(api, oid, net.node("DC-N")))["fulfillment_id"] == f1["fulfillment_id"]
+    # The README's example moves it.
+    code, out = await temporal_cli(temporal_env, "workflow", "update", "execute", "--workflow-id", oid, "--name",
+                           "reorchestrate", "--input", f'{{"fulfillment_id": "{f1["fulfillment_id"]}", '
+                           f'"exclude_nodes": ["{net.node("DC-N")}"], "reason": "DC-N flooded"}}')
+    assert code == 0, out
+    await fulfillment(api, oid, net.node("DC-S"))

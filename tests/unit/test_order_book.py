@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.messages import (
     CancelIn, CancelLine, Customer, Delivery, FulfillmentState, Line as LineIn, LineQty, ModifyIn, ModifyLine,
-    OrderInput, ReceiveIn, ReceiveLineIn, ReturnIn, ReturnLineIn, ReturnState, ReturnLineState, Windows,
+    OrderInput, ReceiveIn, ReceiveLineIn, ReorchestrateIn, ReturnIn, ReturnLineIn, ReturnState, ReturnLineState, Windows,
 )
 from models.status import DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus
 from workflows.common import CONFLICT, INVALID
@@ -241,3 +241,48 @@ def test_a_book_written_with_lines_as_objects_still_reads():
 
     book = order({"L1": 2, "L2": 3})
     assert TypeAdapter(Book).validate_json(to_json(book)) == book
+
+
+def test_a_fulfillment_moved_already_is_not_moved_again():
+    """Reorchestrating a failed fulfillment re-sources what still waits for a node; once every unit is with a node
+    again (a reroute, an earlier reorchestrate), a repeat is refused instead of succeeding silently."""
+    book = order({"L1": 2})
+    book.enter(OS.released)
+    f1 = release(book, planned("F1", {"L1": 2}))
+    assert rules.check_reorchestrate(book, ReorchestrateIn(fulfillment_id="F1", reason="stuck")) is None
+    book.update_fulfillment(f1, FS.rejected, [])
+    rules.check_reorchestrate(book, ReorchestrateIn(fulfillment_id="F1", reason="waiting for support"))
+    release(book, planned("F2", {"L1": 2}, node="DC-2"))
+    assert error_type(rules.check_reorchestrate, book, ReorchestrateIn(fulfillment_id="F1", reason="again")) == CONFLICT
+
+
+def test_the_story_support_reads_says_what_the_order_waits_for():
+    from workflows.order import story
+
+    book = order({"L1": 2, "L2": 1})
+    assert "Waiting for: its promise" in story.details(book, NOW)
+    book.enter(OS.awaiting_release)
+    book.release_at = NOW + timedelta(minutes=30)
+    book.plan(planned("F1", {"L1": 2, "L2": 1}, node="DC-EAST"))
+    text = story.details(book, NOW)
+    assert text.startswith("**Awaiting release** · 3 unit(s) in 2 line(s) · channel web")
+    assert "the remorse window to end at 2026-12-02 12:30 UTC" in text and "- F1 at DC-EAST: reserved" in text
+    assert "Next deadline: release to the nodes by 2026-12-02 12:30 UTC" in text
+    book.enter(OS.released)
+    f = release(book, book.planned["F1"])
+    f.released_at = NOW + timedelta(minutes=30)
+    text = story.details(book, NOW)
+    assert "Waiting for: DC-EAST to accept F1" in text
+    assert "Next deadline: DC-EAST to accept by 2026-12-02 14:30 UTC" in text  # released + the 2 h acceptance
+    assert "- F1 at DC-EAST: released, accept by 2026-12-02 14:30 UTC" in text
+    book.update_fulfillment(f, FS.shipped, f.lines)
+    f.carrier, f.tracking, f.promised_by = "ups", "1Z999", NOW + timedelta(days=3)
+    assert "- F1 at DC-EAST: shipped (ups 1Z999), deliver by 2026-12-05 12:00 UTC" in story.details(book, NOW)
+    book.update_fulfillment(f, FS.delivered, f.lines)
+    f.delivered_at = NOW + timedelta(days=2)
+    for line in book.lines.values():
+        book.edit(line, shipped=line.live, delivered=line.live)
+    book.enter(OS.delivered)
+    text = story.details(book, NOW + timedelta(days=2))
+    assert text.startswith("**Delivered**") and "Waiting for: returns until 2027-01-03 12:00 UTC" in text, text
+    assert "Waiting for: nothing: the order is delivered" in story.details(book, NOW + timedelta(days=40))

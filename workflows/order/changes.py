@@ -174,7 +174,8 @@ async def cancel_units(book: Book, want: dict[str, int], reason: str) -> None:
 
 # ---------------------------------------------------------------- reorchestrate (support)
 async def reorchestrate(book: Book, body: ReorchestrateIn) -> None:
-    rules.check_reorchestrate(book, body)
+    # Orders that ran before the repeat of a move was refused replay as they ran (validators are not replayed).
+    rules.check_reorchestrate(book, body, refuse_moved=workflow.patched("reorchestrate-refuses-moved"))
     exclude = set(body.exclude_nodes)
     target = book.fulfillments.get(body.fulfillment_id) if body.fulfillment_id else None
     if target is not None and target.status in FULFILLMENT_UNSHIPPED:

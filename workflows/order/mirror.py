@@ -1,4 +1,5 @@
-"""What the outside sees of an order: the read model, the search attributes, notifications, the query.
+"""What the outside sees of an order: the read model, the search attributes, its story in the Temporal UI
+(story.py), notifications, the query.
 
 The read model gets a snapshot after every step: the header, only the lines and returns that changed since
 the last one, and the timeline entries not yet written; idempotent by version (activities/read_model.py).
@@ -15,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.activities as activities
     from workflows.common import AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY
     from workflows.order.book import Book
+    import workflows.order.story as story
 
 
 async def notify(book: Book, event: str, key: str, detail: dict[str, Any]) -> None:
@@ -42,6 +44,7 @@ async def publish(book: Book) -> None:
         created_at=book.created_at or workflow.now(), removed_lines=removed,
         line_updates=book.line_updates(known) if known else None))
     _search_attributes(book, state)
+    workflow.set_current_details(story.details(book, workflow.now()))  # the order's story in the Temporal UI
 
 
 def _search_attributes(book: Book, state: OrderState) -> None:

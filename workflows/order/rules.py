@@ -92,7 +92,7 @@ def check_cancellable(book: Book, body: CancelIn) -> dict[str, int]:
     return want
 
 
-def check_reorchestrate(book: Book, body: ReorchestrateIn) -> None:
+def check_reorchestrate(book: Book, body: ReorchestrateIn, refuse_moved: bool = True) -> None:
     if book.phase != OS.released or book.money.settled:
         raise conflict(f"order is {book.status().value}: only released orders can be reorchestrated")
     if body.fulfillment_id:
@@ -101,6 +101,10 @@ def check_reorchestrate(book: Book, body: ReorchestrateIn) -> None:
             raise invalid(f"unknown fulfillment {body.fulfillment_id}")
         if f.status not in MOVABLE and f.status not in FULFILLMENT_FAILED:
             raise conflict(f"fulfillment {f.fulfillment_id} is {f.status.value}: too late to move it")
+        if refuse_moved and f.status in FULFILLMENT_FAILED and book.total.open == 0:
+            # Moved already (a reroute or an earlier reorchestrate): a repeat would only add to the timeline.
+            raise conflict(f"fulfillment {f.fulfillment_id} is {f.status.value} and every unit of the order is with a"
+                           f" node already: nothing to move")
     elif book.total.open == 0:
         raise conflict("nothing to reorchestrate: every unit is with a node")
 

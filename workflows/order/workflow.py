@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.status import OrderStatus as OS
     import workflows.activities as activities
-    from workflows.common import IDEMPOTENT_UPDATE, refusal
+    from workflows.common import IDEMPOTENT_UPDATE, Input, parse, refusal
     import workflows.order.changes as changes
     import workflows.order.events as events
     import workflows.order.money as money
@@ -297,44 +297,48 @@ class OrderWorkflow:
             while len(self.book.applied) > REMEMBERED_UPDATES:
                 del self.book.applied[next(iter(self.book.applied))]
 
-    @workflow.update
-    async def modify(self, body: ModifyIn) -> PlacedOrder:
+    @workflow.update(description='Inside the remorse window: new lines, address or policy, e.g. {"address": '
+                              '{"postal_code": "10001", "line1": "2 Main St"}} (as PATCH /orders/{id})')
+    async def modify(self, body: Input) -> PlacedOrder:
         async with self.lock:
             if self.applied_before() is None:
-                await changes.modify(self.book, body)
+                await changes.modify(self.book, parse(ModifyIn, body, "modify"))
                 self.remember()
             return placed(self.book)
 
     @modify.validator
-    def _v_modify(self, body: ModifyIn) -> None:
+    def _v_modify(self, body: Input) -> None:
         if self.applied_before() is None:
-            rules.check_modify(self.book, body)
+            rules.check_modify(self.book, parse(ModifyIn, body, "modify"))
 
-    @workflow.update
-    async def cancel(self, body: CancelIn) -> OrderState:
+    @workflow.update(description='Cancel the order or some lines, e.g. {"reason": "customer called"} or {"lines": '
+                              '[{"line_id": "L1", "qty": 1}], "reason": "..."} (as POST /orders/{id}/cancel)')
+    async def cancel(self, body: Input) -> OrderState:
         async with self.lock:
             if self.applied_before() is None:
-                await changes.cancel(self.book, body)
+                await changes.cancel(self.book, parse(CancelIn, body, "cancel"))
                 self.remember()
             return header(self.book)
 
     @cancel.validator
-    def _v_cancel(self, body: CancelIn) -> None:
+    def _v_cancel(self, body: Input) -> None:
         if self.applied_before() is None:
-            rules.check_cancellable(self.book, body)
+            rules.check_cancellable(self.book, parse(CancelIn, body, "cancel"))
 
-    @workflow.update
-    async def reorchestrate(self, body: ReorchestrateIn) -> OrderState:
+    @workflow.update(description='Support: re-source a stuck or rejected fulfillment, e.g. {"fulfillment_id": '
+                              '"ORD-…-F1", "exclude_nodes": ["DC-EAST"], "reason": "DC flooded"}; to_node picks '
+                              'the node (as POST /orders/{id}/reorchestrate)')
+    async def reorchestrate(self, body: Input) -> OrderState:
         async with self.lock:
             if self.applied_before() is None:
-                await changes.reorchestrate(self.book, body)
+                await changes.reorchestrate(self.book, parse(ReorchestrateIn, body, "reorchestrate"))
                 self.remember()
             return header(self.book)
 
     @reorchestrate.validator
-    def _v_reorchestrate(self, body: ReorchestrateIn) -> None:
+    def _v_reorchestrate(self, body: Input) -> None:
         if self.applied_before() is None:
-            rules.check_reorchestrate(self.book, body)
+            rules.check_reorchestrate(self.book, parse(ReorchestrateIn, body, "reorchestrate"))
 
     @workflow.update
     async def request_return(self, body: ReturnIn) -> ReturnResult:
