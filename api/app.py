@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Optional
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from temporalio.client import Client
@@ -49,7 +50,8 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
         if own_db:
             await app.state.db.dispose()
 
-    app = FastAPI(title="Nodal", version=__version__, lifespan=lifespan,
+    # Offline: /docs and /redoc work with no network (their assets are served from the package).
+    app = FastAPIOffline(title="Nodal", version=__version__, lifespan=lifespan,
                   description="Distributed order management: orders, fulfillment, inventory, returns.")
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)

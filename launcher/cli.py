@@ -22,6 +22,8 @@ DEMO_WINDOWS = {"NODAL_REMORSE_WINDOW": ("remorse_window", timedelta(seconds=15)
 def dev(
     demo: bool = typer.Option(False, "--demo", help="Also place demo orders and play the partners."),
     orders_per_minute: int = typer.Option(30, help="Demo order rate."),
+    logs: bool = typer.Option(False, "--logs", help="Print log lines here instead of the status board "
+                                                    "(in a terminal the logs go to NODAL_HOME/logs/nodal.log)."),
 ) -> None:
     """Run the whole stack on embedded defaults: Temporal dev server, PostgreSQL, worker, API, demo network."""
     from launcher.dev import run_dev
@@ -32,7 +34,7 @@ def dev(
         for env, (field, value) in DEMO_WINDOWS.items():
             if env not in os.environ:
                 setattr(settings, field, value)
-    asyncio.run(run_dev(settings, demo, orders_per_minute))
+    asyncio.run(run_dev(settings, demo, orders_per_minute, show_logs=logs))
 
 
 @app.command()

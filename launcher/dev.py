@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from nodal.durations import format_duration
 from nodal.settings import Settings
 from workflows.common import SEARCH_ATTRIBUTES
 
@@ -68,6 +69,9 @@ class EmbeddedStack:
         if self.settings.database_url:
             self.database_url = self.settings.database_url
             return self.database_url
+        import warnings
+
+        warnings.filterwarnings("ignore", module="platformdirs")  # pgserver's XDG_RUNTIME_DIR notice
         import pgserver
 
         self.settings.embedded_pg_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,7 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
-async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> None:
+async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_logs: bool = False) -> None:
     import uvicorn
     from rich.console import Console
 
@@ -134,7 +138,11 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
 
     console = Console()
     settings.admin_key = admin_key(settings)
-    configure_logging(settings.log_level, settings.log_json)
+    # In a terminal: a status board that stays put, the logs in a file. Log lines here when asked (--logs, or
+    # NODAL_LOG_JSON set) or when nobody reads a terminal (JSON).
+    board = console.is_terminal and not show_logs and settings.log_json is None
+    log_file = settings.home / "logs" / "nodal.log"
+    configure_logging(settings.log_level, settings.log_json, file=log_file if board else None)
     stack = EmbeddedStack(settings)
     with console.status("starting PostgreSQL and the Temporal dev server…"):
         url = stack.start_postgres()
@@ -160,25 +168,39 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int) -> Non
         await asyncio.sleep(0.05)
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     ui_host = settings.temporal_address.rpartition(":")[0] or "localhost"
-    console.print(f"[bold green]Nodal is up[/]  (demo network: {seeded['nodes']} nodes, {seeded['skus']} SKUs)")
-    for note in stack.notes:
-        console.print(f"  note: {note}")
-    console.print(f"  API           {api_url}   (OpenAPI: {api_url}/docs)")
-    console.print(f"  Temporal UI   http://{ui_host}:{settings.ui_port}/namespaces/{settings.temporal_namespace}/workflows")
-    console.print(f"  admin key     {settings.admin_key}")
-    console.print(f"  windows       remorse {settings.remorse_window}, accept {settings.accept_timeout}, "
-                  f"return {settings.return_window}")
-    console.print("  Ctrl-C stops everything; starting again resumes every order where it was.")
+    header = [
+        ("API", f"{api_url}   (OpenAPI: {api_url}/docs)"),
+        ("Temporal UI", f"http://{ui_host}:{settings.ui_port}/namespaces/{settings.temporal_namespace}/workflows"),
+        ("admin key", settings.admin_key),
+        ("network", f"{seeded['nodes']} nodes, {seeded['skus']} SKUs with stock (the demo catalog)"
+                    + ("; demo traffic on: orders placed and partners played" if demo
+                       else "; nodal dev --demo also places orders and plays the partners")),
+        ("windows", f"remorse {format_duration(settings.remorse_window)} · accept "
+                    f"{format_duration(settings.accept_timeout)} · return {format_duration(settings.return_window)}"),
+        *(("note", note) for note in stack.notes),
+    ]
+    driver = None
     if demo:
         from launcher.demo import DemoDriver
 
-        driver = DemoDriver(api_url, settings.admin_key, orders_per_minute=orders_per_minute, console=console)
+        driver = DemoDriver(api_url, settings.admin_key, orders_per_minute=orders_per_minute,
+                            console=None if board else console)
         tasks.append(asyncio.create_task(driver.run(stop), name="demo"))
+    if board:
+        from launcher.board import Board
+
+        tasks.append(asyncio.create_task(Board(db, header, log_file, console, driver).run(stop), name="board"))
+    else:
+        console.print("[bold green]Nodal is up[/]")
+        for name, value in header:
+            console.print(f"  {name:<13} {value}")
+        console.print("  Ctrl-C stops everything; starting again resumes every order where it was.")
     await stop.wait()
+    shown = [t for t in tasks if t.get_name() in ("demo", "board")]
+    for t in shown:
+        t.cancel()
+    await asyncio.wait(shown, timeout=5) if shown else None  # the board's last frame before the words below
     console.print("stopping…")
-    for t in tasks:
-        if t.get_name() == "demo":
-            t.cancel()
     # The API goes first, so requests in flight can still be answered by the worker.
     server.should_exit = True
     await asyncio.wait([t for t in tasks if t.get_name() == "api"], timeout=10)

@@ -1,11 +1,13 @@
-"""Structured JSON logs. Order and fulfillment ids are welcome; personal data is not."""
+"""Structured logs: JSON lines for machines, or readable lines in a terminal. Order and fulfillment ids are
+welcome; personal data is not."""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional, TextIO
 
 import structlog
 
@@ -57,11 +59,19 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
+def configure_logging(level: str = "INFO", json: Optional[bool] = None, file: Optional[Path] = None) -> None:
+    """``json`` None: JSON unless stderr is a terminal. ``file``: every line goes there as JSON instead of stderr
+    (`nodal dev` keeps the terminal for its status board)."""
     global _configured
     if _configured:
         return
     _configured = True
+    stream: Any = _Stderr()
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        stream, json = _append(file), True
+    elif json is None:
+        json = not sys.stderr.isatty()
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
@@ -74,11 +84,11 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
     # The standard library's loggers (Temporal SDK, uvicorn, SQLAlchemy) render through the same redaction.
-    handler = logging.StreamHandler(_Stderr())
+    handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, stamp],
@@ -89,8 +99,13 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "uvicorn.access", "alembic"):
+    # pgserver logs initdb's whole transcript at INFO.
+    for noisy in ("httpx", "uvicorn.access", "alembic", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _append(path: Path) -> TextIO:
+    return open(path, "a", buffering=1, encoding="utf-8")  # line-buffered: a crash loses no line
 
 
 def get_logger(**bound: Any) -> structlog.stdlib.BoundLogger:

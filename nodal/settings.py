@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 from pydantic import BeforeValidator, PlainSerializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     workflow_task_slots: int = 4
     ui_port: int = 8233
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: Optional[bool] = None  # None: JSON unless stderr is a terminal
 
     # Temporal payloads (inputs, activity arguments and results, Updates) are AES-GCM encrypted under this secret
     # when set; earlier secrets (comma-separated) still decrypt histories written under them.
