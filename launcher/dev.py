@@ -172,9 +172,8 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
         ("API", f"{api_url}   (OpenAPI: {api_url}/docs)"),
         ("Temporal UI", f"http://{ui_host}:{settings.ui_port}/namespaces/{settings.temporal_namespace}/workflows"),
         ("admin key", settings.admin_key),
-        ("network", f"{seeded['nodes']} nodes, {seeded['skus']} SKUs with stock (the demo catalog)"
-                    + ("; demo traffic on: orders placed and partners played" if demo
-                       else "; nodal dev --demo also places orders and plays the partners")),
+        ("network", f"{seeded['nodes']} nodes, {seeded['skus']} SKUs with stock (the demo catalog); "
+                    + ("demo orders and partners at work" if demo else "--demo puts orders and partners to work")),
         ("windows", f"remorse {format_duration(settings.remorse_window)} · accept "
                     f"{format_duration(settings.accept_timeout)} · return {format_duration(settings.return_window)}"),
         *(("note", note) for note in stack.notes),

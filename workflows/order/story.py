@@ -82,6 +82,7 @@ def details(book: Book, now: datetime) -> str:
     out.append(f"Waiting for: {waits}")
     if deadline is not None:
         out.append(f"Next deadline: {deadline[1]} by {when(deadline[0])}")
+    out.append("")  # markdown: the list below is a list
     shown = list(b.fulfillments.values())[-SHOWN_FULFILLMENTS:]
     for f in shown:
         step = next_deadline(b, f)
@@ -95,4 +96,4 @@ def details(book: Book, now: datetime) -> str:
                    + (f"held until {when(p.hold_until)}" if p.hold_until else "released when the remorse window ends"))
     for r in list(b.returns.values())[-3:]:
         out.append(f"- return {r.return_id} at {r.node_id}: {r.status.value}")
-    return "\n".join(out)
+    return "\n".join(out).rstrip()
