@@ -7,7 +7,7 @@ because it pays packages in whole numbers and sees the actual orders, not their 
 
     python bench/routing_hindsight.py [--family ma|omni] [--seeds 1 2 3] [--horizon 400]
 
-Instances come from ../shared/bench/routing_bench.py (same generator, smaller horizon: stock scales with
+Instances come from bench/routing_bench.py (same generator, smaller horizon: stock scales with
 it). Prints engine, myopic and order-optimal cost as a ratio to the hindsight optimum.
 """
 
@@ -24,7 +24,7 @@ from scipy.sparse import coo_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import routing_bench as harness  # noqa: E402
 

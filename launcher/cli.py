@@ -87,7 +87,7 @@ def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing b
           inline_pricing: bool = typer.Option(False, help="solve the forecast LP in line: reproducible runs,"
                                               " but the orders that trigger a solve wait for it"),
           budget_ms: float = typer.Option(None, help="search budget per order (default: exhaustive)")) -> None:
-    """The sourcing engine on stdin/stdout (../shared/bench/ROUTING.md), the same code the workflow uses."""
+    """The sourcing engine on stdin/stdout (bench/ROUTING.md), the same code the workflow uses."""
     if not stdio:
         raise typer.BadParameter("only --stdio is supported")
     from routing.stdio import serve

@@ -4,7 +4,7 @@ The same ``routing.plan`` the order workflow calls decides every order; this mod
 benchmark's network (nodes, regions as destinations, service lists as the store mapping) into the
 engine's NetworkView, keeps its own stock and capacity from its own allocations, and re-prices scarce
 stock from the demand forecast (routing/bidprice.py) as the horizon runs down.
-See ../shared/bench/ROUTING.md for the protocol.
+See bench/ROUTING.md for the protocol.
 """
 
 from __future__ import annotations

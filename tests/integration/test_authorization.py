@@ -1,6 +1,6 @@
 """Every endpoint × every role: allowed, or 401/403 — and a denied call changes nothing (database or workflow).
 
-The table is the contract (../shared/API.md "Auth"): a new endpoint fails this test until it says who may
+The table is the contract (README, "What each role sees"): a new endpoint fails this test until it says who may
 call it. Denied calls carry valid bodies and real ids, so "changes nothing" means the check stopped them,
 not a validation error.
 """
