@@ -13,10 +13,12 @@ from sqlalchemy.exc import DataError
 from temporalio.client import Client
 
 from api.auth import KeyCache, ensure_admin_key
+from api import answers
 from api.guard import RateLimiter, RequestGuard
 from api.links import add_links
 from api.placement import recovery_loop
 from api.routes import codec, fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
+from models.messages import PickIn, RejectIn, ShipIn
 from nodal import __version__
 from nodal.codec import codec_from
 from nodal.db import Database, resolve_database_url
@@ -64,13 +66,15 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.state.codec = codec_from(settings)
     app.add_exception_handler(DataError, _invalid_value)
     for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
-              promise.router, keys.router, ops.router, codec.router):
-        app.include_router(r)
+              promise.router, keys.router, codec.router):
+        app.include_router(r, responses=answers.COMMON)  # every keyed route may answer 401 and 429
+    app.include_router(ops.router)  # public but /kpis, which says so itself
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = add_links(generate())
+            app.openapi_schema = add_links(answers.add_common_errors(
+                answers.add_schemas(generate(), PickIn, ShipIn, RejectIn)))
         return app.openapi_schema
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional
 
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from nodal.logging import get_logger
@@ -129,6 +130,9 @@ async def record(request: Request, conn, answer: Any, status: Optional[int] = No
         return
     route = request.scope.get("route")
     status = status or getattr(route, "status_code", None) or 200
+    model = getattr(route, "response_model", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):  # as the answer goes out: through its model
+        answer = model.model_validate(answer).model_dump(mode="json", by_alias=True)
     kept = _body(without_secrets(answer, secret))
     done = (await conn.execute(text(
         "UPDATE idempotent_requests SET status = :s, content_type = 'application/json', body = :b,"

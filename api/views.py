@@ -63,6 +63,11 @@ def fulfillment_view(f: Any) -> dict[str, Any]:
     }
 
 
+def return_answer(result: Any) -> dict[str, Any]:
+    """A return request's or receipt's answer (a workflow ReturnResult), money written as everywhere."""
+    return {**result.model_dump(mode="json"), "refund_amount": _money(result.refund_amount)}
+
+
 def return_view(r: Any) -> dict[str, Any]:
     return {
         "return_id": r.return_id, "order_id": r.order_id, "status": r.status, "method": r.method,

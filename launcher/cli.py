@@ -79,6 +79,16 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None),
                 log_config=None)  # uvicorn's loggers go through ours (nodal/logging.py: redacted)
 
 
+@app.command("api-reference")
+def api_reference() -> None:
+    """Print the API reference in markdown, from the OpenAPI (docs/API.md is this output)."""
+    from api.app import create_app
+    from launcher.apidoc import render
+    from nodal.settings import Settings
+
+    sys.stdout.write(render(create_app(Settings()).openapi()))
+
+
 @app.command()
 def route(stdio: bool = typer.Option(False, "--stdio", help="speak the routing benchmark's JSON lines"),
           resolve_every: int = typer.Option(100, help="orders between re-pricing stock from the forecast"),

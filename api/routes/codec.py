@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payload
 
+import api.answers as A
 from api.auth import Principal, Role, _bearer, principal
 
 router = APIRouter(prefix="/codec", tags=["operations"])
@@ -46,7 +47,8 @@ def _b64(value: str, what: str) -> bytes:
         raise HTTPException(422, f"{what} is not valid base64")
 
 
-@router.post("/{operation}", summary="Temporal codec server: encode or decode payloads (NODAL_ENCRYPTION_KEY)")
+@router.post("/{operation}", summary="Temporal codec server: encode or decode payloads (NODAL_ENCRYPTION_KEY)",
+             response_model=CodecPayloads, responses=A.errors(403, 404, 422))
 async def run_codec(operation: Literal["encode", "decode"], body: CodecPayloads, request: Request,
                     _: Optional[Principal] = Depends(codec_reader)) -> CodecPayloads:
     codec = request.app.state.codec

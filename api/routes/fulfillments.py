@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
+import api.answers as A
 from api import idempotency
 from api.auth import ANY_ROLE, Principal
 from api.temporal_errors import WorkflowClosed, run_update
-from api.views import fulfillment_view, return_view
+from api.views import fulfillment_view, return_answer, return_view
 from models.messages import PickIn, ReceiveIn, RejectIn, ShipIn
 from models.status import FULFILLMENT_PATH, MILESTONE_TARGET, FulfillmentStatus, Role
 from workflows.fulfillment import FulfillmentWorkflow
@@ -19,7 +21,8 @@ from workflows.order import OrderWorkflow
 router = APIRouter(tags=["fulfillments"])
 
 
-@router.get("/fulfillments", summary="A node's work queue")
+@router.get("/fulfillments", summary="A node's work queue", response_model=A.FulfillmentList,
+            responses=A.errors(403, 422))
 async def list_fulfillments(request: Request, who: Principal = Depends(ANY_ROLE),
                             node_id: Optional[str] = None, status: Optional[FulfillmentStatus] = None,
                             limit: int = 200) -> dict[str, Any]:
@@ -53,7 +56,8 @@ async def _fulfillment(request: Request, fulfillment_id: str, who: Principal):
     return row
 
 
-@router.get("/fulfillments/{fulfillment_id}")
+@router.get("/fulfillments/{fulfillment_id}", summary="One fulfillment", response_model=A.FulfillmentView,
+            responses=A.errors(403, 404))
 async def get_fulfillment(fulfillment_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
     return fulfillment_view(await _fulfillment(request, fulfillment_id, who))
 
@@ -69,13 +73,27 @@ def _repeat_of_final(milestone: str, status: str) -> bool:
     return status in _PATH_RANK and _PATH_RANK[target] <= _PATH_RANK[status]
 
 
-@router.post("/fulfillments/{fulfillment_id}/{milestone}", summary="Partner milestone: accept, reject, pick, pack, ship, deliver")
+MILESTONE_BODY = {"requestBody": {"required": False, "description": (
+    "pick: `{lines: [{line_id, qty}]}` (less than asked is a short pick: the rest is re-sourced); "
+    "ship: `{carrier?, tracking?}`; reject: `{reason}`; accept, pack and deliver take none."),
+    "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": f"#/components/schemas/{m.__name__}"} for m in (PickIn, ShipIn, RejectIn)]}}}}}
+
+
+@router.post("/fulfillments/{fulfillment_id}/{milestone}", summary="Partner milestone: accept, reject, pick, pack, ship, deliver",
+             response_model=A.MilestoneAnswer, responses=A.errors(400, 403, 404, 409, 422, 503),
+             openapi_extra=MILESTONE_BODY)
 async def milestone(
     fulfillment_id: str, milestone: Literal["accept", "reject", "pick", "pack", "ship", "deliver"],
-    request: Request, who: Principal = Depends(ANY_ROLE), body: Optional[dict[str, Any]] = Body(default=None),
+    request: Request, who: Principal = Depends(ANY_ROLE),
 ) -> dict[str, Any]:
     if who.role == Role.client:
         raise HTTPException(403, "only the node's partner key or staff signal milestones")
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        raise HTTPException(400, f"the {milestone} body is not JSON")
     await _fulfillment(request, fulfillment_id, who)  # exists, and this key may touch its node
     payload: Any = None
     try:
@@ -105,7 +123,7 @@ async def milestone(
     return result.model_dump(mode="json")
 
 
-@router.get("/returns/{return_id}")
+@router.get("/returns/{return_id}", summary="A return", response_model=A.ReturnView, responses=A.errors(403, 404))
 async def get_return(return_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     return return_view(await _return(request, return_id, who))
 
@@ -123,7 +141,8 @@ async def _return(request: Request, return_id: str, who: Principal):
     return row
 
 
-@router.post("/returns/{return_id}/receive", summary="Receive returned units; sellable ones go back to stock, refund once")
+@router.post("/returns/{return_id}/receive", summary="Receive returned units; sellable ones go back to stock, refund once",
+             response_model=A.ReturnAnswer, responses=A.errors(403, 404, 409, 422, 503))
 async def receive_return(return_id: str, body: ReceiveIn, request: Request,
                          who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     if who.role == Role.client:
@@ -136,6 +155,7 @@ async def receive_return(return_id: str, body: ReceiveIn, request: Request,
     except WorkflowClosed:
         current = await _return(request, return_id, who)
         if current.status == "refunded":
-            return return_view(current)
+            view = return_view(current)
+            return {k: view[k] for k in ("return_id", "status", "label", "refund_amount")}
         raise HTTPException(409, "the order is closed")
-    return result.model_dump(mode="json")
+    return return_answer(result)

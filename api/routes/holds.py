@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
 from routing.sourcing import plan_request
+import api.answers as A
 from api import idempotency
 from api.auth import Principal, require
 from api.routes.orders import validate_lines
@@ -28,7 +29,8 @@ def _may_use(who: Principal, channel: str) -> None:
         raise HTTPException(403, f"this key holds stock for channel {who.channel} only")
 
 
-@router.post("/holds", status_code=201, summary="Hold a cart's stock at checkout until it is ordered or expires")
+@router.post("/holds", status_code=201, summary="Hold a cart's stock at checkout until it is ordered or expires",
+             response_model=A.HoldView, responses=A.errors(403, 409, 422))
 async def create_hold(body: HoldCreate, request: Request, who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
     _may_use(who, body.channel)
     app = request.app.state
@@ -55,7 +57,7 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
         await conn.execute(text("INSERT INTO checkout_holds (hold_id, channel, expires_at, created_at)"
                                 " VALUES (:h, :c, :x, now())"), dict(h=hold_id, c=body.channel, x=expires_at))
         answer = {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(),
-                  "status": "active",
+                  "status": "active", "order_id": None,
                   "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
         await idempotency.record(request, conn, answer)
     return answer
@@ -90,13 +92,15 @@ async def _visible_hold(conn, hold_id: str, who: Principal) -> dict[str, Any]:
     return view
 
 
-@router.get("/holds/{hold_id}")
+@router.get("/holds/{hold_id}", summary="A checkout hold", response_model=A.HoldView,
+            responses=A.errors(403, 404))
 async def get_hold(hold_id: str, request: Request, who: Principal = Depends(CART_READERS)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         return await _visible_hold(conn, hold_id, who)
 
 
-@router.delete("/holds/{hold_id}", summary="Give a cart's stock back now")
+@router.delete("/holds/{hold_id}", summary="Give a cart's stock back now", response_model=A.HoldView,
+               responses=A.errors(403, 404, 409))
 async def release(hold_id: str, request: Request, who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
     async with request.app.state.db.engine.begin() as conn:
         view = await _visible_hold(conn, hold_id, who)

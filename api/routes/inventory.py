@@ -9,6 +9,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
 
+import api.answers as A
 from api import idempotency
 from api.auth import ADMIN, ANY_ROLE, STAFF, Principal, require
 from api.schemas import (
@@ -46,7 +47,8 @@ async def _require_known(conn, node_ids: set[str], skus: set[str]) -> None:
                         f"skus: {', '.join(missing_skus)}" if missing_skus else "") if x))
 
 
-@router.put("/inventory/{node_id}", summary="Full snapshot of a node's stock; an older as_of is ignored")
+@router.put("/inventory/{node_id}", summary="Full snapshot of a node's stock; an older as_of is ignored",
+            response_model=A.SnapshotAnswer, responses=A.errors(403, 404, 422))
 async def put_snapshot(node_id: str, body: SnapshotIn, request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     if not who.can_touch_node(node_id):
         raise HTTPException(403, "this key may not feed another node's stock")
@@ -68,7 +70,8 @@ async def put_snapshot(node_id: str, body: SnapshotIn, request: Request, who: Pr
             "ignored_older": ignored}
 
 
-@router.post("/inventory/adjustments", summary="Stock deltas, idempotent by event_id")
+@router.post("/inventory/adjustments", summary="Stock deltas, idempotent by event_id", response_model=A.AdjustmentsAnswer,
+             responses=A.errors(403, 422))
 async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         await _check_feed(conn, who, body, "adjust")
@@ -85,7 +88,7 @@ async def post_adjustments(body: list[AdjustmentIn], request: Request, who: Prin
     return answer
 
 
-@router.get("/inventory/{node_id}", summary="A node's positions")
+@router.get("/inventory/{node_id}", summary="A node's positions", response_model=A.InventoryView, responses=A.errors(403))
 async def get_inventory(node_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
     if who.role == Role.partner and who.node_id != node_id:
         raise HTTPException(403, "this key reads its own node only")
@@ -99,7 +102,8 @@ async def get_inventory(node_id: str, request: Request, who: Principal = Depends
         "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]}
 
 
-@router.post("/inventory/{node_id}/{sku}/inspect", summary="Units pending inspection found sellable or damaged")
+@router.post("/inventory/{node_id}/{sku}/inspect", summary="Units pending inspection found sellable or damaged",
+             response_model=A.InspectAnswer, responses=A.errors(403, 409, 422))
 async def inspect(node_id: str, sku: str, body: InspectIn, request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     if not who.can_touch_node(node_id):
         raise HTTPException(403, "this key may not inspect another node's stock")
@@ -160,7 +164,8 @@ AVAILABILITY = {near: text(_AVAILABILITY_SQL.format(ats=_ATS, level=_LEVEL, area
 _NATIONAL = sorted(t.value for t in NATIONAL_NODE_TYPES)
 
 
-@router.get("/availability", summary="Available-to-sell per SKU, per eligible node")
+@router.get("/availability", summary="Available-to-sell per SKU, per eligible node", response_model=A.AvailabilityView,
+            responses=A.errors(403, 422))
 async def availability(
     request: Request, who: Principal = Depends(ANY_ROLE),
     skus: str = Query(..., description="comma-separated SKUs"),
@@ -184,7 +189,8 @@ async def availability(
     return Response(body, media_type="application/json")
 
 
-@router.get("/inventory/{node_id}/{sku}/ledger", summary="Every change of one position: who, why, which event")
+@router.get("/inventory/{node_id}/{sku}/ledger", summary="Every change of one position: who, why, which event",
+            response_model=A.LedgerView, responses=A.errors(403, 404, 422))
 async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depends(ANY_ROLE),
                  limit: int = Query(100, ge=1, le=1000), before_id: Optional[int] = None) -> dict[str, Any]:
     if who.role == Role.partner and who.node_id != node_id:
@@ -213,7 +219,8 @@ async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depe
     }
 
 
-@router.put("/channels/{channel}", summary="How a channel sees the common pool: nodes it sells from, buffer it leaves")
+@router.put("/channels/{channel}", summary="How a channel sees the common pool: nodes it sells from, buffer it leaves",
+            response_model=A.ChannelView, responses=A.errors(403, 422))
 async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(text(
@@ -226,7 +233,8 @@ async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, 
     return {"channel": channel, **body.model_dump(mode="json")}
 
 
-@router.get("/channels/{channel}")
+@router.get("/channels/{channel}", summary="A channel's view of the pool", response_model=A.ChannelView,
+            responses=A.errors(403))
 async def get_channel_view(channel: str, request: Request, who: Principal = Depends(CHANNEL_READERS)) -> dict:
     if not who.can_see_channel(channel):
         raise HTTPException(403, f"this key sees channel {who.channel} only")
@@ -236,7 +244,8 @@ async def get_channel_view(channel: str, request: Request, who: Principal = Depe
             "buffer_units": view.buffer_units, "buffer_pct": view.buffer_pct}
 
 
-@router.put("/safety-stock-defaults", summary="Safety stock per node type and SKU category (positions without their own)")
+@router.put("/safety-stock-defaults", summary="Safety stock per node type and SKU category (positions without their own)",
+            response_model=A.SafetyStockDefaultsSet, responses=A.errors(403, 422))
 async def put_safety_defaults(body: SafetyStockDefaultsIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     rows = [{"scope": "node_type", "key": k.value, "qty": q} for k, q in body.node_types.items()]
     rows += [{"scope": "category", "key": k, "qty": q} for k, q in body.categories.items()]
@@ -249,7 +258,8 @@ async def put_safety_defaults(body: SafetyStockDefaultsIn, request: Request, _: 
     return {**body.model_dump(mode="json"), "positions_updated": updated}
 
 
-@router.get("/safety-stock-defaults")
+@router.get("/safety-stock-defaults", summary="Safety stock defaults", response_model=A.SafetyStockDefaults,
+            responses=A.errors(403))
 async def get_safety_defaults(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text("SELECT scope, key, qty FROM safety_stock_defaults ORDER BY scope, key"))).all()
@@ -257,7 +267,8 @@ async def get_safety_defaults(request: Request, _: Principal = Depends(ANY_ROLE)
             "categories": {r.key: r.qty for r in rows if r.scope == "category"}}
 
 
-@router.put("/protected-stock", summary="Stock only one customer tier may buy, per node and SKU (0 removes)")
+@router.put("/protected-stock", summary="Stock only one customer tier may buy, per node and SKU (0 removes)",
+            response_model=A.Updated, responses=A.errors(403, 422))
 async def put_protected(body: list[ProtectedIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         for p in body:
@@ -272,7 +283,8 @@ async def put_protected(body: list[ProtectedIn], request: Request, _: Principal 
     return {"updated": len(body)}
 
 
-@router.get("/protected-stock")
+@router.get("/protected-stock", summary="Stock protected for customer tiers", response_model=A.ProtectedList,
+            responses=A.errors(403))
 async def get_protected(request: Request, node_id: Optional[str] = None, sku: Optional[str] = None,
                         _: Principal = Depends(STAFF)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
@@ -308,7 +320,8 @@ async def wake_backorders(request: Request, skus: set[str]) -> int:
     return woken
 
 
-@router.post("/inventory/supply", summary="Incoming supply (purchase orders) with ETA; qty 0 cancels")
+@router.post("/inventory/supply", summary="Incoming supply (purchase orders) with ETA; qty 0 cancels",
+             response_model=A.SupplyAnswer, responses=A.errors(403, 422))
 async def post_supply(body: list[SupplyIn], request: Request, who: Principal = Depends(FEEDERS)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         await _check_feed(conn, who, body, "announce supply for")

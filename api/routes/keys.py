@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
+import api.answers as A
 from api.auth import ADMIN, Principal, hash_key, new_key
 from api import idempotency
 from api.schemas import ApiKeyIn
@@ -13,7 +14,8 @@ from models.status import Role
 router = APIRouter(tags=["access"])
 
 
-@router.post("/api-keys", status_code=201, summary="Create a key; the key itself is shown only in this answer")
+@router.post("/api-keys", status_code=201, summary="Create a key; the key itself is shown only in this answer",
+             response_model=A.KeyCreated, responses=A.errors(403, 422))
 async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     if body.role == Role.partner and not body.node_id:
         raise HTTPException(422, "a partner key needs node_id")
@@ -40,7 +42,8 @@ async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(AD
     return answer
 
 
-@router.get("/api-keys")
+@router.get("/api-keys", summary="Every key (never the key itself)", response_model=A.KeyList,
+            responses=A.errors(403))
 async def list_keys(request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
@@ -51,7 +54,7 @@ async def list_keys(request: Request, _: Principal = Depends(ADMIN)) -> dict:
         "created_at": r.created_at.isoformat(), "revoked": r.revoked_at is not None} for r in rows]}
 
 
-@router.delete("/api-keys/{key_id}", summary="Revoke a key")
+@router.delete("/api-keys/{key_id}", summary="Revoke a key", response_model=A.KeyRevoked, responses=A.errors(403, 404))
 async def revoke_key(key_id: str, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.begin() as conn:
         row = (await conn.execute(text(

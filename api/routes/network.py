@@ -15,6 +15,7 @@ from routing.sourcing import load_rules
 from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
 from inventory.service import apply_safety_defaults
+import api.answers as A
 from api.auth import ADMIN, ANY_ROLE, Principal
 from api.schemas import NodeIn, NodePatch, ServiceAreaIn, SkuIn
 from models.tables import Node, PostalCode, ServiceArea, Sku
@@ -78,7 +79,7 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
     }
 
 
-@router.put("/nodes/{node_id}", summary="Create or replace a node")
+@router.put("/nodes/{node_id}", summary="Create or replace a node", response_model=A.NodeView, responses=A.errors(403, 422))
 async def put_node(node_id: str, body: NodeIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     if not node_id or len(node_id) > 64:
         raise HTTPException(422, "node_id must be 1 to 64 characters")
@@ -91,7 +92,8 @@ async def put_node(node_id: str, body: NodeIn, request: Request, _: Principal = 
     return view
 
 
-@router.patch("/nodes/{node_id}", summary="Change some fields of a node, e.g. {enabled: false}")
+@router.patch("/nodes/{node_id}", summary="Change some fields of a node, e.g. {enabled: false}", response_model=A.NodeView,
+              responses=A.errors(403, 404, 422))
 async def patch_node(node_id: str, body: NodePatch, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     changes = body.model_dump(mode="json", exclude_unset=True)
     if not changes:
@@ -113,7 +115,7 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
     return view
 
 
-@router.get("/nodes")
+@router.get("/nodes", summary="Every node", response_model=A.NodeList, responses=A.errors(403))
 async def list_nodes(request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         ids = [r.node_id for r in (await conn.execute(text("SELECT node_id FROM nodes ORDER BY node_id"))).all()]
@@ -121,13 +123,15 @@ async def list_nodes(request: Request, who: Principal = Depends(ANY_ROLE)) -> di
         return {"nodes": [await _node_view(conn, i, cards, rules, who) for i in ids]}
 
 
-@router.get("/nodes/{node_id}", summary="A node with today's used capacity and its partner scorecard")
+@router.get("/nodes/{node_id}", summary="A node with today's used capacity and its partner scorecard",
+            response_model=A.NodeView, responses=A.errors(403, 404))
 async def get_node(node_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         return await _node_view(conn, node_id, who=who)
 
 
-@router.put("/service-areas", summary="Store mapping: postal code → nodes by priority (bulk upsert)")
+@router.put("/service-areas", summary="Store mapping: postal code → nodes by priority (bulk upsert)",
+            response_model=A.ServiceAreasAnswer, responses=A.errors(403, 422))
 async def put_service_areas(body: list[ServiceAreaIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
     node_ids = sorted({n.node_id for a in body for n in a.nodes})
     async with request.app.state.db.engine.begin() as conn:
@@ -150,7 +154,8 @@ async def put_service_areas(body: list[ServiceAreaIn], request: Request, _: Prin
     return {"postal_codes": len(body), "mappings": len(rows)}
 
 
-@router.get("/service-areas/{postal_code}")
+@router.get("/service-areas/{postal_code}", summary="The nodes serving a postal code, by priority",
+            response_model=A.ServiceAreaView, responses=A.errors(403))
 async def get_service_area(postal_code: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
@@ -159,7 +164,7 @@ async def get_service_area(postal_code: str, request: Request, _: Principal = De
     return {"postal_code": postal_code, "nodes": [{"node_id": r.node_id, "priority": r.priority} for r in rows]}
 
 
-@router.put("/skus/{sku}", summary="Create or replace a SKU")
+@router.put("/skus/{sku}", summary="Create or replace a SKU", response_model=A.SkuView, responses=A.errors(403, 422))
 async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
     if not sku or len(sku) > 64:
         raise HTTPException(422, "sku must be 1 to 64 characters")
@@ -173,7 +178,7 @@ async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depend
     return {"sku": sku, **body.model_dump(mode="json")}
 
 
-@router.get("/skus/{sku}")
+@router.get("/skus/{sku}", summary="A SKU", response_model=A.SkuView, responses=A.errors(403, 404))
 async def get_sku(sku: str, request: Request, _: Principal = Depends(ANY_ROLE)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         r = (await conn.execute(text("SELECT * FROM skus WHERE sku = :s"), {"s": sku})).first()

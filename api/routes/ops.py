@@ -6,11 +6,13 @@ import time
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
 from routing.store import load_scorecards
 
+import api.answers as A
 from api.auth import STAFF, Principal
 
 router = APIRouter(tags=["operations"])
@@ -45,12 +47,14 @@ class MetricsMiddleware:
             REQUESTS.labels(scope["method"], path, str(status[0])).inc()
 
 
-@router.get("/livez", summary="Liveness of this process alone (no dependencies)")
+@router.get("/livez", summary="Liveness of this process alone (no dependencies)", response_model=A.Live,
+            responses=A.PUBLIC)
 async def livez() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/healthz", summary="Liveness and dependencies")
+@router.get("/healthz", summary="Liveness and dependencies", response_model=A.Health,
+            responses={503: {"model": A.Health, "description": "A dependency is down (the answer says which)"}, **A.PUBLIC})
 async def healthz(request: Request, response: Response) -> dict:
     checks = {}
     try:
@@ -73,7 +77,8 @@ def _rate(num: int, den: int):
     return round(num / den, 4) if den else None
 
 
-@router.get("/kpis", summary="Fulfillment KPIs from the read model (optionally for one channel)")
+@router.get("/kpis", summary="Fulfillment KPIs from the read model (optionally for one channel)", response_model=A.Kpis,
+            responses=A.errors(401, 403, 422, 429))
 async def kpis(request: Request, channel: Optional[str] = None, _: Principal = Depends(STAFF)) -> dict:
     where = "WHERE o.channel = :c" if channel else ""
     async with request.app.state.db.engine.connect() as conn:
@@ -102,6 +107,7 @@ async def kpis(request: Request, channel: Optional[str] = None, _: Principal = D
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}, **A.PUBLIC})
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -12,12 +12,13 @@ from sqlalchemy import text
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+import api.answers as A
 from api import idempotency
 from api.auth import ANY_ROLE, STAFF, Principal, require
 from api.placement import record_intake, start_options, windows
 from api.schemas import OrderCreate, OrderPatch
 from api.temporal_errors import WorkflowClosed, run_update, unreachable
-from api.views import order_view
+from api.views import order_view, return_answer
 from models.messages import (
     Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
     PromiseView, ReorchestrateIn, ReturnIn,
@@ -118,7 +119,9 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
         return PlacedOrder(order_id=inp.order_id, status=OrderStatus.received, promise=PromiseView())
 
 
-@router.post("/orders", status_code=201, summary="Place an order (idempotent by channel + external_id)")
+@router.post("/orders", status_code=201, summary="Place an order (idempotent by channel + external_id)",
+             response_model=PlacedOrder, responses={200: {"model": PlacedOrder, "description": "This channel's external_id was placed before: the same order, nothing started again"}, **A.errors(403, 409, 413, 422, 503)},
+             description="201 with the promise once the order is promised and its stock reserved. The status may be `rejected` (a 201 all the same: the order was taken, but nothing could serve it under its policy, e.g. no stock; GET /orders/{id} says why) or `received` (Temporal slow or away: the promise follows, read it with GET).")
 async def create_order(body: OrderCreate, request: Request, response: Response,
                        who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
     if who.role == Role.client and who.channel != body.channel:
@@ -189,7 +192,8 @@ async def _visible_order(request: Request, order_id: str, who: Principal) -> dic
     return view
 
 
-@router.get("/orders/{order_id}", summary="An order with its fulfillments, returns, payments and timeline")
+@router.get("/orders/{order_id}", summary="An order with its fulfillments, returns, payments and timeline",
+            response_model=A.OrderView, responses=A.errors(403, 404))
 async def get_order(order_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     return await _visible_order(request, order_id, who)
 
@@ -198,7 +202,8 @@ def _cursor(created_at: datetime, order_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode()
 
 
-@router.get("/orders", summary="Orders from the read model, newest first")
+@router.get("/orders", summary="Orders from the read model, newest first", response_model=A.OrderList,
+            responses=A.errors(403, 422))
 async def list_orders(
     request: Request, who: Principal = Depends(ANY_ROLE),
     status: Optional[str] = None, customer_id: Optional[str] = None, channel: Optional[str] = None,
@@ -264,7 +269,8 @@ async def _order_for_change(request: Request, order_id: str, who: Principal) -> 
     return view
 
 
-@router.patch("/orders/{order_id}", summary="Modify an order inside its remorse window")
+@router.patch("/orders/{order_id}", summary="Modify an order inside its remorse window", response_model=PlacedOrder,
+              responses=A.errors(403, 404, 409, 422, 503))
 async def modify_order(order_id: str, body: OrderPatch, request: Request,
                        who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     await _order_for_change(request, order_id, who)
@@ -295,7 +301,8 @@ async def modify_order(order_id: str, body: OrderPatch, request: Request,
     return _placed_body(placed)
 
 
-@router.post("/orders/{order_id}/cancel", summary="Cancel an order or some of its lines")
+@router.post("/orders/{order_id}/cancel", summary="Cancel an order or some of its lines", response_model=A.OrderView,
+             responses=A.errors(403, 404, 409, 422, 503))
 async def cancel_order(order_id: str, body: CancelIn, request: Request,
                        who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     await _order_for_change(request, order_id, who)
@@ -303,7 +310,8 @@ async def cancel_order(order_id: str, body: CancelIn, request: Request,
     return await _visible_order(request, order_id, who)
 
 
-@router.post("/orders/{order_id}/reorchestrate", summary="Support: re-source a stuck or rejected fulfillment")
+@router.post("/orders/{order_id}/reorchestrate", summary="Support: re-source a stuck or rejected fulfillment",
+             response_model=A.OrderView, responses=A.errors(403, 404, 409, 422, 503))
 async def reorchestrate(order_id: str, body: ReorchestrateIn, request: Request,
                         who: Principal = Depends(STAFF)) -> dict[str, Any]:
     await _visible_order(request, order_id, who)
@@ -311,7 +319,8 @@ async def reorchestrate(order_id: str, body: ReorchestrateIn, request: Request,
     return await _visible_order(request, order_id, who)
 
 
-@router.post("/orders/{order_id}/returns", status_code=201, summary="Request a return within the return window")
+@router.post("/orders/{order_id}/returns", status_code=201, summary="Request a return within the return window",
+             response_model=A.ReturnAnswer, responses=A.errors(403, 404, 409, 422, 503))
 async def request_return(order_id: str, body: ReturnIn, request: Request,
                          who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     await _order_for_change(request, order_id, who)
@@ -319,7 +328,7 @@ async def request_return(order_id: str, body: ReturnIn, request: Request,
         await _check_return_node(request, body)
     result = await _update(request, order_id, OrderWorkflow.request_return, body,
                            "the return window has closed for this order")
-    return result.model_dump(mode="json")
+    return return_answer(result)
 
 
 async def _check_return_node(request: Request, body: ReturnIn) -> None:

@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy import text
 
 from routing.sourcing import RoutingView, load_view, plan_request
+import api.answers as A
 from api.auth import ADMIN, ANY_ROLE, Principal, require
 from api.routes.orders import line_problems
 from api.schemas import Body, CartLine
@@ -88,7 +89,8 @@ def _counters(view: RoutingView, body: PromiseIn, method: DeliveryMethod, lat: f
     return [node_id for _, _, node_id in sorted(ranked)[:limit]]
 
 
-@router.post("/promise", summary="The earliest date each delivery method can keep for a cart; nothing reserved")
+@router.post("/promise", summary="The earliest date each delivery method can keep for a cart; nothing reserved",
+             response_model=A.PromiseAnswer, responses=A.errors(403, 422))
 async def promise(body: PromiseIn, request: Request, response: Response,
                   who: Principal = Depends(QUOTERS)) -> dict[str, Any]:
     if who.role == Role.client and who.channel != body.channel:
@@ -151,7 +153,8 @@ class ClosureIn(Body):
     reason: str = Field(default="", max_length=200)
 
 
-@router.get("/carriers", summary="Carrier services the promise counts on: zones, pickup and delivery days, closures")
+@router.get("/carriers", summary="Carrier services the promise counts on: zones, pickup and delivery days, closures",
+            response_model=A.CarrierList, responses=A.errors(403))
 async def carriers(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
     today = datetime.now(timezone.utc).date()
     async with request.app.state.db.engine.connect() as conn:
@@ -170,7 +173,8 @@ async def carriers(request: Request, _: Principal = Depends(ANY_ROLE)) -> dict[s
     } for c in CARRIERS]}
 
 
-@router.put("/carriers/{carrier}/closures", summary="Replace a carrier's own closures from today on")
+@router.put("/carriers/{carrier}/closures", summary="Replace a carrier's own closures from today on",
+            response_model=A.ClosuresSet, responses=A.errors(403, 404, 422))
 async def put_closures(carrier: str, body: list[ClosureIn], request: Request, _: Principal = Depends(ADMIN)) -> dict:
     if carrier not in CARRIERS:
         raise HTTPException(404, f"no carrier {carrier}; known: {', '.join(CARRIERS)}")

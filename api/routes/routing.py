@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pydantic import AwareDatetime, Field
 
 from routing.sourcing import plan_request, rules_row
+import api.answers as A
 from api.auth import ADMIN, STAFF, Principal, require
 from api.routes.inventory import _known
 from api.routes.orders import _lines, validate_lines
@@ -29,7 +30,8 @@ def _view(row) -> dict[str, Any]:
     return {"version": row.version, "rules": row.rules, "actor": row.actor, "created_at": row.created_at.isoformat()}
 
 
-@router.get("/routing-rules", summary="The routing rules in force (or an earlier version)")
+@router.get("/routing-rules", summary="The routing rules in force (or an earlier version)", response_model=A.RulesView,
+            responses=A.errors(403, 404, 422))
 async def get_rules(request: Request, _: Principal = Depends(STAFF),
                     version: Optional[int] = Query(None, ge=1)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
@@ -41,7 +43,8 @@ async def get_rules(request: Request, _: Principal = Depends(STAFF),
     return _view(row)
 
 
-@router.put("/routing-rules", summary="Replace the routing rules: a new version, in force for the next decision")
+@router.put("/routing-rules", summary="Replace the routing rules: a new version, in force for the next decision",
+            response_model=A.RulesView, responses=A.errors(403, 409, 422))
 async def put_rules(body: RoutingRules, request: Request, who: Principal = Depends(ADMIN),
                     expected_version: Optional[int] = Query(
                         None, ge=0, description="refuse (409) unless this is the version in force")) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class SimulateIn(Body):
 
 
 @router.post("/routing/simulate", summary="Dry-run routing for an order: candidates, costs and why each lost;"
-             " nothing is reserved")
+             " nothing is reserved", response_model=A.Simulated, responses=A.errors(403, 422))
 async def simulate(body: SimulateIn, request: Request,
                    who: Principal = Depends(require(Role.admin, Role.support, Role.client))) -> dict[str, Any]:
     if who.role == Role.client and who.channel != body.channel:
@@ -115,7 +118,8 @@ def _forecast_view(row, entries: Optional[list] = None) -> dict[str, Any]:
     return view
 
 
-@router.put("/forecast", summary="Replace the demand forecast routing prices scarce stock from: a new version")
+@router.put("/forecast", summary="Replace the demand forecast routing prices scarce stock from: a new version",
+            response_model=A.ForecastSet, responses=A.errors(403, 422))
 async def put_forecast(body: ForecastIn, request: Request, who: Principal = Depends(ADMIN)) -> dict[str, Any]:
     postal = sorted({e.postal_code for e in body.entries})
     skus = sorted({s for e in body.entries for s in e.skus})
@@ -153,7 +157,8 @@ async def put_forecast(body: ForecastIn, request: Request, who: Principal = Depe
     return {**_forecast_view(row), "entries": len(body.entries), "bid_price_refresh": refresh}
 
 
-@router.get("/forecast", summary="The demand forecast in force, with its entries")
+@router.get("/forecast", summary="The demand forecast in force, with its entries", response_model=A.ForecastView,
+            responses=A.errors(403, 404))
 async def get_forecast(request: Request, _: Principal = Depends(STAFF)) -> dict[str, Any]:
     async with request.app.state.db.engine.connect() as conn:
         row = (await conn.execute(text(
@@ -167,7 +172,8 @@ async def get_forecast(request: Request, _: Principal = Depends(STAFF)) -> dict[
     return _forecast_view(row, entries)
 
 
-@router.get("/bid-prices", summary="What one unit taken now at a node is expected to cost later orders")
+@router.get("/bid-prices", summary="What one unit taken now at a node is expected to cost later orders",
+            response_model=A.BidPrices, responses=A.errors(403, 422))
 async def get_bid_prices(request: Request, _: Principal = Depends(STAFF),
                          sku: Optional[str] = Query(None, max_length=64),
                          node_id: Optional[str] = Query(None, max_length=64)) -> dict[str, Any]:

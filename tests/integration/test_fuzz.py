@@ -85,7 +85,8 @@ async def test_no_generated_request_or_sequence_gets_a_5xx_and_every_4xx_says_wh
         proc = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "st"), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
             "run", f"http://127.0.0.1:{port}/openapi.json",
-            "--checks", "not_a_server_error,a_4xx_says_what_is_wrong,ensure_resource_availability",
+            "--checks", "not_a_server_error,a_4xx_says_what_is_wrong,ensure_resource_availability,"
+            "response_schema_conformance,status_code_conformance,content_type_conformance",
             "--mode", "all", "--max-examples", str(EXAMPLES), "--phases", "examples,coverage,fuzzing,stateful",
             "--workers", "1", "--seed", str(seed), "--request-timeout", "30",
             "--suppress-health-check", "all", "--no-color",

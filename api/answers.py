@@ -1,0 +1,604 @@
+"""What each route answers, as its OpenAPI documents it (the request bodies are in api/schemas.py).
+
+Every route declares one of these as its response model, so clients can generate typed SDKs. A model names
+every field its answer has and forbids any other: FastAPI checks each answer against its model, so an answer
+that drifts from its documentation fails loudly in the tests (and schemathesis checks answers against the
+schemas in tests/integration/test_fuzz.py). Times, dates and money keep the form the API has always written
+(ISO 8601 strings, decimal strings); the schema says which they are.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from models.messages import Delivery, Label, LineQty, Plan, Policy, ReturnLineState, SupplyClaimLine
+from routing.rules import RoutingRules
+from models.status import (
+    Capability, DeliveryMethod, FulfillmentStatus, NodeType, OrderStatus, ReturnStatus, Role,
+)
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Day = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
+Money = Annotated[str, WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+                                        "description": "a decimal amount in the order's currency", "example": "19.90"})]
+Rate = Annotated[Optional[float], Field(ge=0, le=1, description="a share between 0 and 1; null without data")]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- errors
+class Problem(Answer):
+    """Every refusal: what is wrong, in words (FastAPI's own validation lists the fields instead)."""
+
+    detail: Union[str, list[dict[str, Any]]] = Field(
+        description="the reason, or for a body that does not match its schema one entry per wrong field")
+
+
+_WHY = {400: "The request cannot be read (a malformed body or Idempotency-Key).",
+        401: "No key, or an unknown or revoked one (`Authorization: Bearer <key>`).",
+        403: "This key's role, channel or node may not do this; nothing changed.",
+        404: "No such resource.",
+        409: "Not now: the resource's state does not allow it (the reason says why); nothing changed.",
+        413: "The body is over NODAL_MAX_BODY_BYTES.",
+        422: "The input is invalid (the reason says which part); nothing changed.",
+        429: "Over the rate limit; `Retry-After` says when to try again.",
+        503: "A dependency (PostgreSQL or Temporal) is unavailable; try again shortly."}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents, each with the one Problem schema."""
+    return {code: {"model": Problem, "description": _WHY[code]} for code in codes}
+
+
+# Every route may answer these (the request guard, authentication).
+COMMON = errors(401, 429)
+# Public routes: no key wanted.
+PUBLIC = errors(429)
+
+
+# ---------------------------------------------------------------- orders
+class Customer(Answer):
+    id: str
+    tier: Optional[str]
+
+
+class OrderLine(Answer):
+    line_id: str
+    sku: str
+    qty: int
+    unit_price: Money
+    status: OrderStatus
+    promised_by: Optional[Timestamp]
+    delivery: Delivery
+    cancelled_qty: int
+    shipped_qty: int
+    delivered_qty: int
+    returned_qty: int
+    digital: bool
+
+
+class FulfillmentView(Answer):
+    fulfillment_id: str
+    order_id: str
+    node_id: str
+    status: FulfillmentStatus
+    lines: list[LineQty]
+    carrier: Optional[str]
+    tracking: Optional[str]
+    ship_by: Optional[Timestamp]
+    at_risk: Optional[str] = Field(description="the promise milestone it missed (ship_by, promised_by), until met")
+    reason: Optional[str]
+
+
+class ReturnView(Answer):
+    return_id: str
+    order_id: str
+    status: ReturnStatus
+    method: Literal["ship_back", "in_store"]
+    node_id: str
+    reason: str
+    lines: list[ReturnLineState]
+    label: Optional[Label]
+    refund_amount: Money
+
+
+class PaymentView(Answer):
+    payment_id: str
+    kind: Literal["authorization", "capture", "void", "refund"]
+    amount: Money
+    currency: str
+    status: str
+    fulfillment_id: Optional[str]
+    return_id: Optional[str]
+    at: Timestamp
+
+
+class TimelineEntry(Answer):
+    at: Timestamp
+    event: str
+    detail: dict[str, Any] = Field(description="what happened, by event (a routing decision carries its candidates)")
+
+
+class OrderView(Answer):
+    """An order as the read model has it: the timeline is the WISMO answer. A 201 with status `rejected` is an
+    order taken but not fulfillable under its policy (no stock, no eligible node): the timeline says why."""
+
+    order_id: str
+    external_id: str
+    channel: str
+    customer: Customer
+    status: OrderStatus
+    currency: str
+    total: Money
+    policy: Policy
+    requested_delivery_date: Optional[Day]
+    promised_by: Optional[Timestamp]
+    return_deadline: Optional[Timestamp]
+    created_at: Timestamp
+    at_risk: bool
+    lines: list[OrderLine]
+    fulfillments: list[FulfillmentView]
+    returns: list[ReturnView]
+    payments: list[PaymentView]
+    timeline: list[TimelineEntry]
+
+
+class OrderSummary(Answer):
+    order_id: str
+    external_id: str
+    channel: str
+    customer_id: str
+    status: OrderStatus
+    total: Money
+    currency: str
+    promised_by: Optional[Timestamp]
+    created_at: Timestamp
+    at_risk: bool
+
+
+class OrderList(Answer):
+    orders: list[OrderSummary]
+    next_cursor: Optional[str] = Field(description="pass as cursor= for the next page; null on the last")
+
+
+# ---------------------------------------------------------------- holds
+class HeldLine(Answer):
+    line_id: str
+    sku: str
+    qty: int
+    node_id: str
+
+
+class HoldView(Answer):
+    hold_id: str
+    channel: str
+    expires_at: Timestamp
+    status: Literal["active", "expiring", "expired", "released", "converted"]
+    order_id: Optional[str] = Field(description="the order it became")
+    lines: list[HeldLine]
+
+
+# ---------------------------------------------------------------- fulfillments
+class FulfillmentList(Answer):
+    fulfillments: list[FulfillmentView]
+
+
+class MilestoneAnswer(Answer):
+    fulfillment_id: str
+    status: FulfillmentStatus
+    changed: bool = Field(description="false for a repeat of a milestone already recorded")
+
+
+class ReturnAnswer(Answer):
+    return_id: str
+    status: ReturnStatus
+    label: Optional[Label] = None
+    refund_amount: Money
+
+
+# ---------------------------------------------------------------- network
+class CapacityView(Answer):
+    units_per_day: Optional[int]
+    used_today: int
+    orders_per_day: Optional[int]
+    orders_today: int
+
+
+class ScorecardView(Answer):
+    fulfillments: int
+    acceptance_rate: Rate
+    fill_rate: Rate
+    on_time_ship_rate: Rate
+    return_rate: Rate
+    avg_minutes_to_accept: Optional[float]
+    rejection_reasons: dict[str, int]
+    below_floor: list[str]
+    flagged_for_offboarding: bool
+    by_status: dict[str, int]
+
+
+class NodeView(Answer):
+    node_id: str
+    name: str
+    type: NodeType
+    lat: float
+    lon: float
+    postal_code: str
+    capabilities: list[Capability]
+    enabled: bool
+    capacity: CapacityView
+    handling_cost: Money
+    processing_time: str = Field(examples=["240m"])
+    cutoff_time: str = Field(examples=["15:00"])
+    timezone: str
+    calendar: dict[str, Any]
+    scorecard: Optional[ScorecardView] = Field(description="staff's and the node's own partner's; null for others")
+
+
+class NodeList(Answer):
+    nodes: list[NodeView]
+
+
+class ServiceAreasAnswer(Answer):
+    postal_codes: int
+    mappings: int
+
+
+class ServedBy(Answer):
+    node_id: str
+    priority: int
+
+
+class ServiceAreaView(Answer):
+    postal_code: str
+    nodes: list[ServedBy]
+
+
+class SkuView(Answer):
+    sku: str
+    name: str
+    weight_kg: float
+    oversized: bool
+    hazmat: bool
+    digital: bool
+    ship_alone: bool
+    preorder_release_date: Optional[Day]
+    allowed_node_types: list[NodeType]
+    category: Optional[str]
+    low_stock_threshold: Optional[int]
+
+
+# ---------------------------------------------------------------- inventory
+class SnapshotAnswer(Answer):
+    node_id: str
+    as_of: Timestamp
+    applied: int
+    ignored_older: list[str] = Field(description="SKUs whose stored snapshot is newer than this one")
+
+
+class Position(Answer):
+    sku: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+    damaged: int
+    pending_inspection: int
+    as_of: Optional[Timestamp]
+
+
+class InventoryView(Answer):
+    node_id: str
+    items: list[Position]
+
+
+class AdjustmentsAnswer(Answer):
+    applied: int
+    duplicates: list[str] = Field(description="event ids already applied (nothing done for them)")
+
+
+class InspectAnswer(Answer):
+    node_id: str
+    sku: str
+    applied: bool = Field(description="false if this inspection's event id was recorded before")
+
+
+class NodeStock(Answer):
+    node_id: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+
+
+class Incoming(Answer):
+    node_id: str
+    qty: int
+    eta: Timestamp
+    unclaimed: int = Field(description="what backorders and preorders have not claimed yet")
+
+
+class SkuAvailability(Answer):
+    sku: str
+    available: int = Field(description="available-to-sell over the eligible nodes, as this channel and tier see it")
+    nodes: list[NodeStock]
+    stock_level: Literal["in_stock", "low", "out"]
+    preorder_release_date: Optional[Day]
+    incoming: list[Incoming]
+
+
+class AvailabilityView(Answer):
+    postal_code: Optional[str]
+    channel: Optional[str]
+    skus: list[SkuAvailability]
+
+
+class LedgerPosition(Answer):
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+
+
+class LedgerEntry(Answer):
+    id: int
+    at: Timestamp
+    on_hand_delta: int
+    reserved_delta: int
+    disposition: Optional[str]
+    reason: str
+    event_id: str
+    order_id: Optional[str]
+    actor: Optional[str]
+
+
+class LedgerView(Answer):
+    node_id: str
+    sku: str
+    position: LedgerPosition
+    entries: list[LedgerEntry]
+    next_before_id: Optional[int] = Field(description="pass as before_id= for older entries; null at the start")
+
+
+class ChannelView(Answer):
+    channel: str
+    node_types: list[NodeType]
+    exclude_nodes: list[str]
+    buffer_units: int
+    buffer_pct: float
+
+
+class SafetyStockDefaults(Answer):
+    node_types: dict[str, int]
+    categories: dict[str, int]
+
+
+class SafetyStockDefaultsSet(SafetyStockDefaults):
+    positions_updated: int
+
+
+class Updated(Answer):
+    updated: int
+
+
+class ProtectedStock(Answer):
+    node_id: str
+    sku: str
+    tier: str
+    qty: int
+
+
+class ProtectedList(Answer):
+    protected: list[ProtectedStock]
+
+
+class SupplyAnswer(Answer):
+    applied: int
+    changed_skus: list[str]
+    orders_repromised: int = Field(description="backordered orders woken to re-promise from this supply")
+
+
+# ---------------------------------------------------------------- routing
+class RulesView(Answer):
+    version: int
+    rules: RoutingRules
+    actor: Optional[str]
+    created_at: Optional[Timestamp]
+
+
+class Simulated(Plan):
+    """The decision routing would make now, with every candidate and why it lost; nothing reserved."""
+
+    model_config = ConfigDict(extra="forbid")
+    simulated: Literal[True]
+    reserved: Literal[False]
+    supply_claims: list[SupplyClaimLine] = Field(default=[], exclude=True)
+
+
+class ForecastVersion(Answer):
+    version: int
+    as_of: Timestamp
+    horizon_days: int
+    actor: Optional[str]
+    created_at: Timestamp
+
+
+class ForecastSet(ForecastVersion):
+    entries: int
+    bid_price_refresh: str
+
+
+class ForecastEntry(Answer):
+    postal_code: str
+    skus: list[str]
+    expected: float
+
+
+class ForecastView(ForecastVersion):
+    entries: list[ForecastEntry]
+
+
+class BidPrice(Answer):
+    node_id: str
+    sku: str
+    price: float
+    forecast_version: int
+    computed_at: Timestamp
+
+
+class BidPrices(Answer):
+    prices: list[BidPrice]
+
+
+# ---------------------------------------------------------------- promise and carriers
+class QuotedLine(Answer):
+    line: int = Field(description="the cart line's position, from 1")
+    sku: str
+    qty: int
+    requested: int
+
+
+class PromiseOption(Answer):
+    method: DeliveryMethod
+    node_id: Optional[str] = Field(description="the node, when one serves it all")
+    nodes: list[str]
+    promised_by: Timestamp
+    ship_by: Optional[Timestamp]
+    carriers: list[str]
+    lines_available: list[QuotedLine]
+    complete: bool
+    from_incoming_supply: bool
+
+
+class Unavailable(Answer):
+    method: DeliveryMethod
+    reason: str
+
+
+class PromiseAnswer(Answer):
+    quoted_at: Timestamp
+    options: list[PromiseOption]
+    unavailable: list[Unavailable]
+
+
+class Zone(Answer):
+    up_to_km: Optional[float] = Field(description="null: beyond the last zone")
+    transit_days: int
+
+
+class CarrierService(Answer):
+    method: DeliveryMethod
+    service: str
+    pickup_weekdays: list[int]
+    delivery_weekdays: list[int]
+    zones: list[Zone]
+
+
+class Closure(Answer):
+    day: Day
+    reason: str
+
+
+class CarrierView(Answer):
+    carrier: str
+    services: list[CarrierService]
+    holidays: list[Day]
+    closures: list[Closure]
+
+
+class CarrierList(Answer):
+    carriers: list[CarrierView]
+
+
+class ClosuresSet(Answer):
+    carrier: str
+    closures: list[Closure]
+
+
+# ---------------------------------------------------------------- access and operations
+class KeyCreated(Answer):
+    key_id: str
+    key: Optional[str] = Field(description="the key itself: shown in this answer only (null in a replay)")
+    role: Role
+    channel: Optional[str]
+    node_id: Optional[str]
+    tier: Optional[str]
+
+
+class KeyView(Answer):
+    key_id: str
+    role: Role
+    channel: Optional[str]
+    node_id: Optional[str]
+    tier: Optional[str]
+    label: Optional[str]
+    created_at: Timestamp
+    revoked: bool
+
+
+class KeyList(Answer):
+    api_keys: list[KeyView]
+
+
+class KeyRevoked(Answer):
+    key_id: str
+    revoked: Literal[True]
+
+
+class Live(Answer):
+    status: Literal["ok"]
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    database: str = Field(description="ok, or error: <what>")
+    temporal: str = Field(description="ok, or error: <what>")
+
+
+class NodeKpis(Answer):
+    node_id: str
+    acceptance_rate: Rate
+    fill_rate: Rate
+    on_time_ship_rate: Rate
+
+
+class Kpis(Answer):
+    channel: Optional[str]
+    orders: int
+    order_fulfillment_rate: Rate
+    cancellation_rate: Rate
+    split_rate: Rate
+    on_time_rate: Rate
+    nodes: list[NodeKpis]
+
+
+def add_schemas(schema: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:
+    """Models a route documents by reference only (the milestone bodies, read by the milestone they are for)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(generated.pop("$defs", {}))
+        components[model.__name__] = generated
+    return schema
+
+
+def add_common_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """One error schema everywhere: FastAPI's own 422 (HTTPValidationError) is a Problem too (its detail the list of
+    wrong fields), and what the request guard answers before any route is documented on every operation that takes
+    a body: 400 (a body that is not JSON, a malformed Idempotency-Key) and 413 (over NODAL_MAX_BODY_BYTES)."""
+    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for ops in schema["paths"].values():
+        for method, op in ops.items():
+            answers = op["responses"]
+            if "422" in answers:
+                answers["422"] = {"description": _WHY[422], **ref}
+            if "requestBody" in op or method == "post":
+                for code in (400, 413):
+                    answers.setdefault(str(code), {"description": _WHY[code], **ref})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(unused, None)
+    return schema
