@@ -198,7 +198,8 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
     shown = [t for t in tasks if t.get_name() in ("demo", "board")]
     for t in shown:
         t.cancel()
-    await asyncio.wait(shown, timeout=5) if shown else None  # the board's last frame before the words below
+    if shown:  # the board draws its last frame before the words below
+        await asyncio.wait(shown, timeout=5)
     console.print("stopping…")
     # The API goes first, so requests in flight can still be answered by the worker.
     server.should_exit = True
