@@ -32,6 +32,8 @@ from nodal.logging import get_logger
 from workflows.common import IDEMPOTENT_UPDATE
 
 STALE = "1 minute"
+# The claim this run took, still without an answer: only it may record one, or give the key up.
+_HELD = "key_hash = :k AND idempotency_key = :i AND attempt = :a AND status IS NULL"
 # A replay gets back what the first request got, unless the outcome could differ on a retry: an auth
 # failure (a key can be fixed), a conflict or a rate limit (they pass), or a server error (it may not recur).
 NOT_KEPT = {401, 403, 409, 429}
@@ -94,14 +96,13 @@ async def claim(db, key_hash: str, key: str, fingerprint_: str, keep: str) -> Cl
 async def finish(db, c: Claim, status: int, content_type: Optional[str], body: bytes) -> None:
     """After the answer went out: keep it for a replay, or free the key so a retry runs again. A no-op when the
     route recorded its answer with its effect, or when this run no longer holds the key."""
-    mine = "key_hash = :k AND idempotency_key = :i AND attempt = :a AND status IS NULL"
     async with db.engine.begin() as conn:
         if status < 500 and status not in NOT_KEPT:
             await conn.execute(text(
                 f"UPDATE idempotent_requests SET status = :s, content_type = :t, body = :b, completed_at = now()"
-                f" WHERE {mine}"), {**c.params, "s": status, "t": content_type, "b": body})
+                f" WHERE {_HELD}"), {**c.params, "s": status, "t": content_type, "b": body})
         else:
-            await conn.execute(text(f"DELETE FROM idempotent_requests WHERE {mine}"), c.params)
+            await conn.execute(text(f"DELETE FROM idempotent_requests WHERE {_HELD}"), c.params)
 
 
 def claim_of(request: Request) -> Optional[Claim]:
@@ -136,8 +137,7 @@ async def record(request: Request, conn, answer: Any, status: Optional[int] = No
     kept = _body(without_secrets(answer, secret))
     done = (await conn.execute(text(
         "UPDATE idempotent_requests SET status = :s, content_type = 'application/json', body = :b,"
-        " completed_at = now()"
-        " WHERE key_hash = :k AND idempotency_key = :i AND attempt = :a AND status IS NULL RETURNING 1"),
+        f" completed_at = now() WHERE {_HELD} RETURNING 1"),
         {**c.params, "s": status, "b": kept})).first()
     if done is None:
         get_logger(path=request.url.path).warning("api.idempotency_lost_claim")

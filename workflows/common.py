@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -38,6 +38,11 @@ def conflict(message: str) -> ApplicationError:
 
 def invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type=INVALID, non_retryable=True)
+
+
+def when(t: Optional[datetime]) -> str:
+    """A time as the workflows' stories tell it to support staff."""
+    return t.strftime("%Y-%m-%d %H:%M UTC") if t else "-"
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         FULFILLMENT_PATH, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS,
     )
     import workflows.activities as activities
-    from workflows.common import check_within, conflict
+    from workflows.common import check_within, conflict, when
 
 _RANK = {s: i for i, s in enumerate(FULFILLMENT_PATH)}
 MOVABLE = (FS.released, FS.accepted)  # a node that has picked keeps the work (it can still be cancelled)
@@ -392,7 +392,7 @@ class FulfillmentWorkflow:
                                             + (f" ({s.reason})" if s.reason else "")))
         if s.status not in FULFILLMENT_TERMINAL and s.released_at is not None and (
                 due := self.next_deadline(s.released_at + inp.accept_timeout)):
-            out.append(f"Next deadline: {due[1]} by {due[0].strftime('%Y-%m-%d %H:%M UTC')}")
+            out.append(f"Next deadline: {due[1]} by {when(due[0])}")
         if s.at_risk:
             out.append(f"**At risk**: missed its {s.at_risk.replace('_', '-')}")
         return "\n".join(out)

@@ -12,15 +12,12 @@ from typing import Optional
 
 from models.messages import FulfillmentState
 from models.status import FULFILLMENT_TERMINAL, FulfillmentStatus as FS, OrderStatus as OS
+from workflows.common import when
 from workflows.order.book import Book
 
 SHOWN_FULFILLMENTS = 12  # more are summed up in one line
 # What a node does next, and the deadline it has for it.
 NEXT_STEP = {FS.released: "accept", FS.accepted: "pick", FS.picked: "pack", FS.packed: "ship", FS.shipped: "deliver"}
-
-
-def when(t: Optional[datetime]) -> str:
-    return t.strftime("%Y-%m-%d %H:%M UTC") if t else "-"
 
 
 def next_deadline(book: Book, f: FulfillmentState) -> Optional[tuple[datetime, str]]:
