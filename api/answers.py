@@ -56,8 +56,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # Every route may answer these (the request guard, authentication).
 COMMON = errors(401, 429)
-# Public routes: no key wanted.
-PUBLIC = errors(429)
+# Public routes: no key wanted. The guard's 429 is JSON whatever the route answers (/metrics: text).
+PUBLIC = {429: {"description": _WHY[429],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}
 
 
 # ---------------------------------------------------------------- orders
