@@ -8,6 +8,8 @@ from typing import Optional
 from adapters.carriers import SimulatedCarriers
 from adapters.notifications import SimulatedNotifier
 from adapters.payments import SimulatedPaymentGateway
+from temporalio.client import Client
+
 from nodal.db import Database
 from nodal.settings import Settings
 
@@ -19,9 +21,10 @@ class Deps:
     carriers: SimulatedCarriers
     notifier: SimulatedNotifier
     routing_budget_ms: Optional[float] = None
+    temporal: Optional[Client] = None  # starts the orders an order makes (an exchange's replacement)
 
     @classmethod
-    def build(cls, db: Database, settings: Settings) -> "Deps":
+    def build(cls, db: Database, settings: Settings, temporal: Optional[Client] = None) -> "Deps":
         common = dict(latency_ms=settings.adapter_latency_ms, failure_rate=settings.adapter_failure_rate,
                       timeout_rate=settings.adapter_timeout_rate, timeout_ms=settings.adapter_timeout_ms)
         return cls(
@@ -31,4 +34,5 @@ class Deps:
             carriers=SimulatedCarriers(db, **common),
             notifier=SimulatedNotifier(db, **common),
             routing_budget_ms=settings.routing_budget_ms,
+            temporal=temporal,
         )

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from inventory import service
 from models.messages import (
-    ConsumeRequest, LineQty, ReleaseClaims, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
+    ConsumeRequest, LineQty, ReceiveTransfer, ReleaseClaims, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
 )
 from nodal.db import Database
 from nodal.logging import get_logger
@@ -98,6 +98,13 @@ class InventoryActivities:
         async with self.deps.db.engine.begin() as conn:
             await service.consume(conn, req.order_id, req.fulfillment_id, lines)
             return await _units(conn, req.fulfillment_id, ("consumed",), lines)
+
+    @activity.defn(name="inventory.receive_transfer")
+    async def receive_transfer(self, req: ReceiveTransfer) -> int:
+        async with self.deps.db.engine.begin() as conn:
+            await service.receive_transfer(conn, req.order_id, req.transfer_id, req.pickup_id, req.node_id,
+                                           [(l.line_id, l.sku, l.qty) for l in req.lines])
+            return await _units(conn, req.pickup_id, ("held", "committed", "consumed"))
 
     @activity.defn(name="inventory.restock")
     async def restock(self, req: RestockRequest) -> int:

@@ -7,17 +7,22 @@ snapshot never overwrites a newer one. Timeline entries are keyed and written on
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Optional
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.deps import Deps
 from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry
 from models.status import DeliveryMethod
 from models.tables import Fulfillment, Order, Return, TimelineEvent
+from nodal.durations import parse_duration
+from nodal.intake import ORDER_WORKFLOW, record_intake, start_options
 from nodal.logging import get_logger
 
 
@@ -108,6 +113,20 @@ class ReadModelActivities:
         if problems:
             raise ApplicationError("; ".join(problems), type="InvalidOrder", non_retryable=True)
 
+    @activity.defn(name="order.start_replacement")
+    async def start_replacement(self, order: OrderInput) -> None:
+        """An exchange's replacement: an order of its own, its intake written and its workflow started once (a
+        retry attaches to the one running; a crash in between leaves the intake to the recovery sweep)."""
+        assert self.deps.temporal is not None, "the worker's Temporal client"
+        async with self.deps.db.engine.begin() as conn:
+            await record_intake(conn, order)
+        try:
+            # Never a second run: a retry after the replacement has ended must not place it again.
+            await self.deps.temporal.start_workflow(ORDER_WORKFLOW, **start_options(order, activity.info().task_queue),
+                                                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        except WorkflowAlreadyStartedError:
+            pass
+
     @activity.defn(name="read_model.record_order")
     async def record_order(self, snap: OrderSnapshot) -> None:
         s = snap.state
@@ -154,7 +173,10 @@ class ReadModelActivities:
             lines=[l.model_dump(mode="json") for l in f.lines], carrier=f.carrier, tracking=f.tracking,
             ship_by=f.ship_by, reason=f.reason, version=snap.version, released_at=f.released_at,
             accepted_at=f.accepted_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
-            short_units=f.short_units, at_risk=f.at_risk,
+            short_units=f.short_units, at_risk=f.at_risk, kind=f.kind.value,
+            method=f.method.value if f.method else None, promised_by=f.promised_by, ready_at=f.ready_at,
+            hold_until=f.hold_until, arrived_at=f.arrived_at, bay=f.bay, arrival_note=f.arrival_note,
+            delivered_at=f.delivered_at, to_node_id=f.to_node_id,
         )
         table = Fulfillment.__table__
         if snap.lines_changed:
@@ -170,6 +192,13 @@ class ReadModelActivities:
             await _timeline(conn, snap.order_id, snap.timeline)
         get_logger(order_id=snap.order_id, fulfillment_id=f.fulfillment_id).info(
             "fulfillment.recorded", status=f.status.value, node_id=f.node_id)
+
+    @activity.defn(name="network.pickup_hold")
+    async def pickup_hold(self, node_id: str) -> Optional[timedelta]:
+        async with self.deps.db.engine.connect() as conn:
+            hold = (await conn.execute(text("SELECT calendar->>'pickup_hold' FROM nodes WHERE node_id = :n"),
+                                       {"n": node_id})).scalar()
+        return parse_duration(hold) if hold else None
 
     @activity.defn(name="notify.send")
     async def notify(self, n: Notification) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from models.messages import Delivery, Label, LineQty, Plan, Policy, ReturnLineState, SupplyClaimLine
 from routing.rules import RoutingRules
 from models.status import (
-    Capability, DeliveryMethod, FulfillmentStatus, NodeType, OrderStatus, ReturnStatus, Role,
+    Capability, DeliveryMethod, FulfillmentKind, FulfillmentStatus, NodeType, OrderStatus, ReturnStatus, Role,
 )
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -82,6 +82,12 @@ class OrderLine(Answer):
     digital: bool
 
 
+class Arrival(Answer):
+    at: Timestamp
+    bay: Optional[str]
+    note: Optional[str]
+
+
 class FulfillmentView(Answer):
     fulfillment_id: str
     order_id: str
@@ -93,6 +99,19 @@ class FulfillmentView(Answer):
     ship_by: Optional[Timestamp]
     at_risk: Optional[str] = Field(description="the promise milestone it missed (ship_by, promised_by), until met")
     reason: Optional[str]
+    kind: FulfillmentKind = Field(description="delivery (a parcel), pickup (pickup or curbside at a store), transfer"
+                                              " (stock moving to the pickup store)")
+    method: Optional[DeliveryMethod]
+    promised_by: Optional[Timestamp] = Field(description="delivered by (a pickup: ready at the counter by)")
+    due_at: Optional[Timestamp] = Field(description="what the work queue sorts by: the ship-by cutoff, else the"
+                                                    " promised date")
+    ready_at: Optional[Timestamp] = Field(description="a pickup: ready at the counter since")
+    hold_until: Optional[Timestamp] = Field(description="a pickup: held for the customer until, then expired")
+    arrival: Optional[Arrival] = Field(description="a curbside check-in: the customer is outside")
+    delivered_at: Optional[Timestamp] = Field(description="delivered, collected at the counter, or (a transfer)"
+                                                          " received at the store")
+    to_node_id: Optional[str] = Field(description="a transfer: the pickup store it brings the units to")
+
 
 
 class ReturnView(Answer):
@@ -184,8 +203,22 @@ class HoldView(Answer):
 
 
 # ---------------------------------------------------------------- fulfillments
+class PickListEntry(Answer):
+    fulfillment_id: str
+    line_id: str
+    qty: int
+
+
+class PickListItem(Answer):
+    sku: str
+    qty: int = Field(description="units of this SKU to pick across the listed fulfillments")
+    picks: list[PickListEntry]
+
+
 class FulfillmentList(Answer):
-    fulfillments: list[FulfillmentView]
+    fulfillments: list[FulfillmentView] = Field(description="customers waiting outside first, then by due time")
+    pick_list: list[PickListItem] = Field(description="what the listed fulfillments not yet picked need, by SKU, for"
+                                                      " picking many orders in one walk")
 
 
 class MilestoneAnswer(Answer):
@@ -199,6 +232,16 @@ class ReturnAnswer(Answer):
     status: ReturnStatus
     label: Optional[Label] = None
     refund_amount: Money
+
+
+class ExchangeAnswer(Answer):
+    exchange_id: str
+    return_id: str
+    replacement_order_id: str = Field(description="an order of its own (GET /orders/{id}), linked to this one on "
+                                                  "both timelines")
+    replacement_status: Optional[OrderStatus] = Field(None, description="the replacement as promised (received: "
+                                                                       "its promise follows, read it with GET)")
+    label: Optional[Label] = None
 
 
 # ---------------------------------------------------------------- network
@@ -289,6 +332,8 @@ class Position(Answer):
     available: int
     damaged: int
     pending_inspection: int
+    in_transit: int = Field(description="units on their way here by transfer (ship to store): not sellable here"
+                                        " until received, nor at the node that sent them")
     as_of: Optional[Timestamp]
 
 
@@ -567,6 +612,16 @@ class NodeKpis(Answer):
     on_time_ship_rate: Rate
 
 
+class PickupKpis(Answer):
+    pickups: int = Field(description="pickup and curbside fulfillments")
+    collected: int
+    expired_rate: Rate = Field(description="not collected before the hold ended, of those that ended")
+    median_ready_minutes: Optional[float] = Field(description="release to ready at the counter (the pickup ready-time)")
+    curbside_arrivals: int = Field(description="collected pickups whose customer checked in (arrived)")
+    median_arrival_to_collection_minutes: Optional[float] = Field(
+        description="the customer's check-in to collection: how long they waited outside")
+
+
 class Kpis(Answer):
     channel: Optional[str]
     orders: int
@@ -575,6 +630,7 @@ class Kpis(Answer):
     split_rate: Rate
     on_time_rate: Rate
     nodes: list[NodeKpis]
+    pickup: PickupKpis
 
 
 def add_schemas(schema: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +44,15 @@ class Calendar(Body):
     holidays: list[date] = []
     hours: Optional[Hours] = Field(default=None, description="opening hours: store processing and pickup run inside them")
     same_day_cutoff: Optional[str] = Field(default=None, description="HH:MM local: same-day orders must be ready by then")
+    pickup_hold: Optional[str] = Field(default=None, description="how long a ready pickup is held here (e.g. 3d);"
+                                       " NODAL_PICKUP_HOLD otherwise")
+
+    @field_validator("pickup_hold")
+    @classmethod
+    def _hold(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and parse_duration(v) <= timedelta(0):
+            raise ValueError("pickup_hold must be a positive duration")
+        return v
 
     @field_validator("same_day_cutoff")
     @classmethod

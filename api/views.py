@@ -59,7 +59,10 @@ def fulfillment_view(f: Any) -> dict[str, Any]:
         "fulfillment_id": f.fulfillment_id, "order_id": f.order_id, "node_id": f.node_id, "status": f.status,
         "lines": f.lines, "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
         "at_risk": f.at_risk,
-        "reason": f.reason,
+        "reason": f.reason, "kind": f.kind, "method": f.method, "promised_by": _iso(f.promised_by),
+        "due_at": _iso(f.ship_by or f.promised_by), "ready_at": _iso(f.ready_at), "hold_until": _iso(f.hold_until),
+        "arrival": {"at": _iso(f.arrived_at), "bay": f.bay, "note": f.arrival_note} if f.arrived_at else None,
+        "delivered_at": _iso(f.delivered_at), "to_node_id": f.to_node_id,
     }
 
 

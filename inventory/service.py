@@ -391,6 +391,26 @@ async def expire_holds(conn: AsyncConnection, now: datetime, limit: int = 500) -
     return sorted(ids)
 
 
+async def receive_transfer(conn: AsyncConnection, order_id: str, transfer_id: str, pickup_id: str, node_id: str,
+                           lines: list[tuple[str, str, int]]) -> None:
+    """A transfer lands at the pickup store: on hand and reserved grow together (held for the pickup waiting
+    there, never sellable to anyone else), each line once (a retry finds its ledger row and changes nothing)."""
+    for line_id, sku, qty in sorted(lines, key=lambda l: (l[1], l[0])):
+        await _ensure_position(conn, node_id, sku)
+        if not await _ledger(conn, node_id, sku, qty, qty, "transfer_received", f"transfer:{transfer_id}:{line_id}",
+                             order_id):
+            continue
+        await conn.execute(text(
+            "UPDATE inventory_positions SET on_hand = on_hand + :q, reserved = reserved + :q, updated_at = now()"
+            " WHERE node_id = :n AND sku = :s"), dict(q=qty, n=node_id, s=sku))
+        await conn.execute(text(
+            "INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty, status,"
+            " capacity_day, created_at, updated_at) SELECT :r, :o, :f, :l, nodes.node_id, :s, :q, 'held',"
+            " CAST(now() AT TIME ZONE nodes.timezone AS date), now(), now() FROM nodes WHERE node_id = :n"
+            " ON CONFLICT (reservation_id) DO NOTHING"),
+            dict(r=reservation_id(pickup_id, line_id), o=order_id, f=pickup_id, l=line_id, n=node_id, s=sku, q=qty))
+
+
 async def commit(conn: AsyncConnection, order_id: str, fulfillment_id: str) -> int:
     """Released to the node: its reservations are committed to that fulfillment, each with its ledger row, in one
     statement whatever the number of lines. Idempotent."""

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import text
 
+from api.routes.ops import store_kpis
 from models.status import OrderStatus
 
 REFRESH_S = 2.0
@@ -48,6 +49,15 @@ class LogTally:
                 self.last_problem = f"{level}: {entry.get('event', '')}"[:100]
 
 
+def pickup_line(k: dict[str, Any]) -> str:
+    """The store KPIs: pickup ready-time and how long a customer who checked in waits at the curb."""
+    minutes = lambda v: "-" if v is None else f"{v:g} min"  # noqa: E731
+    expired = "-" if k["expired_rate"] is None else f"{k['expired_rate']:.0%}"
+    return (f"Pickups {k['pickups']} · collected {k['collected']} · ready in {minutes(k['median_ready_minutes'])}"
+            f" (median) · arrival to collection {minutes(k['median_arrival_to_collection_minutes'])}"
+            f" ({k['curbside_arrivals']} check-ins) · expired {expired}")
+
+
 class Board:
     def __init__(self, db, header: list[tuple[str, str]], log_file: Path, console: Console, demo: Any = None):
         self.db, self.header, self.console, self.demo = db, header, console, demo
@@ -60,8 +70,9 @@ class Board:
             at_risk = (await conn.execute(text("SELECT COUNT(*) FROM orders WHERE at_risk"))).scalar_one()
             latest = (await conn.execute(text(
                 "SELECT order_id, event, at FROM timeline_events ORDER BY id DESC LIMIT :n"), {"n": LATEST})).all()
+            counter = await store_kpis(conn)
         self.log.read()
-        return {"counts": counts, "at_risk": at_risk, "latest": latest}
+        return {"counts": counts, "at_risk": at_risk, "latest": latest, "counter": counter}
 
     def render(self, snap: Optional[dict[str, Any]]) -> Group:
         where = Table.grid(padding=(0, 2))
@@ -90,11 +101,14 @@ class Board:
         row = Table.grid(padding=(0, 4))
         row.add_row(orders, events)
         parts.append(row)
+        if snap.get("counter", {}).get("pickups"):
+            parts.append(Text(pickup_line(snap["counter"])))
         levels = self.log.levels
         problems = ", ".join(f"{n} {level}(s)" for level, n in sorted(levels.items())) or "no warnings"
         footer = f"logs: {self.log_file}  ({problems}{'; last ' + self.log.last_problem if levels else ''})"
         if self.demo is not None:
-            footer = f"demo: {self.demo.placed} orders placed   " + footer
+            done = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(self.demo.stats.items()))
+            footer = f"demo: {self.demo.placed} orders placed" + (f" ({done})" if done else "") + "   " + footer
         parts.append(Text(footer, style="dim"))
         parts.append(Text(f"{datetime.now(timezone.utc):%H:%M:%S} UTC · Ctrl-C stops everything; starting again "
                           "resumes every order where it was.", style="dim"))

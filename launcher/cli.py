@@ -15,7 +15,9 @@ app = typer.Typer(help="Nodal: distributed order management on Temporal and Post
 # `nodal dev --demo` should show orders moving within a minute, so its windows are short unless set.
 DEMO_WINDOWS = {"NODAL_REMORSE_WINDOW": ("remorse_window", timedelta(seconds=15)),
                 "NODAL_ACCEPT_TIMEOUT": ("accept_timeout", timedelta(seconds=45)),
-                "NODAL_RETURN_WINDOW": ("return_window", timedelta(minutes=3))}
+                "NODAL_RETURN_WINDOW": ("return_window", timedelta(minutes=3)),
+                "NODAL_PICKUP_HOLD": ("pickup_hold", timedelta(minutes=2)),
+                "NODAL_PICKUP_REMINDER": ("pickup_reminder", timedelta(seconds=30))}
 
 
 @app.command()

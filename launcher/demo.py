@@ -1,8 +1,13 @@
 """The demo: a stream of orders and a simulated partner network, all through the public API.
 
 Customers place orders on three channels; partners accept (sometimes reject, sometimes let the
-acceptance timer run out), pick (sometimes short), pack, ship and deliver; some customers return
-what they got. Everything goes through the same HTTP API real clients and partner apps use.
+acceptance timer run out), pick (sometimes short), pack, ship and deliver; stores make pickups ready and hand
+them over to customers who come in or check in from the curb with the code they were sent (some mistype it,
+some refuse an item, a few never come); a pickup at a store without the stock comes to it from a DC (ship to
+store: the DC ships, the store receives); some customers return what they got, by post or over a store's counter,
+or exchange it for another item (some before sending theirs back, a few of whom never do).
+Everything goes through the same HTTP API real clients and partner apps use; only the customer's inbox (the
+pickup code the simulated notification provider delivered) is read outside it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import httpx
 
@@ -24,7 +29,12 @@ CHANNELS = ["web", "marketplace", "b2b-portal"]
 class DemoDriver:
     def __init__(self, api_url: str, admin_key: str, orders_per_minute: int = 30, seed: int | None = None,
                  console: Any = None, reject_rate: float = 0.07, ignore_rate: float = 0.03,
-                 short_pick_rate: float = 0.05, return_rate: float = 0.3):
+                 short_pick_rate: float = 0.05, return_rate: float = 0.3,
+                 inbox: Optional[Callable[[str, str], Awaitable[Optional[dict]]]] = None, no_show_rate: float = 0.03,
+                 refuse_rate: float = 0.08, wrong_code_rate: float = 0.05, in_store_return_rate: float = 0.4,
+                 exchange_rate: float = 0.25, keep_rate: float = 0.1, pace: float = 1.0,
+                 curbside_rate: float = 0.08, pickup_rate: float = 0.12,
+                 transport: Optional[httpx.AsyncBaseTransport] = None):
         self.api_url = api_url
         self.admin = admin_key
         self.opm = orders_per_minute
@@ -39,6 +49,18 @@ class DemoDriver:
         self.returned: set[str] = set()
         self.placed = 0
         self.pending: set[asyncio.Task] = set()
+        # The customer's inbox: (order_id, notification event) → what they were sent.
+        self.inbox = inbox
+        self.no_show_rate, self.refuse_rate, self.wrong_code_rate = no_show_rate, refuse_rate, wrong_code_rate
+        self.in_store_return_rate = in_store_return_rate
+        # Of the returns: exchanges instead; of advance exchanges: customers who keep both.
+        self.exchange_rate, self.keep_rate = exchange_rate, keep_rate
+        self.transport = transport  # tests drive an app in process
+        self.curbside_rate, self.pickup_rate = curbside_rate, pickup_rate  # shares of orders (the rest ships)
+        self.pace = pace  # how long people take between steps, as a multiple of the demo's (tests hurry them)
+        self.channel_of: dict[str, str] = {}  # order → channel, for the customer's check-in
+        self.arrived: set[str] = set()
+        self.stats: Counter = Counter()
 
     async def _call(self, http: httpx.AsyncClient, method: str, path: str, key: str, **kw) -> Optional[httpx.Response]:
         try:
@@ -58,11 +80,16 @@ class DemoDriver:
                                                                                 "label": "demo partner"})
             self.partner_keys[n["node_id"]] = r.json()["key"]
         self.pickup_nodes = [n["node_id"] for n in nodes if "pickup" in n["capabilities"]]
+        self.curbside_nodes = [n["node_id"] for n in nodes if "curbside" in n["capabilities"]]
+        self.return_counters = [n["node_id"] for n in nodes if "returns" in n["capabilities"]]
 
     def _order(self) -> dict[str, Any]:
         channel = self.rng.choice(CHANNELS)
         skus = self.rng.sample(demo_skus(), self.rng.randint(1, 3))
-        if self.rng.random() < 0.15 and self.pickup_nodes:
+        roll = self.rng.random()
+        if roll < self.curbside_rate and self.curbside_nodes:
+            delivery = {"method": "curbside", "pickup_node_id": self.rng.choice(self.curbside_nodes)}
+        elif roll < self.curbside_rate + self.pickup_rate and self.pickup_nodes:
             delivery = {"method": "pickup", "pickup_node_id": self.rng.choice(self.pickup_nodes)}
         else:
             postal = self.rng.choice(list(DEMO_AREAS))
@@ -83,6 +110,7 @@ class DemoDriver:
             r = await self._call(http, "POST", "/orders", key, json=body)
             if r is not None and r.status_code in (200, 201):
                 self.placed += 1
+                self.channel_of[r.json()["order_id"]] = body["channel"]
                 roll = self.rng.random()
                 if roll < 0.06:
                     self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=True))
@@ -107,7 +135,7 @@ class DemoDriver:
             await self._call(http, "PATCH", f"/orders/{order_id}", key, json={"lines": lines})
 
     def _due(self, key: str, low: float = 1.0, high: float = 4.0) -> bool:
-        first = self.seen.setdefault(key, time.monotonic() + self.rng.uniform(low, high))
+        first = self.seen.setdefault(key, time.monotonic() + self.rng.uniform(low, high) * self.pace)
         return time.monotonic() >= first
 
     async def play_partners(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
@@ -119,7 +147,7 @@ class DemoDriver:
                 for f in r.json()["fulfillments"]:
                     await self._advance(http, key, f)
             await self._returns(http)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.pace)
 
     async def _advance(self, http: httpx.AsyncClient, key: str, f: dict) -> None:
         fid, status = f["fulfillment_id"], f["status"]
@@ -139,9 +167,53 @@ class DemoDriver:
             if self.rng.random() < self.short_pick_rate and lines:
                 lines[0]["qty"] = max(lines[0]["qty"] - 1, 0)
             await self._call(http, "POST", f"{path}/pick", key, json={"lines": lines})
+        elif f["kind"] == "pickup":
+            await self._counter(http, key, f)
+        elif status == "in_transit":
+            # Ship to store: the receiving store books it in (its own key; the sender's queue shows it too).
+            if self.partner_keys.get(f.get("to_node_id") or "") == key:
+                r = await self._call(http, "POST", f"{path}/receive", key)
+                if r is not None and r.status_code == 200:
+                    self.stats["received_at_store"] += 1
         elif status in ("picked", "packed", "shipped"):
             step = {"picked": "pack", "packed": "ship", "shipped": "deliver"}[status]
             await self._call(http, "POST", f"{path}/{step}", key)
+
+    async def _counter(self, http: httpx.AsyncClient, key: str, f: dict) -> None:
+        """A pickup: the store makes it ready; the customer comes (curbside: checks in first) with their code."""
+        fid, path = f["fulfillment_id"], f"/fulfillments/{f['fulfillment_id']}"
+        if f["status"] == "picked":
+            await self._call(http, "POST", f"{path}/ready", key)
+            return
+        if f["status"] != "ready_for_pickup" or self.inbox is None:
+            return
+        if self.rng.random() < self.no_show_rate:
+            self.ignored.add(fid)  # never comes: the hold ends, the stock goes back on the shelf
+            self.stats["no_show"] += 1
+            return
+        client = self.client_keys.get(self.channel_of.get(f["order_id"], ""))
+        if f["method"] == "curbside" and fid not in self.arrived and client:
+            self.arrived.add(fid)
+            await self._call(http, "POST", f"{path}/arrived", client,
+                             json={"bay": str(self.rng.randint(1, 8)), "note": "grey hatchback"})
+            self.seen[f"{fid}:ready_for_pickup"] = time.monotonic() + self.rng.uniform(0.5, 3) * self.pace  # walks out to the car
+            return
+        sent = await self.inbox(f["order_id"], "ready_for_pickup")
+        code = (sent or {}).get("pickup_code")
+        if not code:
+            return
+        if self.rng.random() < self.wrong_code_rate:
+            wrong = str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+            r = await self._call(http, "POST", f"{path}/collect", key, json={"pickup_code": wrong})
+            if r is not None and r.status_code == 422:
+                self.stats["wrong_code_refused"] += 1
+        body: dict[str, Any] = {"pickup_code": code}
+        if len(f["lines"]) > 1 and self.rng.random() < self.refuse_rate:
+            body["lines"] = [{"line_id": l["line_id"], "qty": l["qty"]} for l in f["lines"][1:]]  # refuses one item
+            self.stats["partly_refused"] += 1
+        r = await self._call(http, "POST", f"{path}/collect", key, json=body)
+        if r is not None and r.status_code == 200:
+            self.stats["collected"] += 1
 
     async def _returns(self, http: httpx.AsyncClient) -> None:
         r = await self._call(http, "GET", "/orders?status=delivered&limit=100", self.admin)
@@ -163,17 +235,35 @@ class DemoDriver:
                 back = [(l["line_id"], l["delivered_qty"]) for l in delivered]
             else:
                 back = [(delivered[0]["line_id"], 1)]
-            ret = await self._call(http, "POST", f"/orders/{oid}/returns", self.client_keys[order["channel"]],
-                                   json={"lines": [{"line_id": l, "qty": q} for l, q in back], "reason": "did not fit"})
+            body: dict[str, Any] = {"lines": [{"line_id": l, "qty": q} for l, q in back], "reason": "did not fit"}
+            if self.return_counters and self.rng.random() < self.in_store_return_rate:
+                # Returned over a store's counter (BORIS), whichever store the customer walks into.
+                body.update(method="in_store", node_id=self.rng.choice(self.return_counters))
+            client = self.client_keys[order["channel"]]
+            exchange = self.rng.random() < self.exchange_rate
+            if exchange:
+                # Another item instead (another size or colour: here any SKU, at the price of the one returned).
+                body["lines"] = [{**l, "sku": self.rng.choice(demo_skus())} for l in body["lines"]]
+                body["advance"] = self.rng.random() < 0.5
+                ret = await self._call(http, "POST", f"/orders/{oid}/exchanges", client, json=body)
+            else:
+                ret = await self._call(http, "POST", f"/orders/{oid}/returns", client, json=body)
             if ret is None or ret.status_code != 201:
                 continue
+            if exchange:
+                self.stats["exchanged_in_advance" if body["advance"] else "exchanged"] += 1
+                if body["advance"] and self.rng.random() < self.keep_rate:
+                    self.stats["exchange_kept"] += 1  # never sent back: charged at the window's end
+                    continue
             rid = ret.json()["return_id"]
             node = (await self._call(http, "GET", f"/returns/{rid}", self.admin)).json()["node_id"]
-            await asyncio.sleep(self.rng.uniform(0.5, 2))
+            await asyncio.sleep(self.rng.uniform(0.5, 2) * self.pace)
             received = [{"line_id": l, "qty": q, "disposition": "sellable" if self.rng.random() < 0.8 else "damaged"}
                         for l, q in back]
-            await self._call(http, "POST", f"/returns/{rid}/receive", self.partner_keys.get(node, self.admin),
-                             json={"lines": received})
+            r = await self._call(http, "POST", f"/returns/{rid}/receive", self.partner_keys.get(node, self.admin),
+                                 json={"lines": received})
+            if r is not None and r.status_code == 200:
+                self.stats["returned_in_store" if body.get("method") == "in_store" else "returned_by_post"] += 1
 
     async def report(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -186,6 +276,6 @@ class DemoDriver:
                                ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=30, transport=self.transport) as http:
             await self.setup(http)
             await asyncio.gather(self.place_orders(http, stop), self.play_partners(http, stop), self.report(http, stop))

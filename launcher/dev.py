@@ -124,6 +124,19 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
+def inbox(db):
+    """The demo customers' inbox: what the simulated notification provider sent them (their pickup codes)."""
+    from sqlalchemy import text
+
+    async def read(order_id: str, event: str) -> Optional[dict]:
+        async with db.engine.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT response->'detail' FROM adapter_calls WHERE system = 'notifications'"
+                " AND response->>'order_id' = :o AND response->>'event' = :e LIMIT 1"), {"o": order_id, "e": event})
+            ).scalar()
+    return read
+
+
 async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_logs: bool = False) -> None:
     import uvicorn
     from rich.console import Console
@@ -183,7 +196,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
         from launcher.demo import DemoDriver
 
         driver = DemoDriver(api_url, settings.admin_key, orders_per_minute=orders_per_minute,
-                            console=None if board else console)
+                            console=None if board else console, inbox=inbox(db))
         tasks.append(asyncio.create_task(driver.run(stop), name="demo"))
     if board:
         from launcher.board import Board

@@ -17,17 +17,19 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
     from activities.deps import Deps
     from workflows.bid_prices import BidPriceWorkflow
     from workflows.fulfillment import FulfillmentWorkflow
+    from workflows.store.pickup import PickupWorkflow
+    from workflows.store.transfer import TransferWorkflow
     from workflows.holds import HoldSweepWorkflow
     from workflows.legacy.fulfillment_v1 import FulfillmentWorkflowV1
     from workflows.legacy.order_v1 import OrderWorkflowV1
     from workflows.order import OrderWorkflow
 
-    acts = NodalActivities(Deps.build(db, settings))
+    acts = NodalActivities(Deps.build(db, settings, client))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         # The v1 types stay registered, frozen, for the orders that started on them (workflows/legacy).
-        workflows=[OrderWorkflow, FulfillmentWorkflow, HoldSweepWorkflow, BidPriceWorkflow, OrderWorkflowV1,
+        workflows=[OrderWorkflow, FulfillmentWorkflow, PickupWorkflow, TransferWorkflow, HoldSweepWorkflow, BidPriceWorkflow, OrderWorkflowV1,
                    FulfillmentWorkflowV1],
         activities=acts.all(),
         max_concurrent_activities=50,

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from models.status import DeliveryMethod, FulfillmentStatus, OrderStatus, ReturnStatus
+from models.status import DeliveryMethod, FulfillmentKind, FulfillmentStatus, OrderStatus, ReturnStatus
 
 
 class Msg(BaseModel):
@@ -89,6 +89,8 @@ class Windows(Msg):
     payment_hold: timedelta = timedelta(days=3)
     # A long-lived order continues as new once its history holds this many events.
     history_limit: int = 10_000
+    pickup_hold: timedelta = timedelta(days=7)
+    pickup_reminder: timedelta = timedelta(days=1)
 
 
 class OrderInput(Msg):
@@ -103,6 +105,8 @@ class OrderInput(Msg):
     windows: Windows
     # A checkout hold whose stock this order takes over.
     hold_id: Optional[str] = None
+    # A replacement order: the exchange it serves (the returned units pay for it, up to their value).
+    exchange_of: Optional["ExchangeOf"] = None
 
 
 # ---------------------------------------------------------------- routing and inventory
@@ -160,6 +164,8 @@ class Allocation(Msg):
     hold_until: Optional[datetime] = None
     carrier: Optional[str] = None  # the carrier service the promise counted on
     service: Optional[str] = None
+    # Ship to store: this node sends the units to the pickup store, which hands them over.
+    transfer_to: Optional[str] = None
 
 
 class SupplyClaimLine(Msg):
@@ -324,7 +330,8 @@ class ReturnLabelRequest(Msg):
 class Notification(Msg):
     order_id: str
     event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed",
-                   "at_risk", "payment_required"]
+                   "at_risk", "payment_required", "ready_for_pickup", "pickup_reminder", "pickup_expired",
+                   "collected", "exchange_charged"]
     key: str
     detail: dict[str, Any] = {}
 
@@ -345,6 +352,25 @@ class FulfillmentInput(Msg):
     carrier: Optional[str] = None  # the carrier the promise counted on: labels use it unless the node names one
     promised_by: Optional[datetime] = None
     authorization: Optional[str] = None  # the order's authorization the shipment's capture draws on
+    kind: FulfillmentKind = FulfillmentKind.delivery
+    # A pickup: how long the store holds it once ready (the node may say otherwise), and the reminder's lead.
+    pickup_hold: timedelta = timedelta(days=7)
+    pickup_reminder: timedelta = timedelta(days=1)
+    # A transfer: the store it sends the units to, and the pickup that waits there for them. A pickup served by
+    # a transfer starts with the units in the store's hands (picked), its next step ready.
+    to_node_id: Optional[str] = None
+    pickup_id: Optional[str] = None
+    start_status: Optional[FulfillmentStatus] = None
+
+
+class ReceiveTransfer(Msg):
+    """A transfer reaches the pickup store: the units land on its shelf, held for the pickup waiting there."""
+
+    order_id: str
+    transfer_id: str
+    pickup_id: str
+    node_id: str
+    lines: list[LineQty]
 
 
 class FulfillmentEvent(Msg):
@@ -394,6 +420,21 @@ class PickIn(Msg):
 class ShipIn(Msg):
     carrier: Optional[str] = Field(default=None, max_length=64)
     tracking: Optional[str] = Field(default=None, max_length=128)
+
+
+class CollectIn(Msg):
+    """The customer at the counter: the code from their notification, and what they take (all by default; a
+    line they refuse, or take fewer of, is cancelled and its money released)."""
+
+    pickup_code: str = Field(min_length=1, max_length=32)
+    lines: Optional[list[PickLine]] = Field(default=None, min_length=1)
+
+
+class ArrivedIn(Msg):
+    """A curbside check-in: the customer is outside."""
+
+    bay: Optional[str] = Field(default=None, max_length=32)
+    note: Optional[str] = Field(default=None, max_length=200)
 
 
 class MilestoneResult(Msg):
@@ -457,6 +498,55 @@ class ReceiveIn(Msg):
     lines: list[ReceiveLineIn] = Field(min_length=1)
 
 
+class ExchangeLineIn(Msg):
+    line_id: str = Field(description="the delivered line whose units come back")
+    qty: int = Field(gt=0)
+    sku: str = Field(min_length=1, max_length=64, description="the replacement (the same SKU, or another size or "
+                                                               "colour)")
+    unit_price: Optional[Decimal] = Field(
+        None, ge=0, max_digits=12, decimal_places=2,
+        description="the replacement's price; omitted: the returned line's (an even exchange). A difference is "
+                    "charged on the replacement order, or refunded when the return is received")
+
+
+class ExchangeIn(Msg):
+    lines: list[ExchangeLineIn] = Field(min_length=1, max_length=100)
+    method: Literal["ship_back", "in_store"] = "ship_back"
+    node_id: Optional[str] = None
+    advance: bool = Field(False, description="ship the replacement now, before the return arrives (the customer is "
+                                             "charged for it if the return never arrives by the window's end)")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ExchangeOf(Msg):
+    """What a replacement order knows of its exchange."""
+
+    order_id: str  # the original order
+    exchange_id: str
+    return_id: str
+    advance: bool
+    credits: dict[str, Decimal] = {}  # replacement line id → the returned unit's price, paid already
+
+
+class ExchangeState(Msg):
+    exchange_id: str
+    return_id: str
+    replacement_order_id: str
+    advance: bool
+    due_by: datetime  # the return must arrive by then
+    # original line id → (qty, replacement sku, replacement unit price)
+    lines: list[dict[str, Any]]
+    status: Literal["open", "returned", "charged", "void", "failed"] = "open"
+    settled_amount: Decimal = Decimal("0")  # refunded (> 0) or charged (< 0) when it closed
+
+
+class ExchangeResult(Msg):
+    exchange_id: str
+    return_id: str
+    replacement_order_id: str
+    label: Optional[Label] = None
+
+
 # ---------------------------------------------------------------- order state (Query, read model)
 class TimelineEntry(Msg):
     key: str
@@ -499,6 +589,16 @@ class FulfillmentState(Msg):
     requested_units: int = 0
     short_units: int = 0  # asked for, not found at pick
     at_risk: Optional[str] = None  # the missed milestone (ship-by or promised delivery), until it is met
+    kind: FulfillmentKind = FulfillmentKind.delivery
+    method: Optional[DeliveryMethod] = None
+    # A pickup: ready at the counter since, held until, the customer's curbside check-in.
+    ready_at: Optional[datetime] = None
+    hold_until: Optional[datetime] = None
+    arrived_at: Optional[datetime] = None
+    bay: Optional[str] = None
+    arrival_note: Optional[str] = None
+    to_node_id: Optional[str] = None  # a transfer's destination store
+    pickup_id: Optional[str] = None  # a transfer's pickup, started at the store when it is received
 
 
 class ReturnLineState(Msg):
@@ -517,6 +617,22 @@ class ReturnState(Msg):
     lines: list[ReturnLineState]
     label: Optional[Label] = None
     refund_amount: Decimal = Decimal("0")
+    exchange_id: Optional[str] = None  # the exchange these units pay for (refunded only for a difference)
+
+
+class ReturnRouteRequest(Msg):
+    order_id: str
+    origin_node_id: str  # the node that shipped the units
+    postal_code: Optional[str] = None  # where they come back from
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+
+
+class ReturnRouteAnswer(Msg):
+    node_id: str
+    rule: str  # origin | nearest | node
+    why: str
+    rules_version: int
 
 
 class ReturnResult(Msg):
@@ -598,3 +714,6 @@ class PlacedOrder(Msg):
     order_id: str
     status: OrderStatus
     promise: PromiseView
+
+
+OrderInput.model_rebuild()  # its exchange_of is defined further down

@@ -9,6 +9,7 @@ class OrderStatus(StrEnum):
     received = "received"
     awaiting_release = "awaiting_release"
     released = "released"
+    ready_for_pickup = "ready_for_pickup"  # every open fulfillment waits for the customer at a store
     partially_shipped = "partially_shipped"
     shipped = "shipped"
     delivered = "delivered"
@@ -29,6 +30,19 @@ class FulfillmentStatus(StrEnum):
     rejected = "rejected"
     timed_out = "timed_out"
     cancelled = "cancelled"
+    # Store flows: a pickup waits at the counter, then is collected (delivered) or expires (a no-show).
+    ready_for_pickup = "ready_for_pickup"
+    collected = "collected"
+    expired = "expired"
+    # A transfer leg moves stock to the pickup store.
+    in_transit = "in_transit"
+    received_at_store = "received_at_store"
+
+
+class FulfillmentKind(StrEnum):
+    delivery = "delivery"  # a parcel to the customer's address
+    pickup = "pickup"  # pickup or curbside at a store
+    transfer = "transfer"  # stock moving to the pickup store
 
 
 class ReturnStatus(StrEnum):
@@ -69,28 +83,42 @@ class Role(StrEnum):
     partner = "partner"
 
 
-# The partner's happy path; a milestone may only move one step forward.
-FULFILLMENT_PATH = [
-    FulfillmentStatus.released,
-    FulfillmentStatus.accepted,
-    FulfillmentStatus.picked,
-    FulfillmentStatus.packed,
-    FulfillmentStatus.shipped,
-    FulfillmentStatus.delivered,
-]
-MILESTONE_TARGET = {
-    "accept": FulfillmentStatus.accepted,
-    "pick": FulfillmentStatus.picked,
-    "pack": FulfillmentStatus.packed,
-    "ship": FulfillmentStatus.shipped,
-    "deliver": FulfillmentStatus.delivered,
-    "reject": FulfillmentStatus.rejected,
+# Each kind's happy path; a milestone may only move one step forward along it.
+FULFILLMENT_PATHS = {
+    FulfillmentKind.delivery: [FulfillmentStatus.released, FulfillmentStatus.accepted, FulfillmentStatus.picked,
+                               FulfillmentStatus.packed, FulfillmentStatus.shipped, FulfillmentStatus.delivered],
+    FulfillmentKind.pickup: [FulfillmentStatus.released, FulfillmentStatus.accepted, FulfillmentStatus.picked,
+                             FulfillmentStatus.ready_for_pickup, FulfillmentStatus.collected],
+    FulfillmentKind.transfer: [FulfillmentStatus.released, FulfillmentStatus.accepted, FulfillmentStatus.picked,
+                               FulfillmentStatus.packed, FulfillmentStatus.in_transit,
+                               FulfillmentStatus.received_at_store],
 }
+FULFILLMENT_PATH = FULFILLMENT_PATHS[FulfillmentKind.delivery]
+# The status each milestone moves a fulfillment of each kind to.
+MILESTONES = {
+    FulfillmentKind.delivery: {"accept": FulfillmentStatus.accepted, "pick": FulfillmentStatus.picked,
+                               "pack": FulfillmentStatus.packed, "ship": FulfillmentStatus.shipped,
+                               "deliver": FulfillmentStatus.delivered, "reject": FulfillmentStatus.rejected},
+    FulfillmentKind.pickup: {"accept": FulfillmentStatus.accepted, "pick": FulfillmentStatus.picked,
+                             "ready": FulfillmentStatus.ready_for_pickup, "collect": FulfillmentStatus.collected,
+                             "reject": FulfillmentStatus.rejected},
+    FulfillmentKind.transfer: {"accept": FulfillmentStatus.accepted, "pick": FulfillmentStatus.picked,
+                               "pack": FulfillmentStatus.packed, "ship": FulfillmentStatus.in_transit,
+                               "receive": FulfillmentStatus.received_at_store, "reject": FulfillmentStatus.rejected},
+}
+MILESTONE_TARGET = MILESTONES[FulfillmentKind.delivery]
+# Milestones that leave the status as it is (a curbside check-in).
+NOTICES = {FulfillmentKind.pickup: {"arrived"}}
 # A fulfillment in one of these no longer holds stock or work.
-FULFILLMENT_FAILED = {FulfillmentStatus.rejected, FulfillmentStatus.timed_out, FulfillmentStatus.cancelled}
-FULFILLMENT_TERMINAL = FULFILLMENT_FAILED | {FulfillmentStatus.delivered}
+FULFILLMENT_FAILED = {FulfillmentStatus.rejected, FulfillmentStatus.timed_out, FulfillmentStatus.cancelled,
+                      FulfillmentStatus.expired}
+# In the customer's hands.
+FULFILLMENT_DELIVERED = {FulfillmentStatus.delivered, FulfillmentStatus.collected}
+FULFILLMENT_TERMINAL = FULFILLMENT_FAILED | FULFILLMENT_DELIVERED | {FulfillmentStatus.received_at_store}
+# Units still in the node's hands: the order may cancel them.
 FULFILLMENT_UNSHIPPED = {
     FulfillmentStatus.released, FulfillmentStatus.accepted, FulfillmentStatus.picked, FulfillmentStatus.packed,
+    FulfillmentStatus.ready_for_pickup,
 }
 
 # Which capability a delivery method needs at the serving node.
@@ -103,5 +131,7 @@ METHOD_CAPABILITY = {
 }
 # Node types that receive returns shipped back to them without saying so (warehouses); others need ``returns``.
 RETURN_NODE_TYPES = {NodeType.dc, NodeType.threepl, NodeType.distributor}
+# Node types that send stock to a pickup store that lacks it (a drop-ship vendor ships only to customers).
+TRANSFER_NODE_TYPES = {NodeType.dc, NodeType.store, NodeType.threepl, NodeType.distributor}
 # Node types that ship anywhere in the country; the others ship only to their service areas.
 NATIONAL_NODE_TYPES = {NodeType.dc, NodeType.threepl, NodeType.dropship}

@@ -347,10 +347,23 @@ class Fulfillment(SQLModel, table=True):
     requested_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     short_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     at_risk: Optional[str] = Field(default=None, max_length=300)  # the promise milestone it missed
+    kind: str = Field(default="delivery", max_length=16,
+                      sa_column_kwargs={"server_default": "delivery"})  # delivery|pickup|transfer
+    method: Optional[str] = Field(default=None, max_length=32)
+    promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # A pickup at the counter: ready since, held until, the customer outside since (curbside), collected.
+    ready_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    hold_until: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    arrived_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    to_node_id: Optional[str] = Field(default=None, max_length=64)  # a transfer's destination store
+    bay: Optional[str] = Field(default=None, max_length=32)
+    arrival_note: Optional[str] = Field(default=None, max_length=200)
+    delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
-    __table_args__ = (Index("ix_fulfillments_node_status", "node_id", "status"),)
+    __table_args__ = (Index("ix_fulfillments_node_status", "node_id", "status"),
+                      Index("ix_fulfillments_to_node_status", "to_node_id", "status"))
 
 
 class Return(SQLModel, table=True):

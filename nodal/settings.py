@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     remorse_window: Duration = timedelta(minutes=30)
     accept_timeout: Duration = timedelta(hours=2)
     return_window: Duration = timedelta(days=30)
+    # How long a store holds a pickup that is ready (a node's calendar may say otherwise), and how long before
+    # the end the customer is reminded.
+    pickup_hold: Duration = timedelta(days=7)
+    pickup_reminder: Duration = timedelta(days=1)
     # How long a checkout hold keeps stock, and how often expired holds are swept.
     hold_ttl: Duration = timedelta(minutes=15)
     hold_sweep_every: Duration = timedelta(minutes=1)

@@ -125,6 +125,18 @@ def buffer_days(policy: str, node: NodeInfo, transit_days: int) -> int:
     return 0
 
 
+def transfer_quote(source: NodeInfo, store: NodeInfo, distance_km: float, at: datetime,
+                   calendar: CarrierCalendar = DEFAULT_CALENDAR, buffer: str = "none") -> Optional[Quote]:
+    """Ship to store: the source ships to the store by standard service, the store makes it ready on the day it
+    arrives (processing in its opening hours). ``ship_by`` is the source's cutoff; the promise is the store's."""
+    leg = quote(source, DeliveryMethod.ship_standard, distance_km, at, calendar, buffer=buffer)
+    if leg is None:
+        return None
+    arrives = datetime.combine(leg.promised_by.date(), time(12, 0), tzinfo=ZoneInfo(store.timezone))
+    return Quote(ready_at(store, arrives.astimezone(timezone.utc)), ship_by=leg.ship_by, carrier=leg.carrier,
+                 service=leg.service)
+
+
 def end_of(day: date) -> datetime:
     return datetime.combine(day, time(23, 59), tzinfo=timezone.utc)
 

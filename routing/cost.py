@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from typing import Optional
+
 from models.status import DeliveryMethod
+from promise.dates import Quote, quote, transfer_quote
 from routing.geo import haversine_km
-from routing.model import CostModel, NodeInfo, RouteLine
+from routing.model import CostModel, NetworkView, NodeInfo, RouteLine
 
 
 def distance_km(node: NodeInfo, line: RouteLine) -> float:
@@ -18,11 +22,30 @@ def unit_cost(node: NodeInfo, line: RouteLine, model: CostModel) -> float:
     # on this hot path.
     method = line.method
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
-        return node.handling_cost
+        if node.node_id == line.pickup_node_id:
+            return node.handling_cost
+        # A transfer to the pickup store: a unit shipped there at the standard rate, handled at both ends.
+        return model.unit_base + model.per_km * distance_km(node, line) + node.handling_cost + model.transfer_handling
     per_km = model.per_km * (model.express_multiplier if method == DeliveryMethod.ship_express else 1.0)
     return model.unit_base + per_km * distance_km(node, line) + node.handling_cost
+
+
+def is_transfer(node_id: str, line: RouteLine) -> bool:
+    return line.pickup_node_id is not None and node_id != line.pickup_node_id and line.method in (
+        DeliveryMethod.pickup, DeliveryMethod.curbside)
 
 
 def package_cost(line: RouteLine, model: CostModel) -> float:
     method = line.method
     return 0.0 if method in (DeliveryMethod.pickup, DeliveryMethod.curbside) else model.package_cost
+
+
+def quote_line(node: NodeInfo, line: RouteLine, net: NetworkView, at: datetime, requested: Optional[date] = None
+               ) -> Optional[Quote]:
+    """The date this node can keep for this line's destination and method; a transfer is dated to the pickup
+    store's counter (shipped there, then made ready)."""
+    if is_transfer(node.node_id, line):
+        return transfer_quote(node, net.nodes[line.pickup_node_id], distance_km(node, line), at, net.carriers,
+                              net.promise_buffer)
+    return quote(node, DeliveryMethod(line.method), distance_km(node, line), at, net.carriers, requested,
+                 net.promise_buffer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from models.status import METHOD_CAPABILITY, NATIONAL_NODE_TYPES, DeliveryMethod
+from models.status import METHOD_CAPABILITY, NATIONAL_NODE_TYPES, TRANSFER_NODE_TYPES, Capability, DeliveryMethod
 from promise.dates import quote
 from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
@@ -22,11 +22,17 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
         return "disabled"
     if node.node_id in net.channel_excluded:
         return net.channel_excluded[node.node_id]
-    if METHOD_CAPABILITY[method] not in node.capabilities:
-        return f"cannot do {method}"
     if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
-        if node.node_id != line.pickup_node_id:
+        if node.node_id == line.pickup_node_id:
+            if METHOD_CAPABILITY[method] not in node.capabilities:
+                return f"cannot do {method}"
+        elif node.type not in TRANSFER_NODE_TYPES or Capability.ship not in node.capabilities:
             return "not the pickup node"
+        elif line.pickup_node_id not in net.nodes:
+            return "the pickup node is not in the network"
+        # else a transfer source: it ships the units to the pickup store (ship to store)
+    elif METHOD_CAPABILITY[method] not in node.capabilities:
+        return f"cannot do {method}"
     elif method == DeliveryMethod.same_day:
         if line.lat is None or line.lon is None:
             return "destination unknown"

@@ -15,8 +15,7 @@ from itertools import combinations
 from typing import NamedTuple, Optional
 
 from models.status import DeliveryMethod
-from promise.dates import quote
-from routing.cost import distance_km, package_cost, unit_cost
+from routing.cost import distance_km, package_cost, quote_line, unit_cost
 from routing.eligibility import line_reason, place_reason
 from routing.model import (
     Assignment, CostModel, NetworkView, NodeInfo, NodeVerdict, RouteLine, RouteRequest, RouteResult,
@@ -54,8 +53,7 @@ def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -
 
 def _arrival(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView) -> Optional[date]:
     """The day this node would deliver to the line's destination (the same for every line of its group)."""
-    q = quote(node, DeliveryMethod(line.method), distance_km(node, line), req.at, net.carriers,
-              buffer=net.promise_buffer)
+    q = quote_line(node, line, net, req.at)
     return q.promised_by.date() if q else None
 
 

@@ -17,7 +17,8 @@ class CostModel:
     cost(plan) = Σ_nodes used package_cost
                + Σ_units (unit_base + per_km × distance(node, destination) + handling_cost(node))
                + unfilled_penalty × units left unfilled (+ unfilled_order_fee once, if any)
-    Express shipping multiplies the distance term; pickup and curbside carry no parcel cost.
+    Express shipping multiplies the distance term; pickup and curbside carry no parcel cost, unless the units
+    come from another node (a transfer to the pickup store: the standard distance term plus transfer_handling).
     """
 
     package_cost: float = 8.759
@@ -28,6 +29,8 @@ class CostModel:
     unfilled_order_fee: float = 0.0  # once per delivery group with anything unfilled (a lost sale's fixed cost)
     same_day_radius_km: float = 50.0
     late_per_unit_day: float = 15.0  # a unit delivered a day after its promise costs this much more
+    # A unit sent to a pickup store that lacks it (ship to store): received and put away there as well.
+    transfer_handling: float = 1.0
 
 
 @dataclass(frozen=True)

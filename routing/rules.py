@@ -13,11 +13,27 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.status import NodeType
 from routing.model import NetworkView
 from routing.scorecard import Scorecard
+
+
+class ReturnRoute(BaseModel):
+    """Where a shipped-back return goes."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: Literal["origin", "nearest", "node"] = Field(
+        description="origin: back to the node that shipped it; nearest: the return centre nearest the customer (a "
+                    "DC, 3PL or distributor, or a node with the returns capability); node: the node named")
+    node_id: Optional[str] = Field(None, max_length=64, description="with to = node")
+
+    @model_validator(mode="after")
+    def _node_named(self) -> "ReturnRoute":
+        if (self.to == "node") != (self.node_id is not None):
+            raise ValueError("node_id goes with to = node, and only with it")
+        return self
 
 
 class RoutingRules(BaseModel):
@@ -44,6 +60,11 @@ class RoutingRules(BaseModel):
         default={"acceptance_rate": 0.8, "fill_rate": 0.9, "on_time_ship_rate": 0.85},
         description="a node under any of these is flagged for offboarding")
     scorecard_min_fulfillments: int = Field(default=20, ge=1, description="history needed before judging a node")
+    return_routes: dict[NodeType, ReturnRoute] = Field(
+        default={NodeType.dropship: ReturnRoute(to="nearest")},
+        description="where a return shipped back without a node named goes, by the type of node that shipped it; "
+                    "types not listed go back to their origin (drop-ship vendors' returns go to a return centre "
+                    "unless a rule says otherwise)")
 
     @field_validator("priority_groups")
     @classmethod

@@ -22,13 +22,13 @@ from routing.store import (
 from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Plan, PlanRequest, SupplyClaimLine
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
-from promise import CarrierCalendar, promised_by, quote, release_start
-from promise.dates import PRODUCT_BUFFER
+from promise import CarrierCalendar, promised_by, release_start
+from promise.dates import COUNTER, PRODUCT_BUFFER
 from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
 from routing.rules import RoutingRules, apply_rules
-from routing.cost import distance_km, package_cost, unit_cost
+from routing.cost import distance_km, is_transfer, package_cost, quote_line, unit_cost
 
 COSTS = CostModel()
 THREAD_LINES = 200
@@ -76,7 +76,10 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     for l in req.lines:
         addr = l.delivery.address
         lat = lon = None
-        if addr is not None:
+        store = net.nodes.get(l.delivery.pickup_node_id or "")
+        if l.delivery.method in COUNTER and store is not None:
+            lat, lon = store.lat, store.lon  # a transfer's distance: from its source to the pickup store
+        elif addr is not None:
             lat, lon = (addr.lat, addr.lon) if addr.lat is not None and addr.lon is not None else coords.get(
                 addr.postal_code, (None, None))
         route_lines.append(RouteLine(
@@ -98,19 +101,19 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         route, net, COSTS)
 
     by_line = {l.line_id: l for l in route_lines}
-    groups: dict[tuple[str, str, str | None], list[LineQty]] = defaultdict(list)
+    groups: dict[tuple[str, str, str | None, str | None], list[LineQty]] = defaultdict(list)
     for a in result.assignments:
         line = by_line[a.line_id]
-        groups[(a.node_id, line.method, line.postal_code)].append(LineQty(line_id=a.line_id, sku=a.sku, qty=a.qty))
+        groups[(a.node_id, line.method, line.postal_code, line.pickup_node_id)].append(
+            LineQty(line_id=a.line_id, sku=a.sku, qty=a.qty))
     allocations = []
-    for (node_id, method, postal_code), lines in groups.items():
+    for (node_id, method, postal_code, _), lines in groups.items():
         node = net.nodes[node_id]
         line = by_line[lines[0].line_id]
         km = distance_km(node, line)
         m = DeliveryMethod(method)
         hold_until = _not_before(node, [q.sku for q in lines], net, start_at)
-        dated = quote(node, m, km, hold_until or start_at, net.carriers,
-                      None if hold_until else req.requested_delivery_date, net.promise_buffer)
+        dated = quote_line(node, line, net, hold_until or start_at, None if hold_until else req.requested_delivery_date)
         if dated is not None and dated.hold_until is not None:
             hold_until = dated.hold_until  # scheduled backwards to the requested date
         allocations.append(Allocation(
@@ -120,6 +123,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
             ship_by=dated.ship_by if dated else None,
             promised_by=dated.promised_by if dated else None, hold_until=hold_until,
             carrier=dated.carrier if dated else None, service=dated.service if dated else None,
+            transfer_to=line.pickup_node_id if is_transfer(node_id, line) else None,
         ))
     feasible, reason, unfilled = result.feasible, result.reason, dict(result.unfilled)
     if not feasible and result.reason == NO_STOCK and not req.policy.fill_or_kill:

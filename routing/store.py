@@ -222,8 +222,11 @@ async def postal_coordinates(conn: AsyncConnection, postal_codes: list[str]) -> 
     return {r.postal_code: (r.lat, r.lon) for r in rows}
 
 
-_ACCEPTED = ("accepted", "picked", "packed", "shipped", "delivered")
-_PICKED = ("picked", "packed", "shipped", "delivered")
+# A pickup made ready, collected or left uncollected, and a transfer on its way or received, were accepted and
+# picked like a parcel: the store's scorecard counts them.
+_PICKED = ("picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected", "expired", "in_transit",
+           "received_at_store")
+_ACCEPTED = ("accepted",) + _PICKED
 
 
 async def load_scorecards(conn: AsyncConnection, node_ids: list[str] | None = None,
@@ -241,7 +244,7 @@ async def load_scorecards(conn: AsyncConnection, node_ids: list[str] | None = No
         f" sum(short_units) FILTER (WHERE status IN {_PICKED} OR short_units > 0) AS short,"
         " count(*) FILTER (WHERE shipped_at IS NOT NULL AND ship_by IS NOT NULL) AS shipped,"
         " count(*) FILTER (WHERE shipped_at <= ship_by) AS on_time,"
-        " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
+        " count(*) FILTER (WHERE status IN ('delivered', 'collected')) AS delivered,"
         " avg(extract(epoch FROM accepted_at - released_at)) / 60 AS to_accept"
         " FROM f GROUP BY node_id ORDER BY node_id"), params)).all()
     reasons: dict[str, dict[str, int]] = {}

@@ -27,8 +27,11 @@ def workflows() -> list:
     from workflows.legacy.fulfillment_v1 import FulfillmentWorkflowV1
     from workflows.legacy.order_v1 import OrderWorkflowV1
     from workflows.order import OrderWorkflow
+    from workflows.store.pickup import PickupWorkflow
+    from workflows.store.transfer import TransferWorkflow
 
-    return [OrderWorkflow, FulfillmentWorkflow, OrderWorkflowV1, FulfillmentWorkflowV1]
+    return [OrderWorkflow, FulfillmentWorkflow, PickupWorkflow, TransferWorkflow, OrderWorkflowV1,
+            FulfillmentWorkflowV1]
 
 
 def recorded(version: str = "*") -> list[WorkflowHistory]:

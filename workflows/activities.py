@@ -20,8 +20,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         BidPriceRefresh, ConsumeRequest, FulfillmentSnapshot, Label, Notification, OrderInput, OrderSnapshot,
-        PaymentRecord, PaymentRequest, Plan, PlanRequest, ReleaseClaims, ReservationTarget, ReserveRequest,
-        ReserveResult, RestockRequest, ReturnLabelRequest, ShipmentRequest,
+        PaymentRecord, PaymentRequest, Plan, PlanRequest, ReceiveTransfer, ReleaseClaims, ReservationTarget, ReserveRequest,
+        ReserveResult, RestockRequest, ReturnLabelRequest, ReturnRouteAnswer, ReturnRouteRequest, ShipmentRequest,
     )
     from workflows.common import IO_RETRY
 
@@ -55,6 +55,11 @@ async def _by_size(lines: int, name: str, arg: Any, result_type: Optional[Type[T
 async def capture(order: OrderInput) -> None:
     """Check the order against the catalog and network as they are now (InvalidOrder if it cannot be)."""
     await _by_size(len(order.lines), "order.capture", order, None, "check the order against the catalog")
+
+
+async def start_replacement(order: OrderInput) -> None:
+    """An exchange's replacement order, started as an order of its own (not a child: it outlives the original)."""
+    await _remote("order.start_replacement", order, None, f"start replacement order {order.order_id}")
 
 
 async def plan(req: PlanRequest) -> Plan:
@@ -91,9 +96,18 @@ async def consume(req: ConsumeRequest) -> int:
                           f"ship {sum(l.qty for l in req.lines)} unit(s) off the books")
 
 
+async def receive_transfer(req: ReceiveTransfer) -> int:
+    return await _by_size(len(req.lines), "inventory.receive_transfer", req, int,
+                          f"receive transfer {req.transfer_id} at {req.node_id}")
+
+
 async def restock(req: RestockRequest) -> int:
     return await _by_size(len(req.lines), "inventory.restock", req, int,
                           f"receive return {req.return_id} at {req.node_id}")
+
+
+async def return_destination(req: ReturnRouteRequest) -> ReturnRouteAnswer:
+    return await _local("routing.return_destination", req, ReturnRouteAnswer, f"route the return from {req.origin_node_id}")
 
 
 async def expire_holds(at: datetime) -> list[str]:
@@ -117,6 +131,11 @@ async def label(req: ShipmentRequest) -> Label:
 
 async def return_label(req: ReturnLabelRequest) -> Label:
     return await _remote("carriers.return_label", req, Label, f"return label for {req.return_id}")
+
+
+async def pickup_hold(node_id: str) -> Optional[timedelta]:
+    """How long this store holds a ready pickup, if its calendar says (else the order's default)."""
+    return await _local("network.pickup_hold", node_id, timedelta, f"pickup hold at {node_id}")
 
 
 async def notify(n: Notification) -> None:

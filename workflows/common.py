@@ -7,16 +7,12 @@ from typing import Any, Iterable, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
-CHANNEL = SearchAttributeKey.for_keyword("Channel")
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-FULFILLMENT_NODES = SearchAttributeKey.for_keyword_list("FulfillmentNodes")
-PROMISED_BY = SearchAttributeKey.for_datetime("PromisedBy")
-AT_RISK = SearchAttributeKey.for_bool("AtRisk")  # a fulfillment missed its ship-by or promised delivery
-SEARCH_ATTRIBUTES = [ORDER_STATUS, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, PROMISED_BY, AT_RISK]
+from models.search import (  # noqa: F401 (the workflows' own names for them)
+    AT_RISK, CHANNEL, CUSTOMER_ID, FULFILLMENT_NODES, ORDER_STATUS, PROMISED_BY, SEARCH_ATTRIBUTES,
+)
 
 # Errors an Update raises to say "not now" (the API answers 409) or "not like this" (422).
 CONFLICT = "Conflict"

@@ -24,27 +24,39 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         CancelLines, ConsumeRequest, FulfillmentEvent, FulfillmentInput, FulfillmentSnapshot, FulfillmentState,
-        LineQty, MilestoneResult, PaymentRecord, PaymentRequest, PickIn, RejectIn, ReservationTarget, ShipIn,
+        Label, LineQty, MilestoneResult, PaymentRecord, PaymentRequest, PickIn, RejectIn, ReservationTarget, ShipIn,
         ShipmentRequest, TimelineEntry,
     )
     from models.status import (
-        FULFILLMENT_PATH, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONE_TARGET, FulfillmentStatus as FS,
+        FULFILLMENT_DELIVERED, FULFILLMENT_PATHS, FULFILLMENT_TERMINAL, FULFILLMENT_UNSHIPPED, MILESTONES,
+        FulfillmentKind, FulfillmentStatus as FS,
     )
     import workflows.activities as activities
     from workflows.common import check_within, conflict, when
 
-_RANK = {s: i for i, s in enumerate(FULFILLMENT_PATH)}
 MOVABLE = (FS.released, FS.accepted)  # a node that has picked keeps the work (it can still be cancelled)
 
 
 @workflow.defn(name="Fulfillment")
 class FulfillmentWorkflow:
+    """A delivery: the parcel path. The store flows (workflows/store/) are this workflow with their own path and
+    milestones: the same deadlines, cancellations, bookkeeping and telling the order."""
+
+    KIND = FulfillmentKind.delivery
+    PATH = FULFILLMENT_PATHS[FulfillmentKind.delivery]
+    TARGET = MILESTONES[FulfillmentKind.delivery]
+    SHIPPED: Optional[FS] = FS.shipped  # meets the ship-by cutoff (None: this kind has none)
+    DONE = FULFILLMENT_DELIVERED  # meets the promised date
+    TELLS: frozenset[FS] = frozenset({FS.shipped})  # besides the end: what the order hears about
+
     @workflow.init
     def __init__(self, inp: FulfillmentInput) -> None:
         self.inp = inp
         self.s = FulfillmentState(
-            fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, status=FS.released, lines=list(inp.lines),
-            ship_by=inp.ship_by, promised_by=inp.promised_by, requested_units=sum(l.qty for l in inp.lines))
+            fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, status=inp.start_status or FS.released,
+            lines=list(inp.lines), to_node_id=inp.to_node_id, pickup_id=inp.pickup_id,
+            ship_by=inp.ship_by, promised_by=inp.promised_by, requested_units=sum(l.qty for l in inp.lines),
+            kind=self.KIND, method=inp.method)
         self.lock = asyncio.Lock()
         self.admitted: list[tuple[str, int]] = []  # milestones past their validator, until they are done
         self.tickets = 0
@@ -88,10 +100,7 @@ class FulfillmentWorkflow:
                     timeout_summary=None if due is None else due[1])
             except asyncio.TimeoutError:
                 async with self.lock:
-                    if self.s.status == FS.released and workflow.now() >= accept_by:
-                        await self.time_out()
-                    else:
-                        await self.check_promise()
+                    await self.on_deadline(accept_by)
                 continue
             async with self.lock:
                 while self.requests and self.s.status not in FULFILLMENT_TERMINAL:
@@ -110,9 +119,9 @@ class FulfillmentWorkflow:
         """The next promise milestone still to meet: shipping by the ship-by cutoff, then delivery by the
         promised date; each is flagged once when missed."""
         s, inp = self.s, self.inp
-        if inp.ship_by and s.status in FULFILLMENT_UNSHIPPED and "ship_by" not in self.missed:
+        if inp.ship_by and self.SHIPPED and self.rank(s.status) < self.rank(self.SHIPPED) and "ship_by" not in self.missed:
             return inp.ship_by, "ship_by"
-        if inp.promised_by and s.status != FS.delivered and "promised_by" not in self.missed:
+        if inp.promised_by and s.status not in self.DONE and "promised_by" not in self.missed:
             return inp.promised_by, "promised_by"
         return None
 
@@ -129,6 +138,12 @@ class FulfillmentWorkflow:
                                           "status": s.status.value})
         await self.record()
         await self.tell_order()
+
+    async def on_deadline(self, accept_by: datetime) -> None:
+        if self.s.status == FS.released and workflow.now() >= accept_by:
+            await self.time_out()
+        else:
+            await self.check_promise()
 
     async def time_out(self) -> None:
         await self.release_all("accept_timeout")
@@ -202,10 +217,11 @@ class FulfillmentWorkflow:
             if s.status in MOVABLE and not set(admitted) - {"accept"}:
                 return True
             raise conflict(f"cannot reject a fulfillment that is {s.status.value}")
-        if s.status not in _RANK or "reject" in admitted:
+        self.known(kind)
+        if s.status not in self.PATH or "reject" in admitted:
             raise conflict(f"fulfillment is {s.status.value}: {kind} is not possible")
-        current = max([_RANK[s.status]] + [_RANK[MILESTONE_TARGET[k]] for k in admitted])
-        return _step(kind, current)
+        current = max([self.rank(s.status)] + [self.rank(self.TARGET[k]) for k in admitted if k in self.TARGET])
+        return self.step(kind, current)
 
     def due(self, kind: str) -> bool:
         """The same rule on its turn, against what has happened (not what is admitted)."""
@@ -216,9 +232,24 @@ class FulfillmentWorkflow:
             if s.status in MOVABLE:
                 return True
             raise conflict(f"cannot reject a fulfillment that is {s.status.value}")
-        if s.status not in _RANK:
+        if s.status not in self.PATH:
             raise conflict(f"fulfillment is {s.status.value}: {kind} is not possible")
-        return _step(kind, _RANK[s.status])
+        return self.step(kind, self.rank(s.status))
+
+    def known(self, kind: str) -> None:
+        if kind not in self.TARGET:
+            raise conflict(f"{kind} is not a milestone of a {self.KIND.value} fulfillment")
+
+    def rank(self, status: FS) -> int:
+        return self.PATH.index(status) if status in self.PATH else len(self.PATH)
+
+    def step(self, kind: str, current: int) -> bool:
+        target = self.rank(self.TARGET[kind])
+        if target <= current:
+            return False
+        if target == current + 1:
+            return True
+        raise conflict(f"{kind} is out of order: fulfillment is {self.PATH[current].value}")
 
     async def milestone(self, kind: str, step: Callable[..., Awaitable[None]], *args: Any) -> MilestoneResult:
         if not self.admissible(kind):
@@ -271,6 +302,13 @@ class FulfillmentWorkflow:
         await self.change(FS.packed)
 
     async def do_ship(self, body: ShipIn) -> None:
+        label = await self.dispatch(body)
+        payment = await self.capture()
+        self.shipped(label)
+        await self.change(FS.shipped, payment=payment)
+
+    async def dispatch(self, body: ShipIn) -> Label:
+        """The parcel leaves: its label bought (or the partner's own tracking kept), the units out of stock."""
         s, inp = self.s, self.inp
         label = await activities.label(ShipmentRequest(
             order_id=inp.order_id, fulfillment_id=inp.fulfillment_id, node_id=inp.node_id,
@@ -278,16 +316,22 @@ class FulfillmentWorkflow:
             carrier=body.carrier or (None if body.tracking else inp.carrier), tracking=body.tracking))
         await activities.consume(ConsumeRequest(order_id=inp.order_id, fulfillment_id=inp.fulfillment_id,
                                                 node_id=inp.node_id, lines=s.lines))
-        amount = sum((inp.unit_prices[l.line_id] * l.qty for l in s.lines), Decimal("0"))
-        payment = await activities.payment(PaymentRequest(
-            order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:capture", kind="capture", amount=amount,
-            currency=inp.currency, fulfillment_id=inp.fulfillment_id, at=workflow.now(),
-            authorization=inp.authorization))
-        s.carrier, s.tracking, s.shipped_at = label.carrier, label.tracking, workflow.now()
-        await self.change(FS.shipped, payment=payment)
+        return label
+
+    def shipped(self, label: Label) -> None:
+        self.s.carrier, self.s.tracking, self.s.shipped_at = label.carrier, label.tracking, workflow.now()
 
     async def do_deliver(self) -> None:
         await self.change(FS.delivered)
+
+    async def capture(self) -> PaymentRecord:
+        """Charge the customer for the units this fulfillment hands over (once: the gateway dedupes the key)."""
+        s, inp = self.s, self.inp
+        amount = sum((inp.unit_prices[l.line_id] * l.qty for l in s.lines), Decimal("0"))
+        return await activities.payment(PaymentRequest(
+            order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:capture", kind="capture", amount=amount,
+            currency=inp.currency, fulfillment_id=inp.fulfillment_id, at=workflow.now(),
+            authorization=inp.authorization))
 
     async def drop(self, req: CancelLines) -> None:
         """The order's request: drop units (cancel them, or hand them back to be placed elsewhere: a move)."""
@@ -337,9 +381,10 @@ class FulfillmentWorkflow:
         s = self.s
         changed = status != s.status
         s.status, s.reason = status, reason
-        if status == FS.delivered:
+        if status in FULFILLMENT_DELIVERED:
             s.delivered_at = workflow.now()
-        if status in FULFILLMENT_TERMINAL or (status == FS.shipped and "promised_by" not in self.missed):
+        if status in FULFILLMENT_TERMINAL or status in self.DONE or (
+                status == self.SHIPPED and "promised_by" not in self.missed):
             s.at_risk = None  # over (delivered, or failed and rerouted), or shipped: only delivery is watched now
         if changed:
             detail: dict[str, Any] = {"node_id": s.node_id, "status": status.value}
@@ -347,11 +392,11 @@ class FulfillmentWorkflow:
                 detail["reason"] = reason
             if unsourced:
                 detail["unsourced"] = [u.model_dump() for u in unsourced]
-            if status == FS.shipped:
+            if s.tracking and status == self.SHIPPED:
                 detail.update(carrier=s.carrier, tracking=s.tracking)
             self.note(f"fulfillment_{status.value}", detail)
         await self.record()
-        if (status in FULFILLMENT_TERMINAL or status == FS.shipped or unsourced or cancelled or payment
+        if (status in FULFILLMENT_TERMINAL or (changed and status in self.TELLS) or unsourced or cancelled or payment
                 or request_id):
             await self.tell_order(unsourced or [], cancelled or [], payment, request_id)
 
@@ -385,11 +430,8 @@ class FulfillmentWorkflow:
         s, inp = self.s, self.inp
         out = [f"**{s.status.value.replace('_', ' ').capitalize()}** at {s.node_id} · "
                f"{sum(l.qty for l in s.lines)} unit(s) in {len(s.lines)} line(s) · order {inp.order_id}"]
-        waits = {FS.released: f"{s.node_id} to accept (past the deadline the order moves it to another node)",
-                 FS.accepted: f"{s.node_id} to pick", FS.picked: f"{s.node_id} to pack",
-                 FS.packed: f"{s.node_id} to ship", FS.shipped: f"delivery ({s.carrier} {s.tracking})"}
-        out.append("Waiting for: " + waits.get(s.status, f"nothing: {s.status.value}"
-                                            + (f" ({s.reason})" if s.reason else "")))
+        out.append("Waiting for: " + self.waits().get(s.status, f"nothing: {s.status.value}"
+                                                   + (f" ({s.reason})" if s.reason else "")))
         if s.status not in FULFILLMENT_TERMINAL and s.released_at is not None and (
                 due := self.next_deadline(s.released_at + inp.accept_timeout)):
             out.append(f"Next deadline: {due[1]} by {when(due[0])}")
@@ -397,11 +439,9 @@ class FulfillmentWorkflow:
             out.append(f"**At risk**: missed its {s.at_risk.replace('_', '-')}")
         return "\n".join(out)
 
+    def waits(self) -> dict[FS, str]:
+        s = self.s
+        return {FS.released: f"{s.node_id} to accept (past the deadline the order moves it to another node)",
+                FS.accepted: f"{s.node_id} to pick", FS.picked: f"{s.node_id} to pack",
+                FS.packed: f"{s.node_id} to ship", FS.shipped: f"delivery ({s.carrier} {s.tracking})"}
 
-def _step(kind: str, current: int) -> bool:
-    target = _RANK[MILESTONE_TARGET[kind]]
-    if target <= current:
-        return False
-    if target == current + 1:
-        return True
-    raise conflict(f"{kind} is out of order: fulfillment is {FULFILLMENT_PATH[current].value}")

@@ -96,10 +96,16 @@ async def get_inventory(node_id: str, request: Request, who: Principal = Depends
         rows = (await conn.execute(text(
             f"SELECT sku, on_hand, reserved, safety_stock, {ATS_SQL} AS available, damaged, pending_inspection, as_of"
             " FROM inventory_positions WHERE node_id = :n ORDER BY sku"), {"n": node_id})).all()
-    return {"node_id": node_id, "items": [{
-        "sku": r.sku, "on_hand": r.on_hand, "reserved": r.reserved, "safety_stock": r.safety_stock,
-        "available": r.available, "damaged": r.damaged, "pending_inspection": r.pending_inspection,
-        "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]}
+        inbound = dict((await conn.execute(text(
+            "SELECT l->>'sku', SUM(CAST(l->>'qty' AS integer)) FROM fulfillments f,"
+            " jsonb_array_elements(CAST(f.lines AS jsonb)) l"
+            " WHERE f.to_node_id = :n AND f.status = 'in_transit' GROUP BY 1"), {"n": node_id})).all())
+    items = [{"sku": r.sku, "on_hand": r.on_hand, "reserved": r.reserved, "safety_stock": r.safety_stock,
+              "available": r.available, "damaged": r.damaged, "pending_inspection": r.pending_inspection,
+              "in_transit": inbound.pop(r.sku, 0), "as_of": r.as_of.isoformat() if r.as_of else None} for r in rows]
+    items += [{"sku": sku, "on_hand": 0, "reserved": 0, "safety_stock": 0, "available": 0, "damaged": 0,
+               "pending_inspection": 0, "in_transit": qty, "as_of": None} for sku, qty in sorted(inbound.items())]
+    return {"node_id": node_id, "items": items}
 
 
 @router.post("/inventory/{node_id}/{sku}/inspect", summary="Units pending inspection found sellable or damaged",

@@ -35,8 +35,9 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
         elif k == "processing_time":
             row["processing_time_minutes"] = int(parse_duration(v).total_seconds() // 60)
         elif k == "calendar":
-            row["calendar"] = {"closed_weekdays": v["closed_weekdays"], "holidays": [str(h) for h in v["holidays"]],
-                               "hours": v.get("hours"), "same_day_cutoff": v.get("same_day_cutoff")}
+            # A PUT sends the whole calendar; a PATCH only the keys it changes (merged into the stored one).
+            row["calendar"] = {key: [str(h) for h in value] if key == "holidays" else value
+                               for key, value in v.items()}
         elif k == "capabilities":
             row[k] = [str(c) for c in v]
         elif k == "type":
@@ -106,7 +107,8 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
         sets = ", ".join(f"{k} = :{k}" for k in row if k != "node_id")
         for k in ("capabilities", "calendar"):
             if k in row:
-                sets = sets.replace(f"{k} = :{k}", f"{k} = CAST(:{k} AS jsonb)")
+                sets = sets.replace(f"{k} = :{k}", f"{k} = COALESCE({k}, '{{}}'::jsonb) || CAST(:{k} AS jsonb)"
+                                    if k == "calendar" else f"{k} = CAST(:{k} AS jsonb)")
                 row[k] = json.dumps(row[k])
         res = await conn.execute(text(f"UPDATE nodes SET {sets} WHERE node_id = :node_id RETURNING node_id"), row)
         if res.first() is None:

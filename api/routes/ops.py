@@ -91,10 +91,12 @@ async def kpis(request: Request, channel: Optional[str] = None, _: Principal = D
                                AND NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id
                                                AND l.delivered_qty < l.qty - l.cancelled_qty)) AS complete_on_time,
               COUNT(*) FILTER (WHERE (SELECT COUNT(*) FROM fulfillments f WHERE f.order_id = o.order_id
-                                      AND f.status NOT IN ('rejected', 'timed_out', 'cancelled')) > 1) AS split,
+                                      AND f.kind <> 'transfer'
+                                      AND f.status NOT IN ('rejected', 'timed_out', 'cancelled', 'expired')) > 1) AS split,
               COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = o.order_id)) AS released
             FROM orders o {where}"""), {"c": channel})).one()
         cards = await load_scorecards(conn, channel=channel)
+        counter = await store_kpis(conn, channel)
     return {
         "channel": channel, "orders": o.orders,
         "order_fulfillment_rate": _rate(o.complete_on_time, o.delivered + o.cancelled),
@@ -104,7 +106,29 @@ async def kpis(request: Request, channel: Optional[str] = None, _: Principal = D
         # The partner scorecards of the nodes that served these orders.
         "nodes": [{"node_id": node_id, "acceptance_rate": c.acceptance_rate, "fill_rate": c.fill_rate,
                    "on_time_ship_rate": c.on_time_ship_rate} for node_id, c in cards.items()],
+        "pickup": counter,
     }
+
+
+async def store_kpis(conn, channel: Optional[str] = None) -> dict:
+    """Pickups at the counter: how long a store takes to make one ready, how long a customer who checked in waits
+    for it, and how many are never collected."""
+    where = "AND o.channel = :c" if channel else ""
+    r = (await conn.execute(text(f"""
+        SELECT COUNT(*) AS pickups,
+          COUNT(*) FILTER (WHERE f.status = 'collected') AS collected,
+          COUNT(*) FILTER (WHERE f.status = 'expired') AS expired,
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM f.ready_at - f.released_at))
+            FILTER (WHERE f.ready_at IS NOT NULL) AS ready_s,
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM f.delivered_at - f.arrived_at))
+            FILTER (WHERE f.status = 'collected' AND f.arrived_at IS NOT NULL) AS wait_s,
+          COUNT(*) FILTER (WHERE f.status = 'collected' AND f.arrived_at IS NOT NULL) AS arrivals
+        FROM fulfillments f JOIN orders o USING (order_id) WHERE f.kind = 'pickup' {where}"""),
+        {"c": channel})).one()
+    minutes = lambda s: None if s is None else round(float(s) / 60, 1)  # noqa: E731
+    return {"pickups": r.pickups, "collected": r.collected, "expired_rate": _rate(r.expired, r.collected + r.expired),
+            "median_ready_minutes": minutes(r.ready_s), "curbside_arrivals": r.arrivals,
+            "median_arrival_to_collection_minutes": minutes(r.wait_s)}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,

@@ -1,7 +1,8 @@
-"""Orders: place (idempotent by channel + external_id), read, list, modify, cancel, reorchestrate, return."""
+"""Orders: place (idempotent by channel + external_id), read, list, modify, cancel, reorchestrate, return, exchange."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import datetime, timedelta
@@ -9,7 +10,9 @@ from typing import Any, Collection, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    WithStartWorkflowOperation, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 import api.answers as A
@@ -20,7 +23,7 @@ from api.schemas import OrderCreate, OrderPatch
 from api.temporal_errors import WorkflowClosed, run_update, unreachable
 from api.views import order_view, return_answer
 from models.messages import (
-    Address, CancelIn, Delivery, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
+    Address, CancelIn, Delivery, ExchangeIn, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
     PromiseView, ReorchestrateIn, ReturnIn,
 )
 from models.status import RETURN_NODE_TYPES, Capability, DeliveryMethod, OrderStatus, Role
@@ -105,7 +108,7 @@ def _placed_body(p: PlacedOrder) -> dict[str, Any]:
 
 async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
     app = request.app.state
-    start = WithStartWorkflowOperation(OrderWorkflow.run, **start_options(inp, app.settings))
+    start = WithStartWorkflowOperation(OrderWorkflow.run, **start_options(inp, app.settings.task_queue))
     try:
         return await app.temporal.execute_update_with_start_workflow(
             OrderWorkflow.await_promise, start_workflow_operation=start, id=idempotency.update_id(request),
@@ -331,7 +334,41 @@ async def request_return(order_id: str, body: ReturnIn, request: Request,
     return return_answer(result)
 
 
-async def _check_return_node(request: Request, body: ReturnIn) -> None:
+@router.post("/orders/{order_id}/exchanges", status_code=201, response_model=A.ExchangeAnswer,
+             summary="Exchange delivered units for others: a return and a replacement order, linked",
+             responses=A.errors(403, 404, 409, 422, 503),
+             description="Even (the replacement waits for the returned units) or advance (it ships now; if the return "
+                         "never arrives by the return window's end the customer is charged for it). The replacement is "
+                         "sourced, promised and reserved like an order; a replacement without stock is 409 and nothing "
+                         "changes. A price difference is charged on the replacement or refunded when the return is "
+                         "received.")
+async def request_exchange(order_id: str, body: ExchangeIn, request: Request,
+                           who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    await _order_for_change(request, order_id, who)
+    if body.node_id is not None:
+        await _check_return_node(request, body)
+    async with request.app.state.db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT sku, digital FROM skus WHERE sku = ANY(:s)"),
+                                   {"s": sorted({l.sku for l in body.lines})})).all()
+    known = {r.sku: r.digital for r in rows}
+    problems = [f"unknown sku {l.sku}" for l in body.lines if l.sku not in known]
+    problems += [f"a digital sku cannot replace a delivered unit: {l.sku}" for l in body.lines if known.get(l.sku)]
+    if problems:
+        raise HTTPException(422, "; ".join(sorted(set(problems))))
+    result = await _update(request, order_id, OrderWorkflow.request_exchange, body,
+                           "the return window has closed for this order")
+    handle = request.app.state.temporal.get_workflow_handle(result.replacement_order_id)
+    status = None
+    try:
+        placed = await asyncio.wait_for(handle.execute_update(OrderWorkflow.await_promise),
+                                        timeout=request.app.state.settings.place_timeout_s)
+        status = placed.status
+    except (asyncio.TimeoutError, RPCError, WorkflowUpdateFailedError):
+        pass  # the replacement runs all the same: its promise follows (GET /orders/{replacement_order_id})
+    return {**result.model_dump(mode="json"), "replacement_status": status}
+
+
+async def _check_return_node(request: Request, body: ReturnIn | ExchangeIn) -> None:
     """A return goes only to a node that takes returns: one with the returns capability, or a warehouse for
     what is shipped back."""
     async with request.app.state.db.engine.connect() as conn:

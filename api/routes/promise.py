@@ -61,7 +61,7 @@ def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: dat
         d for lid, d in plan.backorder_dates.items() if lid in got] + ([release_at] if plan.digital else [])
     if not dates:
         return None
-    nodes = sorted({a.node_id for a in plan.allocations})
+    nodes = sorted({a.transfer_to or a.node_id for a in plan.allocations})  # where the customer collects
     ship_bys = [a.ship_by for a in plan.allocations if a.ship_by]
     lines = [{"line": i + 1, "sku": l.sku, "qty": got.get(str(i + 1), 0), "requested": l.qty}
              for i, l in enumerate(body.lines)]
@@ -77,16 +77,18 @@ def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: dat
 
 def _counters(view: RoutingView, body: PromiseIn, method: DeliveryMethod, lat: float, lon: float,
               radius_km: float, limit: int) -> list[str]:
-    """The stores offering this counter service within the radius: those holding more of the cart first,
-    then the nearest."""
+    """The stores offering this counter service within the radius: those holding more of the cart first (the
+    rest comes to them by transfer), then the stores mapped to the customer's postal code in their priority
+    order, then the nearest."""
     cap = METHOD_CAPABILITY[method].value
+    mapped = view.net.service_areas.get(body.destination.postal_code, {})
     ranked = []
     for n in view.net.nodes.values():
         km = haversine_km(n.lat, n.lon, lat, lon)
         if n.enabled and cap in n.capabilities and km <= radius_km:
             covered = sum(min(view.net.available.get((n.node_id, l.sku), 0), l.qty) for l in body.lines)
-            ranked.append((-covered, km, n.node_id))
-    return [node_id for _, _, node_id in sorted(ranked)[:limit]]
+            ranked.append((-covered, mapped.get(n.node_id, len(mapped) + 1), km, n.node_id))
+    return [r[-1] for r in sorted(ranked)[:limit]]
 
 
 @router.post("/promise", summary="The earliest date each delivery method can keep for a cart; nothing reserved",

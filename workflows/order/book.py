@@ -24,14 +24,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import PlainSerializer, PlainValidator, TypeAdapter
     from models.messages import (
-        Delivery, FulfillmentEvent, FulfillmentState, LineQty, LineState, LineUpdates, OrderInput, PaymentRecord, Policy,
+        Delivery, ExchangeState, FulfillmentEvent, FulfillmentState, LineQty, LineState, LineUpdates, OrderInput, PaymentRecord, Policy,
         ReturnState, SupplyClaimLine, TimelineEntry,
     )
     from models.status import (
-        FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS,
+        FULFILLMENT_DELIVERED, FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS,
     )
 
-SHIPPED = frozenset({FS.shipped, FS.delivered})
+SHIPPED = frozenset({FS.shipped, FS.delivered, FS.collected})  # out of the node's hands (collected: delivered too)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Line:
     return_requested: int = 0
     excluded: list[str] = field(default_factory=list)  # nodes that failed this line
     claims: list[SupplyClaimLine] = field(default_factory=list)  # incoming supply promised to its open units
+    ready: int = 0  # waiting for the customer at a store (⊆ at_nodes)
 
     @property
     def live(self) -> int:
@@ -75,6 +76,7 @@ class Tally:
     delivered: int = 0
     returned: int = 0
     claimed: int = 0  # units of incoming supply claimed
+    ready: int = 0
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Planned:
     ship_by: Optional[datetime] = None
     promised_by: Optional[datetime] = None
     hold_until: Optional[datetime] = None  # preorders and B2B dates: not released to the node before
+    transfer_to: Optional[str] = None  # ship to store: the node sends the units to this pickup store
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Ids:
 
     fulfillment: int = 0
     ret: int = 0
+    exchange: int = 0
     cancel: int = 0
     timeline: int = 0
     version: int = 0
@@ -154,7 +158,10 @@ def lines_from_columns(data: Any) -> dict[str, "Line"]:
                  "promised_by": lambda v: datetime.fromisoformat(v) if v is not None else None,
                  "claims": lambda v: _CLAIMS.validate_python(v) if v else [], "excluded": list}
         n = len(cols["line_id"])
-        columns = [[parse[name](v) for v in cols[name]] if name in parse else cols[name] for name in _LINE_FIELDS]
+        # A column the book was written without (an older run) takes the field's default.
+        default = {f.name: f.default for f in fields(Line)}
+        columns = [[parse[name](v) for v in cols[name]] if name in parse else cols.get(name, [default[name]] * n)
+                   for name in _LINE_FIELDS]
         assert all(len(c) == n for c in columns), "columns of unequal length"
         return {values[0]: Line(*values) for values in zip(*columns)}
     return _LINES.validate_python(data)  # as objects (built in Python, or a book written before columns)
@@ -181,6 +188,10 @@ class Book:
     planned: dict[str, Planned] = field(default_factory=dict)
     fulfillments: dict[str, FulfillmentState] = field(default_factory=dict)
     returns: dict[str, ReturnState] = field(default_factory=dict)
+    exchanges: dict[str, ExchangeState] = field(default_factory=dict)
+    # A replacement order: its exchange's return arrived (it may be released), or never will (it is cancelled).
+    exchange_cleared: bool = False
+    exchange_void: bool = False
     payments: list[PaymentRecord] = field(default_factory=list)
     money: Money = field(default_factory=Money)
     ids: Ids = field(default_factory=Ids)
@@ -243,6 +254,7 @@ class Book:
         t.shipped += sign * line.shipped
         t.delivered += sign * line.delivered
         t.returned += sign * line.returned
+        t.ready += sign * line.ready
         t.claimed += sign * sum(c.qty for c in line.claims)
 
     def edit(self, line: Line, **deltas: int) -> None:
@@ -269,14 +281,15 @@ class Book:
         self.dirty.add(line.line_id)
 
     def _tally_fulfillment(self, f: FulfillmentState, sign: int) -> None:
-        if f.status in FULFILLMENT_FAILED:
-            return
-        shipped, delivered = f.status in SHIPPED, f.status == FS.delivered
+        if f.status in FULFILLMENT_FAILED or f.status == FS.received_at_store:
+            return  # holds nothing: failed, or a transfer that handed its units to the pickup at the store
+        shipped, delivered = f.status in SHIPPED, f.status in FULFILLMENT_DELIVERED
+        ready = f.status == FS.ready_for_pickup
         for l in f.lines:
             line = self.lines.get(l.line_id)
             if line is not None:
                 self.edit(line, at_nodes=sign * l.qty, shipped=sign * l.qty if shipped else 0,
-                          delivered=sign * l.qty if delivered else 0)
+                          delivered=sign * l.qty if delivered else 0, ready=sign * l.qty if ready else 0)
 
     def _tally_planned(self, p: Planned, sign: int) -> None:
         for l in p.lines:
@@ -319,18 +332,24 @@ class Book:
     # ------------------------------------------------------------------ questions
     def status(self) -> OS:
         t = self.total
-        return ladder(self.phase, t.live, t.shipped, t.delivered, t.returned, t.open, t.planned, t.at_nodes)
+        return ladder(self.phase, t.live, t.shipped, t.delivered, t.returned, t.open, t.planned, t.at_nodes, t.ready)
 
     def line_status(self, line: Line) -> OS:
         return ladder(self.phase, line.live, line.shipped, line.delivered, line.returned, line.open,
-                      line.planned, line.at_nodes)
+                      line.planned, line.at_nodes, line.ready)
 
     def active(self) -> bool:
         """A fulfillment is still at work."""
         return any(f.status not in FULFILLMENT_TERMINAL for f in self.fulfillments.values())
 
+    def price(self, line_id: str) -> Decimal:
+        """What the customer pays on this order for a unit of the line: a replacement's units are paid, up to
+        their value, by the units its exchange returns."""
+        line, ex = self.lines[line_id], self.order.exchange_of
+        return max(line.unit_price - (ex.credits.get(line_id, Decimal("0")) if ex else Decimal("0")), Decimal("0"))
+
     def total_amount(self) -> Decimal:
-        return sum((l.unit_price * l.live for l in self.lines.values()), Decimal("0"))
+        return sum((self.price(l.line_id) * l.live for l in self.lines.values()), Decimal("0"))
 
     def promised_by(self) -> Optional[datetime]:
         dates = [l.promised_by for l in self.lines.values() if l.promised_by and l.live > 0]
@@ -368,7 +387,7 @@ class Book:
         best = None
         for f in self.fulfillments.values():
             if any(l.line_id == line_id for l in f.lines):
-                if f.status == FS.delivered:
+                if f.status in FULFILLMENT_DELIVERED:
                     return f.node_id
                 best = best or f.node_id
         return best
@@ -398,7 +417,7 @@ class Book:
 
 
 def ladder(phase: OS, live: int, shipped: int, delivered: int, returned: int, open_: int, planned: int,
-           at_nodes: int) -> OS:
+           at_nodes: int, ready: int = 0) -> OS:
     """The status of a line, or of the order from its sums: the furthest rung its units have all reached."""
     if phase != OS.released:
         return OS.cancelled if live <= 0 and phase != OS.rejected else phase
@@ -408,6 +427,8 @@ def ladder(phase: OS, live: int, shipped: int, delivered: int, returned: int, op
         return OS.returned if returned >= live else OS.partially_returned
     if delivered >= live:
         return OS.delivered
+    if ready and delivered + ready >= live:
+        return OS.ready_for_pickup  # what is not in the customer's hands waits for them at the counter
     if shipped >= live:
         return OS.shipped
     if shipped:

@@ -15,7 +15,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import CancelLines, FulfillmentEvent, LineQty
-    from models.status import FulfillmentStatus as FS, OrderStatus as OS
+    from models.status import FULFILLMENT_DELIVERED, FulfillmentStatus as FS, OrderStatus as OS
     from workflows.fulfillment import FulfillmentWorkflow
     import workflows.order.money as money
     import workflows.order.sourcing as sourcing
@@ -47,10 +47,13 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
     f.at_risk = ev.at_risk
     if ev.status == FS.shipped and before != FS.shipped:
         f.shipped_at = ev.at
-    if ev.status == FS.delivered and before != FS.delivered:
+    if ev.status in FULFILLMENT_DELIVERED and before not in FULFILLMENT_DELIVERED:
         f.delivered_at = ev.at
     for c in ev.cancelled:
         book.edit(book.lines[c.line_id], cancelled=c.qty)
+    if ev.cancelled and ev.request_id is None:
+        # The store cancelled them (a no-show, a line refused at the counter): their money is released now.
+        await money.void_units(book, f"{f.fulfillment_id}:{ev.seq}", ev.cancelled)
     if ev.request_id is not None:
         book.answered[ev.request_id] = book.answered.get(ev.request_id, 0) + 1
     for u in ev.unsourced:
@@ -61,6 +64,8 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
         book.payments.append(ev.payment)
         if ev.payment.kind == "capture" and ev.payment.status != "succeeded":
             await money.recapture(book, f, ev.payment)
+    if ev.status == FS.received_at_store and before != FS.received_at_store:
+        await sourcing.pickup_after_transfer(book, f)
     if before != ev.status:
         if ev.status == FS.shipped:
             await notify(book, "shipped", f"{f.fulfillment_id}:shipped", {"carrier": f.carrier, "tracking": f.tracking})

@@ -18,7 +18,7 @@ from typing import Optional
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.messages import FulfillmentState, PaymentRecord, PaymentRequest
+    from models.messages import FulfillmentState, LineQty, PaymentRecord, PaymentRequest
     import workflows.activities as activities
     from workflows.order.book import Book, Money
     from workflows.order.mirror import notify
@@ -156,6 +156,18 @@ async def capture_digital(book: Book, amount: Decimal) -> None:
 
 async def refund(book: Book, return_id: str, amount: Decimal) -> None:
     await pay(book, request(book, "refund", f"{return_id}:refund", amount, return_id=return_id))
+
+
+async def void_units(book: Book, key: str, units: list[LineQty]) -> None:
+    """Release the authorized money of units cancelled for good (at most what the authorization still holds)."""
+    m = book.money
+    amount = min(sum((book.price(u.line_id) * u.qty for u in units), Decimal("0")), remaining(book))
+    if m.settled or m.authorization is None or amount <= 0:
+        return
+    record = await pay(book, request(book, "void", f"{key}:void", amount, authorization=m.authorization))
+    if record.status == "succeeded":
+        m.authorized -= amount
+        book.note("payment_voided", {"amount": str(amount), "lines": sorted({u.line_id for u in units})})
 
 
 async def settle(book: Book) -> Optional[Decimal]:

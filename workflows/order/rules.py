@@ -11,7 +11,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.messages import CancelIn, Delivery, ModifyIn, ReceiveIn, ReorchestrateIn, ReturnIn
+    from models.messages import CancelIn, Delivery, ExchangeIn, ModifyIn, ReceiveIn, ReorchestrateIn, ReturnIn, ReturnLineIn
     from models.status import FULFILLMENT_FAILED, DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus
     from workflows.common import check_within, conflict, invalid
     from workflows.order.book import Book, Line
@@ -131,6 +131,15 @@ def check_return(book: Book, body: ReturnIn, now: datetime) -> None:
         can = line.delivered - line.return_requested
         if l.qty > can:
             raise conflict(f"line {l.line_id}: only {max(can, 0)} delivered units can be returned")
+
+
+def check_exchange(book: Book, body: ExchangeIn, now: datetime) -> None:
+    """An exchange returns delivered units (the return's own rules) for replacements the catalog has."""
+    check_return(book, ReturnIn(lines=[ReturnLineIn(line_id=l.line_id, qty=l.qty) for l in body.lines],
+                                reason=body.reason, method=body.method, node_id=body.node_id), now)
+    for l in body.lines:
+        if book.lines[l.line_id].digital:
+            raise conflict(f"digital lines cannot be exchanged: {l.line_id}")
 
 
 def check_receive(book: Book, return_id: str, body: ReceiveIn) -> bool:

@@ -20,9 +20,11 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentAssignment, FulfillmentInput, FulfillmentState, LineQty, Plan, PlanLine, PlanRequest, Policy,
         ReleaseClaims, ReservationTarget, ReserveRequest, SupplyClaimLine,
     )
-    from models.status import FulfillmentStatus as FS, OrderStatus as OS
+    from models.status import DeliveryMethod, FulfillmentKind, FulfillmentStatus as FS, OrderStatus as OS
     import workflows.activities as activities
     from workflows.fulfillment import FulfillmentWorkflow
+    from workflows.store.pickup import PickupWorkflow
+    from workflows.store.transfer import TransferWorkflow
     import workflows.order.money as money
     from workflows.order.book import Book, Line, Planned
     from workflows.order.mirror import notify
@@ -111,7 +113,7 @@ def split(book: Book, plan: Plan) -> list[Planned]:
             planned.append(Planned(
                 fulfillment_id=f"{book.order_id}-F{book.ids.fulfillment}", node_id=a.node_id,
                 lines=list(a.lines[i:i + size]), method=a.method, postal_code=a.postal_code, carrier=a.carrier,
-                ship_by=a.ship_by, promised_by=a.promised_by, hold_until=a.hold_until))
+                ship_by=a.ship_by, promised_by=a.promised_by, hold_until=a.hold_until, transfer_to=a.transfer_to))
     return planned
 
 
@@ -175,25 +177,54 @@ async def release_due(book: Book) -> list[str]:
     return [p.fulfillment_id for p in due]
 
 
-async def start(book: Book, p: Planned) -> None:
-    book.unplan(p.fulfillment_id)
-    book.start(FulfillmentState(fulfillment_id=p.fulfillment_id, node_id=p.node_id, status=FS.released,
+async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> None:
+    """Release planned work to its node: a delivery, a pickup at the store, or the transfer that brings a pickup's
+    units to the store (the pickup starts when they are received)."""
+    counter = p.method in (DeliveryMethod.pickup, DeliveryMethod.curbside)
+    kind = (FulfillmentKind.transfer if p.transfer_to else FulfillmentKind.pickup if counter
+            else FulfillmentKind.delivery)
+    pickup_id = None
+    if kind == FulfillmentKind.transfer:
+        book.ids.fulfillment += 1
+        pickup_id = f"{book.order_id}-F{book.ids.fulfillment}"
+    if p.fulfillment_id in book.planned:
+        book.unplan(p.fulfillment_id)
+    book.start(FulfillmentState(fulfillment_id=p.fulfillment_id, node_id=p.node_id, status=start_status or FS.released,
                                 lines=list(p.lines), ship_by=p.ship_by, promised_by=p.promised_by,
-                                released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines)))
+                                released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines),
+                                kind=kind, method=p.method, to_node_id=p.transfer_to, pickup_id=pickup_id))
+    w = book.order.windows
+    run = {FulfillmentKind.transfer: TransferWorkflow.run, FulfillmentKind.pickup: PickupWorkflow.run,
+           FulfillmentKind.delivery: FulfillmentWorkflow.run}[kind]
+    what = {FulfillmentKind.transfer: f" to {p.transfer_to} for pickup", FulfillmentKind.pickup: f" for {p.method.value}",
+            FulfillmentKind.delivery: ""}[kind]
     await workflow.start_child_workflow(
-        FulfillmentWorkflow.run,
+        run,
         FulfillmentInput(
             fulfillment_id=p.fulfillment_id, order_id=book.order_id, parent_workflow_id=workflow.info().workflow_id,
-            node_id=p.node_id, lines=p.lines, unit_prices={l.line_id: book.lines[l.line_id].unit_price for l in p.lines},
+            node_id=p.node_id, lines=p.lines, unit_prices={l.line_id: book.price(l.line_id) for l in p.lines},
             currency=book.order.currency, method=p.method, postal_code=p.postal_code,
             accept_timeout=book.order.windows.accept_timeout, ship_by=p.ship_by, carrier=p.carrier,
-            promised_by=p.promised_by, authorization=book.money.authorization,
+            promised_by=p.promised_by, authorization=book.money.authorization, kind=kind,
+            pickup_hold=w.pickup_hold, pickup_reminder=w.pickup_reminder, to_node_id=p.transfer_to,
+            pickup_id=pickup_id, start_status=start_status,
         ),
         id=p.fulfillment_id,
         # A fulfillment finishes its own last steps even when the order closes (or continues as new) first.
         parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-        static_summary=f"{sum(l.qty for l in p.lines)} unit(s) of order {book.order_id} at {p.node_id}",
+        static_summary=f"{sum(l.qty for l in p.lines)} unit(s) of order {book.order_id} at {p.node_id}{what}",
     )
+
+
+async def pickup_after_transfer(book: Book, transfer: FulfillmentState) -> None:
+    """The transfer reached the pickup store: the pickup starts there, the units already in the store's hands."""
+    assert transfer.to_node_id is not None and transfer.pickup_id is not None
+    pickup_id = transfer.pickup_id
+    if pickup_id in book.fulfillments:
+        return
+    line = book.lines[transfer.lines[0].line_id]
+    await start(book, Planned(fulfillment_id=pickup_id, node_id=transfer.to_node_id, lines=list(transfer.lines),
+                              method=line.delivery.method, promised_by=transfer.promised_by), start_status=FS.picked)
 
 
 async def release_planned(book: Book, reason: str, only: Optional[dict[str, int]] = None) -> dict[str, int]:

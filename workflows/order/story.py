@@ -11,13 +11,22 @@ from datetime import datetime
 from typing import Optional
 
 from models.messages import FulfillmentState
-from models.status import FULFILLMENT_TERMINAL, FulfillmentStatus as FS, OrderStatus as OS
+from models.status import FULFILLMENT_TERMINAL, FulfillmentKind, FulfillmentStatus as FS, OrderStatus as OS
 from workflows.common import when
 from workflows.order.book import Book
 
 SHOWN_FULFILLMENTS = 12  # more are summed up in one line
 # What a node does next, and the deadline it has for it.
-NEXT_STEP = {FS.released: "accept", FS.accepted: "pick", FS.picked: "pack", FS.packed: "ship", FS.shipped: "deliver"}
+NEXT_STEP = {FS.released: "accept", FS.accepted: "pick", FS.picked: "pack", FS.packed: "ship", FS.shipped: "deliver",
+             FS.ready_for_pickup: "hand over", FS.in_transit: "receive"}
+# A pickup's next step after picking is making it ready, not packing.
+COUNTER_STEP = {FS.picked: "make ready"}
+
+
+def _next_step(f: FulfillmentState) -> str:
+    if f.kind == FulfillmentKind.pickup and f.status in COUNTER_STEP:
+        return COUNTER_STEP[f.status]
+    return NEXT_STEP.get(f.status, f.status.value)
 
 
 def next_deadline(book: Book, f: FulfillmentState) -> Optional[tuple[datetime, str]]:
@@ -46,7 +55,7 @@ def waiting_for(book: Book, now: datetime) -> tuple[str, Optional[tuple[datetime
                     f" is cancelled when the hold ends"), None
         active = [f for f in b.fulfillments.values() if f.status not in FULFILLMENT_TERMINAL]
         deadlines = [d for f in active if (d := next_deadline(b, f)) is not None]
-        parts = [", ".join(f"{f.node_id} to {NEXT_STEP.get(f.status, f.status.value)} {f.fulfillment_id}"
+        parts = [", ".join(f"{f.node_id} to {_next_step(f)} {f.fulfillment_id}"
                            for f in active[:3]) + (f" and {len(active) - 3} more" if len(active) > 3 else "")] \
             if active else []
         held = [p.hold_until for p in b.planned.values() if p.hold_until is not None]

@@ -25,14 +25,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        CancelIn, FulfillmentEvent, ModifyIn, OrderInput, OrderState, PlacedOrder, ReceiveIn, ReorchestrateIn,
-        ReturnIn, ReturnResult,
+        CancelIn, ExchangeIn, ExchangeResult, FulfillmentEvent, ModifyIn, OrderInput, OrderState, PlacedOrder,
+        ReceiveIn, ReorchestrateIn, ReturnIn, ReturnResult,
     )
     from models.status import OrderStatus as OS
     import workflows.activities as activities
     from workflows.common import IDEMPOTENT_UPDATE, Input, parse, refusal
     import workflows.order.changes as changes
     import workflows.order.events as events
+    import workflows.order.exchanges as exchanges
     import workflows.order.money as money
     import workflows.order.returns as returns
     import workflows.order.rules as rules
@@ -77,6 +78,9 @@ class OrderWorkflow:
         b.created_at = workflow.now()
         b.release_at = b.created_at + b.order.windows.remorse
         b.note("order_received", {"channel": b.order.channel, "lines": len(b.lines)})
+        if (ex := b.order.exchange_of) is not None:
+            b.note("exchange_of", {"order_id": ex.order_id, "exchange_id": ex.exchange_id, "return_id": ex.return_id,
+                                   "advance": ex.advance})
         async with self.lock:
             try:
                 await activities.capture(inp)
@@ -91,7 +95,9 @@ class OrderWorkflow:
             if plan is None or not plan.feasible:
                 await self.reject(plan.reason if plan else "no node can serve this order")
                 return
-            if not await money.authorize(b, b.total_amount()):
+            amount = b.total_amount()
+            # A replacement its returned units pay for whole asks the card for nothing.
+            if not (b.order.exchange_of and amount <= 0) and not await money.authorize(b, amount):
                 await sourcing.release_planned(b, "payment_declined")
                 b.enter(OS.cancelled, "payment declined")
                 await notify(b, "cancelled", "cancelled", {"reason": "payment declined"})
@@ -111,6 +117,8 @@ class OrderWorkflow:
         b.note("rejected", {"reason": reason})
         await notify(b, "rejected", "rejected", {"reason": reason})
         await publish(b)
+        if b.order.exchange_of:
+            await exchanges.tell_original(b, "exchange_failed", reason)
 
     async def remorse_window(self) -> None:
         b = self.book
@@ -122,8 +130,16 @@ class OrderWorkflow:
                                               timeout_summary="remorse window: modify or cancel until then")
             except asyncio.TimeoutError:
                 pass
+        ex = b.order.exchange_of
+        if ex is not None and not ex.advance:
+            # An even exchange ships its replacement once the returned units have arrived.
+            await workflow.wait_condition(
+                lambda: b.exchange_cleared or b.exchange_void or b.phase != OS.awaiting_release,
+                timeout_summary=f"the return {ex.return_id} of exchange {ex.exchange_id}")
         async with self.lock:
-            if b.phase == OS.awaiting_release:
+            if b.phase == OS.awaiting_release and b.exchange_void and not b.exchange_cleared:
+                await changes.cancel(b, CancelIn(reason="the exchanged units never came back"))
+            elif b.phase == OS.awaiting_release:
                 await self.release()
 
     async def release(self) -> None:
@@ -246,11 +262,18 @@ class OrderWorkflow:
             if left <= 0 and not returns.open_returns(b):
                 return
             seen = b.ids.version
+            timeout, summary = (left if left > 0 else None), "the return window's end"
+            if (due := exchanges.next_due(b)) is not None:  # an exchange's return is due before the window ends
+                until = max((due - workflow.now()).total_seconds(), 0.001)
+                timeout, summary = (until if timeout is None else min(timeout, until)), "an exchange's return"
             try:
-                await workflow.wait_condition(lambda: b.ids.version != seen, timeout=left if left > 0 else None,
-                                              timeout_summary="the return window's end")
+                await workflow.wait_condition(lambda: b.ids.version != seen, timeout=timeout,
+                                              timeout_summary=summary)
             except asyncio.TimeoutError:
                 pass
+            if due is not None and workflow.now() >= due:
+                async with self.lock:
+                    await exchanges.expire_due(b)
             await self.continue_if_long()
 
     async def close(self) -> OrderState:
@@ -318,6 +341,8 @@ class OrderWorkflow:
             if self.applied_before() is None:
                 await changes.cancel(self.book, parse(CancelIn, body, "cancel"))
                 self.remember()
+                if self.book.order.exchange_of and self.book.phase == OS.cancelled:
+                    await exchanges.tell_original(self.book, "exchange_failed", "the replacement was cancelled")
             return header(self.book)
 
     @cancel.validator
@@ -354,10 +379,28 @@ class OrderWorkflow:
         if self.applied_before() is None:
             rules.check_return(self.book, body, workflow.now())
 
+    @workflow.update(description='Exchange delivered units for others, e.g. {"lines": [{"line_id": "L1", "qty": 1, '
+                              '"sku": "TEE-M"}], "reason": "size", "advance": true} (as POST /orders/{id}/exchanges)')
+    async def request_exchange(self, body: ExchangeIn) -> ExchangeResult:
+        async with self.lock:
+            if (made := self.applied_before()) is not None:
+                x = self.book.exchanges[made]
+                return ExchangeResult(exchange_id=x.exchange_id, return_id=x.return_id,
+                                      replacement_order_id=x.replacement_order_id,
+                                      label=self.book.returns[x.return_id].label)
+            result = await exchanges.request(self.book, body)
+            self.remember(result.exchange_id)
+            return result
+
+    @request_exchange.validator
+    def _v_request_exchange(self, body: ExchangeIn) -> None:
+        if self.applied_before() is None:
+            rules.check_exchange(self.book, body, workflow.now())
+
     @workflow.update
     async def receive_return(self, return_id: str, body: ReceiveIn) -> ReturnResult:
         async with self.lock:
-            return await returns.receive(self.book, return_id, body)
+            return await returns.receive(self.book, return_id, body, exchanges.returned)
 
     @receive_return.validator
     def _v_receive_return(self, return_id: str, body: ReceiveIn) -> None:
@@ -366,6 +409,22 @@ class OrderWorkflow:
     @workflow.signal
     def fulfillment_event(self, ev: FulfillmentEvent) -> None:
         self.book.events.append(ev)
+
+    @workflow.signal
+    def exchange_returned(self) -> None:
+        """A replacement's exchange: the returned units arrived (an even exchange releases it now)."""
+        self.book.exchange_cleared = True
+
+    @workflow.signal
+    def exchange_void(self) -> None:
+        """A replacement's exchange: the units never came back (an even exchange's replacement is cancelled)."""
+        self.book.exchange_void = True
+
+    @workflow.signal
+    async def exchange_failed(self, exchange_id: str, why: str) -> None:
+        """An exchange's replacement could not be placed, or was cancelled: its return is a plain one now."""
+        async with self.lock:
+            await exchanges.failed(self.book, exchange_id, why)
 
     @workflow.signal(name="supply_changed")
     def supply_changed(self) -> None:
