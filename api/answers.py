@@ -250,6 +250,8 @@ class CapacityView(Answer):
     used_today: int
     orders_per_day: Optional[int]
     orders_today: int
+    units_per_hour: Optional[int] = None
+    used_this_hour: int = Field(0, description="units reserved at the node in the last hour")
 
 
 class ScorecardView(Answer):
@@ -573,6 +575,7 @@ class KeyCreated(Answer):
     channel: Optional[str]
     node_id: Optional[str]
     tier: Optional[str]
+    approver: bool = False
 
 
 class KeyView(Answer):
@@ -581,6 +584,7 @@ class KeyView(Answer):
     channel: Optional[str]
     node_id: Optional[str]
     tier: Optional[str]
+    approver: bool = False
     label: Optional[str]
     created_at: Timestamp
     revoked: bool

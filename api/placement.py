@@ -26,7 +26,7 @@ def windows(settings: Settings) -> Windows:
                    max_reroutes=s.max_reroutes, max_fulfillment_lines=s.max_fulfillment_lines,
                    authorization_validity=s.authorization_validity, payment_hold=s.payment_hold,
                    history_limit=s.order_history_limit, pickup_hold=s.pickup_hold,
-                   pickup_reminder=s.pickup_reminder)
+                   pickup_reminder=s.pickup_reminder, approval=s.approval_window)
 
 
 async def start_orphaned_orders(db: Database, client: Client, settings: Settings,

@@ -24,6 +24,8 @@ class Body(BaseModel):
 class Capacity(Body):
     units_per_day: Optional[int] = Field(default=None, ge=0)
     orders_per_day: Optional[int] = Field(default=None, ge=0)
+    units_per_hour: Optional[int] = Field(default=None, ge=0, description="units it picks for online orders in any "
+                                                                          "hour (a store's staff between customers)")
 
 
 class Hours(Body):
@@ -259,4 +261,6 @@ class ApiKeyIn(Body):
     node_id: Optional[str] = None
     # A client key of a customer tier (e.g. a B2B key account): it may buy stock protected for that tier.
     tier: Optional[str] = Field(default=None, min_length=1, max_length=32)
+    approver: bool = Field(False, description="a client key that may approve or decline its channel's orders "
+                                              "awaiting approval")
     label: str = Field(default="", max_length=200)

@@ -5,7 +5,8 @@ acceptance timer run out), pick (sometimes short), pack, ship and deliver; store
 them over to customers who come in or check in from the curb with the code they were sent (some mistype it,
 some refuse an item, a few never come); a pickup at a store without the stock comes to it from a DC (ship to
 store: the DC ships, the store receives); some customers return what they got, by post or over a store's counter,
-or exchange it for another item (some before sending theirs back, a few of whom never do).
+or exchange it for another item (some before sending theirs back, a few of whom never do); the B2B buyer's
+approver approves most of the orders that need it and declines a few.
 Everything goes through the same HTTP API real clients and partner apps use; only the customer's inbox (the
 pickup code the simulated notification provider delivered) is read outside it.
 """
@@ -74,6 +75,10 @@ class DemoDriver:
             r = await self._call(http, "POST", "/api-keys", self.admin, json={
                 "role": "client", "channel": ch, "label": "demo", **({"tier": "b2b"} if ch == "b2b-portal" else {})})
             self.client_keys[ch] = r.json()["key"]
+        # The B2B buyer's approver: its orders marked approval_required wait for this key.
+        r = await self._call(http, "POST", "/api-keys", self.admin, json={
+            "role": "client", "channel": "b2b-portal", "tier": "b2b", "approver": True, "label": "demo approver"})
+        self.approver_key = r.json()["key"]
         nodes = (await self._call(http, "GET", "/nodes", self.admin)).json()["nodes"]
         for n in nodes:
             r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "partner", "node_id": n["node_id"],
@@ -101,6 +106,8 @@ class DemoDriver:
                          "tier": "b2b" if channel == "b2b-portal" else None},
             "lines": [{"sku": s, "qty": self.rng.randint(1, 3 if channel != "b2b-portal" else 10),
                        "unit_price": f"{self.rng.uniform(9, 120):.2f}", "delivery": delivery} for s in skus],
+            # A share of the B2B buyer's orders need its approver's yes.
+            **({"policy": {"approval_required": True}} if channel == "b2b-portal" and self.rng.random() < 0.4 else {}),
         }
 
     async def place_orders(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
@@ -112,7 +119,9 @@ class DemoDriver:
                 self.placed += 1
                 self.channel_of[r.json()["order_id"]] = body["channel"]
                 roll = self.rng.random()
-                if roll < 0.06:
+                if body.get("policy", {}).get("approval_required"):
+                    self._later(self._approve(http, r.json()["order_id"]))
+                elif roll < 0.06:
                     self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=True))
                 elif roll < 0.12:
                     self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=False))
@@ -133,6 +142,19 @@ class DemoDriver:
             lines = [{"line_id": l["line_id"], "sku": l["sku"], "qty": l["qty"] + 1, "unit_price": l["unit_price"],
                       "delivery": l["delivery"]} for l in order["lines"]]
             await self._call(http, "PATCH", f"/orders/{order_id}", key, json={"lines": lines})
+
+    async def _approve(self, http: httpx.AsyncClient, order_id: str) -> None:
+        """The buyer's approver looks at the order after a while: most are approved, some declined."""
+        await asyncio.sleep(self.rng.uniform(2, 8) * self.pace)
+        if self.rng.random() < 0.85:
+            r = await self._call(http, "POST", f"/orders/{order_id}/approve", self.approver_key, json={"note": "ok"})
+            if r is not None and r.status_code == 200:
+                self.stats["approved"] += 1
+        else:
+            r = await self._call(http, "POST", f"/orders/{order_id}/decline", self.approver_key,
+                                 json={"reason": "over budget"})
+            if r is not None and r.status_code == 200:
+                self.stats["declined"] += 1
 
     def _due(self, key: str, low: float = 1.0, high: float = 4.0) -> bool:
         first = self.seen.setdefault(key, time.monotonic() + self.rng.uniform(low, high) * self.pace)

@@ -56,6 +56,9 @@ class Policy(Msg):
     # "line": every line is sourced on its own, from its best node (urgent B2B parts); "order": lines
     # going to the same place are planned together to share packages.
     sourcing: Literal["order", "line"] = "order"
+    # Placed, promised and reserved, then held until an approver of the buyer (a client key flagged approver,
+    # or support) approves it; declined or not approved within Windows.approval, it is cancelled.
+    approval_required: bool = False
 
 
 class Customer(Msg):
@@ -91,6 +94,7 @@ class Windows(Msg):
     history_limit: int = 10_000
     pickup_hold: timedelta = timedelta(days=7)
     pickup_reminder: timedelta = timedelta(days=1)
+    approval: timedelta = timedelta(days=3)  # an order awaiting approval is cancelled after this
 
 
 class OrderInput(Msg):
@@ -331,7 +335,7 @@ class Notification(Msg):
     order_id: str
     event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed",
                    "at_risk", "payment_required", "ready_for_pickup", "pickup_reminder", "pickup_expired",
-                   "collected", "exchange_charged"]
+                   "collected", "exchange_charged", "approved"]
     key: str
     detail: dict[str, Any] = {}
 
@@ -496,6 +500,16 @@ class ReceiveLineIn(Msg):
 
 class ReceiveIn(Msg):
     lines: list[ReceiveLineIn] = Field(min_length=1)
+
+
+class ApproveIn(Msg):
+    note: Optional[str] = Field(None, max_length=500)
+    by: Optional[str] = Field(None, max_length=64, description="set by the API: the approving key")
+
+
+class DeclineIn(Msg):
+    reason: str = Field(min_length=1, max_length=500)
+    by: Optional[str] = Field(None, max_length=64, description="set by the API: the declining key")
 
 
 class ExchangeLineIn(Msg):

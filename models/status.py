@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class OrderStatus(StrEnum):
     received = "received"
+    awaiting_approval = "awaiting_approval"  # a B2B order waiting for the buyer's approver, its stock reserved
     awaiting_release = "awaiting_release"
     released = "released"
     ready_for_pickup = "ready_for_pickup"  # every open fulfillment waits for the customer at a store

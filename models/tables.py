@@ -47,6 +47,7 @@ class Node(SQLModel, table=True):
     enabled: bool = True
     units_per_day: Optional[int] = None
     orders_per_day: Optional[int] = None  # fulfillments a node takes per day (its own calendar day)
+    units_per_hour: Optional[int] = None  # units it picks for online orders in any hour (a store's staff)
     handling_cost: Decimal = _money()
     processing_time_minutes: int = 120
     cutoff_time: str = "15:00"
@@ -244,7 +245,8 @@ class Reservation(SQLModel, table=True):
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
-    __table_args__ = (Index("ix_reservations_node_day", "node_id", "capacity_day"),)
+    __table_args__ = (Index("ix_reservations_node_day", "node_id", "capacity_day"),
+                      Index("ix_reservations_node_created", "node_id", "created_at"))
 
 
 class CheckoutHold(SQLModel, table=True):
@@ -421,6 +423,8 @@ class ApiKey(SQLModel, table=True):
     channel: Optional[str] = None
     node_id: Optional[str] = None
     tier: Optional[str] = Field(default=None, max_length=32)  # client keys: the customer tier they buy as
+    # Client keys: may approve their channel's orders awaiting approval (a B2B buyer's approver).
+    approver: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     label: str = ""
     created_at: datetime = _ts()
     revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # the end the customer is reminded.
     pickup_hold: Duration = timedelta(days=7)
     pickup_reminder: Duration = timedelta(days=1)
+    # An order awaiting approval (policy.approval_required) is cancelled, its stock released, after this.
+    approval_window: Duration = timedelta(days=3)
     # How long a checkout hold keeps stock, and how often expired holds are swept.
     hold_ttl: Duration = timedelta(minutes=15)
     hold_sweep_every: Duration = timedelta(minutes=1)

@@ -43,7 +43,7 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"
     if node.remaining_units is not None and node.remaining_units <= 0:
-        return "at daily capacity"
+        return "at unit capacity (per day or per hour)"
     if node.remaining_orders is not None and node.remaining_orders <= 0:
         return "at daily order capacity"
     return None

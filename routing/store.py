@@ -18,9 +18,12 @@ from routing.model import NetworkView, NodeInfo, SkuRules
 from routing.scorecard import Scorecard
 
 
-def node_info(row, used_today: int = 0, orders_today: int = 0) -> NodeInfo:
+def node_info(row, used_today: int = 0, orders_today: int = 0, used_hour: int = 0) -> NodeInfo:
     cal = row.calendar or {}
     remaining = None if row.units_per_day is None else max(row.units_per_day - used_today, 0)
+    if getattr(row, "units_per_hour", None) is not None:  # the tighter of today's and this hour's room
+        hour_left = max(row.units_per_hour - used_hour, 0)
+        remaining = hour_left if remaining is None else min(remaining, hour_left)
     orders_left = None if getattr(row, "orders_per_day", None) is None else max(row.orders_per_day - orders_today, 0)
     return NodeInfo(
         node_id=row.node_id, type=row.type, lat=row.lat, lon=row.lon,
@@ -127,8 +130,9 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     ``cache_seconds`` (quotes) the slow-changing parts come from the memo and only stock and capacity are read."""
     channel_view = await memo(conn, f"channel:{channel}", cache_seconds, lambda: load_channel_view(conn, channel))
     nodes, infos = await _nodes(conn, cache_seconds)
-    limited = [r for r in nodes if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None]
-    used = {}
+    limited = [r for r in nodes if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None
+               or getattr(r, "units_per_hour", None) is not None]
+    used, hourly = {}, {}
     if limited:
         utc_day = at.date()
         used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in (await conn.execute(text(
@@ -136,10 +140,17 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
             " FROM reservations WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed')"
             " GROUP BY node_id, capacity_day"),
             dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)))).all()}
-    # Only nodes with a daily limit depend on what today has used.
+        per_hour = [r.node_id for r in limited if getattr(r, "units_per_hour", None) is not None]
+        if per_hour:
+            hourly = {r.node_id: int(r.units) for r in (await conn.execute(text(
+                "SELECT node_id, SUM(qty) AS units FROM reservations WHERE node_id = ANY(:n)"
+                " AND created_at > now() - interval '1 hour' AND status IN ('held', 'committed', 'consumed')"
+                " GROUP BY node_id"), {"n": per_hour})).all()}
+    # Only nodes with a daily or hourly limit depend on what today and this hour have used.
     view = NetworkView(nodes=dict(infos))
     for r in limited:
-        view.nodes[r.node_id] = node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)))
+        view.nodes[r.node_id] = node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)),
+                                          used_hour=hourly.get(r.node_id, 0))
 
     async def areas(codes: list) -> dict:
         found: dict[str, dict[str, int]] = {}

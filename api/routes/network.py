@@ -29,7 +29,7 @@ def _node_row(node_id: str, body: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"node_id": node_id}
     for k, v in body.items():
         if k == "capacity":
-            for limit in ("units_per_day", "orders_per_day"):  # a PATCH changes only the limits it names
+            for limit in ("units_per_day", "orders_per_day", "units_per_hour"):  # a PATCH: only the limits it names
                 if not v or limit in v:
                     row[limit] = v[limit] if v else None
         elif k == "processing_time":
@@ -60,6 +60,9 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
         "SELECT COALESCE(SUM(qty), 0), COUNT(DISTINCT fulfillment_id) FROM reservations"
         " WHERE node_id = :n AND capacity_day = :d AND status IN ('held', 'committed')"),
         {"n": node_id, "d": day})).one()
+    hour = (await conn.execute(text(
+        "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n AND created_at > now() - interval '1 hour'"
+        " AND status IN ('held', 'committed', 'consumed')"), {"n": node_id})).scalar_one()
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
     scored = who is None or who.role in (Role.admin, Role.support) or (who.role == Role.partner
@@ -72,7 +75,8 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
         "node_id": n.node_id, "name": n.name, "type": n.type, "lat": n.lat, "lon": n.lon,
         "postal_code": n.postal_code, "capabilities": n.capabilities, "enabled": n.enabled,
         "capacity": {"units_per_day": n.units_per_day, "used_today": int(used),
-                     "orders_per_day": n.orders_per_day, "orders_today": int(orders)},
+                     "orders_per_day": n.orders_per_day, "orders_today": int(orders),
+                     "units_per_hour": n.units_per_hour, "used_this_hour": int(hour)},
         "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
         "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
         "scorecard": {**cards.get(node_id, Scorecard()).view(rules.scorecard_floors, rules.scorecard_min_fulfillments),

@@ -23,7 +23,7 @@ from api.schemas import OrderCreate, OrderPatch
 from api.temporal_errors import WorkflowClosed, run_update, unreachable
 from api.views import order_view, return_answer
 from models.messages import (
-    Address, CancelIn, Delivery, ExchangeIn, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
+    Address, ApproveIn, CancelIn, DeclineIn, Delivery, ExchangeIn, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
     PromiseView, ReorchestrateIn, ReturnIn,
 )
 from models.status import RETURN_NODE_TYPES, Capability, DeliveryMethod, OrderStatus, Role
@@ -311,6 +311,32 @@ async def cancel_order(order_id: str, body: CancelIn, request: Request,
     await _order_for_change(request, order_id, who)
     await _update(request, order_id, OrderWorkflow.cancel, body, "order is closed: nothing left to cancel")
     return await _visible_order(request, order_id, who)
+
+
+async def _by_approver(request: Request, order_id: str, who: Principal, update: Any, body: Any,
+                       what: str) -> dict[str, Any]:
+    """Staff, or a client key of the order's channel flagged approver (the buyer's approver), approve or decline."""
+    await _visible_order(request, order_id, who)
+    if who.role not in (Role.admin, Role.support) and not (who.role == Role.client and who.approver):
+        raise HTTPException(403, "this key may not approve orders: an admin flags a client key approver "
+                                 "(POST /api-keys {approver: true})")
+    await _update(request, order_id, update, body.model_copy(update={"by": who.key_id}),
+                  f"order is closed: nothing to {what}")
+    return await _visible_order(request, order_id, who)
+
+
+@router.post("/orders/{order_id}/approve", summary="Approve an order awaiting approval: its remorse window starts",
+             response_model=A.OrderView, responses=A.errors(403, 404, 409, 422, 503))
+async def approve_order(order_id: str, body: ApproveIn, request: Request,
+                        who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    return await _by_approver(request, order_id, who, OrderWorkflow.approve, body, "approve")
+
+
+@router.post("/orders/{order_id}/decline", summary="Decline an order awaiting approval: it is cancelled",
+             response_model=A.OrderView, responses=A.errors(403, 404, 409, 422, 503))
+async def decline_order(order_id: str, body: DeclineIn, request: Request,
+                        who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    return await _by_approver(request, order_id, who, OrderWorkflow.decline, body, "decline")
 
 
 @router.post("/orders/{order_id}/reorchestrate", summary="Support: re-source a stuck or rejected fulfillment",

@@ -37,6 +37,8 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/orders/{order_id}/reorchestrate"): STAFF,
     ("POST", "/orders/{order_id}/returns"): OWN_ORDER,
     ("POST", "/orders/{order_id}/exchanges"): OWN_ORDER,
+    ("POST", "/orders/{order_id}/approve"): STAFF,  # and a client key flagged approver (test_approval.py)
+    ("POST", "/orders/{order_id}/decline"): STAFF,
     ("POST", "/holds"): {"admin", "client"},
     ("GET", "/holds/{hold_id}"): OWN_ORDER,
     ("DELETE", "/holds/{hold_id}"): {"admin", "client"},
@@ -225,6 +227,8 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
         ("POST", "/orders/{order_id}/returns"): {"lines": [{"line_id": "L1", "qty": 1}], "reason": "x"},
         ("POST", "/orders/{order_id}/exchanges"): {"lines": [{"line_id": "L1", "qty": 1, "sku": net.skus[1]}],
                                                    "reason": "x"},
+        ("POST", "/orders/{order_id}/approve"): {"note": "ok"},
+        ("POST", "/orders/{order_id}/decline"): {"reason": "over budget"},
         ("POST", "/holds"): {"channel": net.channel, "destination": {"postal_code": net.postal_code},
                              "lines": [{"sku": net.skus[0], "qty": 1}]},
         ("POST", "/returns/{return_id}/receive"): {"lines": [{"line_id": "L1", "qty": 1, "disposition": "sellable"}]},

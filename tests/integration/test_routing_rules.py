@@ -95,3 +95,27 @@ async def test_line_level_sourcing_through_the_order_policy(api: Api):
     oid = (await place(api, net, [("SKU1", 1), ("SKU2", 1)], policy={"sourcing": "line"}))["order_id"]
     allocations = {a["node_id"]: [l["line_id"] for l in a["lines"]] for a in (await _decision(api, oid))["allocations"]}
     assert allocations == {net.node("DC-N"): ["L1"], net.node("DC-S"): ["L2"]}
+
+
+async def test_a_stores_hourly_pick_capacity_sends_the_next_order_elsewhere(api: Api):
+    """A store picks online orders between walk-in customers: past its units per hour it is offered no more."""
+    net = await make_network(api, stock={"STORE": {"SKU1": 20}, "DC-N": {"SKU1": 20}})
+    store = net.node("STORE")
+    node = await api.ok("PATCH", f"/nodes/{store}", json={"capacity": {"units_per_hour": 3}})
+    assert node["capacity"]["units_per_hour"] == 3 and node["capacity"]["used_this_hour"] == 0
+    first = (await place(api, net, [("SKU1", 2)]))["order_id"]
+    assert [a["node_id"] for a in (await _decision(api, first))["allocations"]] == [store]
+    assert (await api.ok("GET", f"/nodes/{store}"))["capacity"]["used_this_hour"] == 2
+    # One unit of room left this hour: a two-unit order goes to the DC, a one-unit order still to the store.
+    second = (await place(api, net, [("SKU1", 2)]))["order_id"]
+    decision = await _decision(api, second)
+    assert [a["node_id"] for a in decision["allocations"]] == [net.node("DC-N")]
+    third = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    assert [a["node_id"] for a in (await _decision(api, third))["allocations"]] == [store]
+    fourth = (await place(api, net, [("SKU1", 1)]))["order_id"]
+    decision = await _decision(api, fourth)
+    assert [a["node_id"] for a in decision["allocations"]] == [net.node("DC-N")]
+    assert {c["node_id"]: c["reason"] for c in decision["candidates"]}[store] == "at unit capacity (per day or per hour)"
+    # Unlimited again when the limit is cleared.
+    assert (await api.ok("PATCH", f"/nodes/{store}", json={"capacity": {"units_per_hour": None}}))["capacity"][
+        "units_per_hour"] is None

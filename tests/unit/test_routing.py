@@ -99,7 +99,7 @@ def test_nothing_in_stock_is_infeasible():
 @pytest.mark.parametrize("n, req_kw, line_kw, reason", [
     (node("X", enabled=False), {}, {}, "disabled"),
     (node("X", caps=("pickup",)), {}, {}, "cannot do ship_standard"),
-    (node("X", remaining_units=0), {}, {}, "at daily capacity"),
+    (node("X", remaining_units=0), {}, {}, "at unit capacity (per day or per hour)"),
     (node("X"), {"exclude_nodes": frozenset({"X"})}, {}, "excluded"),
     (node("X"), {}, {"exclude_nodes": frozenset({"X"})}, "excluded"),
     (node("X", type_="store"), {}, {}, "does not serve 60601"),

@@ -199,6 +199,7 @@ class Book:
     reroutes: int = 0
     created_at: Optional[datetime] = None
     release_at: Optional[datetime] = None  # the remorse window's end
+    approval_until: Optional[datetime] = None  # awaiting approval: cancelled if not approved by then
     digital_at: Optional[datetime] = None
     promise_ready: bool = False
     # Fulfillment events not yet applied, and answers to the order's cancellation requests by request id.

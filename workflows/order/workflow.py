@@ -25,12 +25,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        CancelIn, ExchangeIn, ExchangeResult, FulfillmentEvent, ModifyIn, OrderInput, OrderState, PlacedOrder,
+        ApproveIn, CancelIn, DeclineIn, ExchangeIn, ExchangeResult, FulfillmentEvent, ModifyIn, OrderInput, OrderState, PlacedOrder,
         ReceiveIn, ReorchestrateIn, ReturnIn, ReturnResult,
     )
     from models.status import OrderStatus as OS
     import workflows.activities as activities
     from workflows.common import IDEMPOTENT_UPDATE, Input, parse, refusal
+    import workflows.order.approval as approval
     import workflows.order.changes as changes
     import workflows.order.events as events
     import workflows.order.exchanges as exchanges
@@ -63,6 +64,8 @@ class OrderWorkflow:
         b = self.book
         if b.phase == OS.received:
             await self.place(inp)
+        if b.phase == OS.awaiting_approval:
+            await self.await_approval()
         if b.phase == OS.awaiting_release:
             await self.remorse_window()
         if b.phase == OS.released:
@@ -103,8 +106,11 @@ class OrderWorkflow:
                 await notify(b, "cancelled", "cancelled", {"reason": "payment declined"})
                 await publish(b)
                 return
-            b.enter(OS.awaiting_release)
-            b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
+            if b.policy.approval_required:
+                await approval.request(b)
+            else:
+                b.enter(OS.awaiting_release)
+                b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
             # Told and mirrored side by side: POST /orders answers when both are done.
             await asyncio.gather(notify(b, "confirmed", "confirmed", {"promised_by": iso(b.promised_by())}),
                                  publish(b))
@@ -119,6 +125,18 @@ class OrderWorkflow:
         await publish(b)
         if b.order.exchange_of:
             await exchanges.tell_original(b, "exchange_failed", reason)
+
+    async def await_approval(self) -> None:
+        b = self.book
+        assert b.approval_until is not None
+        try:
+            await workflow.wait_condition(lambda: b.phase != OS.awaiting_approval,
+                                          timeout=max((b.approval_until - workflow.now()).total_seconds(), 0.001),
+                                          timeout_summary="approval: approve or decline until then")
+        except asyncio.TimeoutError:
+            pass
+        async with self.lock:
+            await approval.expire(b)
 
     async def remorse_window(self) -> None:
         b = self.book
@@ -349,6 +367,36 @@ class OrderWorkflow:
     def _v_cancel(self, body: Input) -> None:
         if self.applied_before() is None:
             rules.check_cancellable(self.book, parse(CancelIn, body, "cancel"))
+
+    @workflow.update(description='Approve an order awaiting approval, e.g. {"note": "PO 4711 ok"} (as POST '
+                              '/orders/{id}/approve)')
+    async def approve(self, body: Input) -> OrderState:
+        async with self.lock:
+            if self.applied_before() is None:
+                await approval.approve(self.book, parse(ApproveIn, body, "approve"))
+                self.remember()
+            return header(self.book)
+
+    @approve.validator
+    def _v_approve(self, body: Input) -> None:
+        if self.applied_before() is None:
+            parse(ApproveIn, body, "approve")
+            approval.check(self.book)
+
+    @workflow.update(description='Decline an order awaiting approval, e.g. {"reason": "over budget"} (as POST '
+                              '/orders/{id}/decline): it is cancelled')
+    async def decline(self, body: Input) -> OrderState:
+        async with self.lock:
+            if self.applied_before() is None:
+                await approval.decline(self.book, parse(DeclineIn, body, "decline"))
+                self.remember()
+            return header(self.book)
+
+    @decline.validator
+    def _v_decline(self, body: Input) -> None:
+        if self.applied_before() is None:
+            parse(DeclineIn, body, "decline")
+            approval.check(self.book)
 
     @workflow.update(description='Support: re-source a stuck or rejected fulfillment, e.g. {"fulfillment_id": '
                               '"ORD-…-F1", "exclude_nodes": ["DC-EAST"], "reason": "DC flooded"}; to_node picks '
