@@ -72,3 +72,36 @@ async def test_a_b2b_order_changes_quantity_and_date_after_release(api: Api, tem
         r = await api.call("PATCH", f"/orders/{oid}", key=net.client_key, json=bad)
         assert r.status_code == 409, (bad, r.text)
     assert await held(db, oid) == 2
+
+
+async def test_a_bulk_change_of_500_lines_is_one_replan(api: Api, temporal_env, settings, db):
+    """A distributor changes 500 lines of a 600-line order after release in one call: one Update, one routing
+    decision for everything it adds, what it takes away cancelled at the node."""
+    net = await make_network(api, stock={"DC-N": {"SKU1": 5000}, "DC-S": {"SKU1": 5000}})
+    body_lines = [{**line(net, 2), "line_id": f"L{i}"} for i in range(1, 601)]
+    placed = await api.ok("POST", "/orders", key=await b2b_key(api, net), expect=201, json={
+        "external_id": f"bulk-{net.prefix}", "channel": net.channel, "customer": {"id": "acme", "tier": "b2b"},
+        "lines": body_lines, "policy": {"max_splits": 0}})
+    oid = placed["order_id"]
+    await temporal_env.fast_forward(temporal_env.client.get_workflow_handle(oid), settings.remorse_window)
+
+    async def released():
+        o = await api.ok("GET", f"/orders/{oid}")
+        return o if o["fulfillments"] and o["status"] != "awaiting_release" else None
+    await eventually(released, what="released")
+    assert await held(db, oid) == 1200
+
+    changed = [{**l, "qty": 3 if i % 2 else 1} for i, l in enumerate(body_lines[:500])]
+    await api.ok("PATCH", f"/orders/{oid}", key=net.client_key, json={"lines": changed})
+
+    async def settled():
+        o = await api.ok("GET", f"/orders/{oid}")
+        live = sum(l["qty"] - l["cancelled_qty"] for l in o["lines"])
+        return o if live == 1200 and await held(db, oid) == 1200 else None
+    order = await eventually(settled, what="the change applied")
+    decisions = [t["detail"] for t in order["timeline"] if t["event"] == "routing_decision"
+                 and t["detail"]["reason"] == "b2b_change"]
+    assert len(decisions) == 1 and decisions[0]["feasible"]
+    by_line = {l["line_id"]: l["qty"] - l["cancelled_qty"] for l in order["lines"]}
+    assert by_line["L1"] == 1 and by_line["L2"] == 3 and by_line["L501"] == 2
+    assert len([t for t in order["timeline"] if t["event"] == "modified_after_release"]) == 1
