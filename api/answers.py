@@ -143,6 +143,18 @@ class TimelineEntry(Answer):
     detail: dict[str, Any] = Field(description="what happened, by event (a routing decision carries its candidates)")
 
 
+class ShipToView(Answer):
+    """One delivery address of the order (a B2B buyer's store or site) and what goes there."""
+
+    ship_to: str = Field(description="a key of the address (lines to the same address share it)")
+    postal_code: str
+    lines: list[str] = Field(description="line ids")
+    fulfillments: list[str] = Field(description="the shipments carrying them")
+    promised_by: Optional[Timestamp]
+    units: int
+    units_by_status: dict[str, int] = Field(description="this ship-to's units by line status")
+
+
 class OrderView(Answer):
     """An order as the read model has it: the timeline is the WISMO answer. A 201 with status `rejected` is an
     order taken but not fulfillable under its policy (no stock, no eligible node): the timeline says why."""
@@ -165,6 +177,8 @@ class OrderView(Answer):
     returns: list[ReturnView]
     payments: list[PaymentView]
     timeline: list[TimelineEntry]
+    ship_tos: list[ShipToView] = Field([], description="the order per delivery address, for a buyer shipping to "
+                                                      "several sites")
 
 
 class OrderSummary(Answer):

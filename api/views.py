@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.messages import Address
 
 
 def _iso(v: Any) -> Any:
@@ -51,7 +54,34 @@ async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str,
             "status": p.status, "fulfillment_id": p.fulfillment_id, "return_id": p.return_id, "at": _iso(p.at),
         } for p in payments],
         "timeline": [{"at": _iso(t.at), "event": t.event, "detail": t.detail} for t in timeline],
+        "ship_tos": ship_tos(lines, fulfillments),
     }
+
+
+def ship_tos(lines: Any, fulfillments: Any) -> list[dict[str, Any]]:
+    """The order per delivery address: its lines, the shipments carrying them, their promise and progress."""
+    groups: dict[str, dict[str, Any]] = {}
+    where: dict[str, str] = {}
+    keys: dict[str, str] = {}  # a 20,000-line order has a few addresses: each is keyed once
+    for l in lines:
+        address = (l.delivery or {}).get("address")
+        if not address:
+            continue
+        raw = json.dumps(address, sort_keys=True)
+        key = keys.get(raw) or keys.setdefault(raw, Address.model_validate(address).ship_to())
+        g = groups.setdefault(key, {"ship_to": key, "postal_code": address["postal_code"], "lines": [],
+                                    "fulfillments": [], "promised_by": None, "units": 0, "units_by_status": {}})
+        g["lines"].append(l.line_id)
+        live = l.qty - l.cancelled_qty
+        g["units"] += live
+        g["units_by_status"][l.status] = g["units_by_status"].get(l.status, 0) + live
+        if l.promised_by and (g["promised_by"] is None or l.promised_by > g["promised_by"]):
+            g["promised_by"] = l.promised_by
+        where[l.line_id] = key
+    for f in fulfillments:
+        for key in dict.fromkeys(where[x["line_id"]] for x in (f.lines or []) if x["line_id"] in where):
+            groups[key]["fulfillments"].append(f.fulfillment_id)
+    return [{**g, "promised_by": _iso(g["promised_by"])} for g in groups.values()]
 
 
 def fulfillment_view(f: Any) -> dict[str, Any]:

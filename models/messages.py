@@ -5,6 +5,8 @@ Plain data only: importable inside the Temporal sandbox, never touching the data
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional
@@ -32,6 +34,14 @@ class Address(BaseModel):
     postal_code: str = Field(min_length=1, max_length=32)
     lat: Optional[float] = Field(default=None, ge=-90, le=90)
     lon: Optional[float] = Field(default=None, ge=-180, le=180)
+
+    def ship_to(self) -> str:
+        """The place itself, as a short key: lines to two addresses of one postal code are two shipments (a
+        distributor's stores in one town). No personal data in it, and the same for the same address."""
+        fields = self.model_dump(mode="json", exclude={"lat", "lon"})
+        text = json.dumps({k: str(v).strip().lower() for k, v in fields.items() if v not in (None, "")},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class Delivery(Msg):
@@ -159,6 +169,7 @@ class Allocation(Msg):
     node_id: str
     method: DeliveryMethod
     postal_code: Optional[str] = None
+    ship_to: Optional[str] = None  # Address.ship_to of its lines' delivery address
     lines: list[LineQty]
     cost: Decimal
     distance_km: float = 0.0

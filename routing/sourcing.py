@@ -101,13 +101,15 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         route, net, COSTS)
 
     by_line = {l.line_id: l for l in route_lines}
-    groups: dict[tuple[str, str, str | None, str | None], list[LineQty]] = defaultdict(list)
+    # One shipment per node, method and place: two ship-tos in one postal code are two parcels.
+    ship_to = {l.line_id: l.delivery.address.ship_to() if l.delivery.address else None for l in req.lines}
+    groups: dict[tuple[str, str, str | None, str | None, str | None], list[LineQty]] = defaultdict(list)
     for a in result.assignments:
         line = by_line[a.line_id]
-        groups[(a.node_id, line.method, line.postal_code, line.pickup_node_id)].append(
+        groups[(a.node_id, line.method, line.postal_code, line.pickup_node_id, ship_to[a.line_id])].append(
             LineQty(line_id=a.line_id, sku=a.sku, qty=a.qty))
     allocations = []
-    for (node_id, method, postal_code, _), lines in groups.items():
+    for (node_id, method, postal_code, _, place), lines in groups.items():
         node = net.nodes[node_id]
         line = by_line[lines[0].line_id]
         km = distance_km(node, line)
@@ -117,7 +119,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         if dated is not None and dated.hold_until is not None:
             hold_until = dated.hold_until  # scheduled backwards to the requested date
         allocations.append(Allocation(
-            node_id=node_id, method=m, postal_code=postal_code, lines=lines, distance_km=round(km, 1),
+            node_id=node_id, method=m, postal_code=postal_code, ship_to=place, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(line, COSTS) + sum(
                 q.qty * unit_cost(node, by_line[q.line_id], COSTS) for q in lines), 2))),
             ship_by=dated.ship_by if dated else None,
