@@ -169,3 +169,20 @@ async def test_an_exchange_nothing_can_serve_is_refused_and_changes_nothing(api:
     # Like for like from stock is fine.
     await api.ok("POST", f"/orders/{oid}/exchanges", key=net.client_key, expect=201, json={
         "lines": [{"line_id": "L1", "qty": 1, "sku": f"{net.prefix}-SKU1"}], "reason": "faulty", "advance": True})
+
+
+async def test_a_replacement_cancelled_after_its_original_closed_is_cancelled_all_the_same(
+        api: Api, temporal_env, settings):
+    """The replacement tells the original it was cancelled; the original has closed (its exchange charged):
+    the signal finds nobody, and the replacement still ends as asked."""
+    net = await make_network(api)
+    oid = await delivered_order(api, temporal_env, settings, net)
+    x = await api.ok("POST", f"/orders/{oid}/exchanges", key=net.client_key, expect=201, json={
+        "lines": [{"line_id": "L1", "qty": 1, "sku": f"{net.prefix}-SKU2"}], "reason": "size", "advance": True})
+    rid = x["replacement_order_id"]
+    await fulfillment(api, rid, net.node("DC-N"))  # released, never accepted
+    await temporal_env.fast_forward(temporal_env.client.get_workflow_handle(oid), settings.return_window + timedelta(hours=1))
+    await temporal_env.client.get_workflow_handle(oid).result()  # closed
+    done = await api.ok("POST", f"/orders/{rid}/cancel", key=await api.key("support"), json={"reason": "lost"})
+    assert done["status"] == "cancelled"
+    assert [t for t in (await api.ok("GET", f"/orders/{oid}"))["timeline"] if t["event"] == "exchange_charged"]

@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
@@ -167,7 +167,7 @@ async def failed(book: Book, exchange_id: str, why: str) -> None:
 async def tell_replacement(book: Book, x: ExchangeState, signal: str) -> None:
     try:
         await workflow.get_external_workflow_handle(x.replacement_order_id).signal(signal)
-    except ApplicationError:
+    except FailureError:  # as the server reports a signal it could not deliver
         pass  # it has closed (cancelled for good): nothing waits to hear
 
 
@@ -177,5 +177,5 @@ async def tell_original(book: Book, signal: str, *args: str) -> None:
     assert ex is not None
     try:
         await workflow.get_external_workflow_handle(ex.order_id).signal(signal, args=[ex.exchange_id, *args])
-    except ApplicationError:
+    except FailureError:  # as the server reports a signal it could not deliver
         pass
