@@ -70,8 +70,10 @@ async def test_an_unguarded_change_breaks_recorded_orders(monkeypatch):
     assert all("nondetermin" in e.lower() for e in failures.values()), failures
 
 
-async def _close(env, settings, order_id: str) -> None:
-    await env.fast_forward(env.client.get_workflow_handle(order_id), settings.return_window + timedelta(days=1))
+async def _close(env, settings, order_id: str, ahead: timedelta = timedelta(0)) -> None:
+    """Past the return window; ``ahead``: how much further its fulfillment's clock ran (its delivery starts the window)."""
+    await env.fast_forward(env.client.get_workflow_handle(order_id),
+                           settings.return_window + ahead + timedelta(days=1))
 
 
 async def run_path(path: str, api: Api, env, settings, net: Optional[Net] = None, db=None) -> list[str]:
@@ -201,12 +203,14 @@ async def _at_risk(api, env, settings, net, db, key_n, key_s):
     await walk(api, f, key_n, upto="pack")
     child = env.client.get_workflow_handle(f["fulfillment_id"])
     ship_by = datetime.fromisoformat(f["ship_by"])
-    await env.fast_forward(child, ship_by - datetime.now(timezone.utc) + timedelta(minutes=5))
+    # Days ahead on a Friday evening (the next ship day is Monday's cutoff).
+    ahead = ship_by - datetime.now(timezone.utc) + timedelta(minutes=5)
+    await env.fast_forward(child, ahead)
     await eventually(lambda: _has_event(api, oid, "at_risk"), what="at risk")
     for step in ("ship", "deliver"):
         await api.ok("POST", f"/fulfillments/{f['fulfillment_id']}/{step}", key=key_n)
     await order_status(api, oid, "delivered")
-    await _close(env, settings, oid)
+    await _close(env, settings, oid, ahead)
     return [oid, f["fulfillment_id"]]
 
 
