@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.deps import Deps
 from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry
-from models.status import DeliveryMethod
+from models.status import COUNTER_METHODS
 from models.tables import Fulfillment, Order, Return, TimelineEvent
 from nodal.durations import parse_duration
 from nodal.intake import ORDER_WORKFLOW, record_intake, start_options
@@ -108,7 +108,7 @@ class ReadModelActivities:
         problems = [f"unknown sku {s}" for s in skus if s not in known]
         problems += [f"unknown pickup node {n}" for n in pickup if n not in nodes]
         for l in order.lines:
-            if l.delivery.method in (DeliveryMethod.pickup, DeliveryMethod.curbside) and not l.delivery.pickup_node_id:
+            if l.delivery.method in COUNTER_METHODS and not l.delivery.pickup_node_id:
                 problems.append(f"line {l.line_id}: {l.delivery.method.value} needs pickup_node_id")
         if problems:
             raise ApplicationError("; ".join(problems), type="InvalidOrder", non_retryable=True)

@@ -132,6 +132,18 @@ METHOD_CAPABILITY = {
 }
 # Node types that receive returns shipped back to them without saying so (warehouses); others need ``returns``.
 RETURN_NODE_TYPES = {NodeType.dc, NodeType.threepl, NodeType.distributor}
+
+
+def takes_returns(node_type: str, capabilities, method: str = "ship_back") -> bool:
+    """A node takes a return: over its counter with the returns capability, shipped back also as a warehouse."""
+    return Capability.returns.value in capabilities or (method == "ship_back" and node_type in RETURN_NODE_TYPES)
+
+
+# Handed over at a store's counter or curb: no parcel to the customer.
+COUNTER_METHODS = (DeliveryMethod.pickup, DeliveryMethod.curbside)
+# A pickup the customer may already be waiting for (a curbside check-in counts until it is collected).
+AWAITING_CUSTOMER = (FulfillmentStatus.released, FulfillmentStatus.accepted, FulfillmentStatus.picked,
+                     FulfillmentStatus.ready_for_pickup)
 # Node types that send stock to a pickup store that lacks it (a drop-ship vendor ships only to customers).
 TRANSFER_NODE_TYPES = {NodeType.dc, NodeType.store, NodeType.threepl, NodeType.distributor}
 # Node types that ship anywhere in the country; the others ship only to their service areas.

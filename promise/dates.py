@@ -19,12 +19,12 @@ from typing import Iterator, Optional
 from zoneinfo import ZoneInfo
 
 from models.nodes import NodeInfo
-from models.status import DeliveryMethod
+from models.status import COUNTER_METHODS, DeliveryMethod
 from promise.carriers import DEFAULT_CALENDAR, SERVICES, CarrierCalendar, CarrierService
 
 HORIZON_DAYS = 60  # a node or carrier closed for longer is not a candidate worth a date
 SAME_DAY_BY = time(21, 0)  # same-day deliveries arrive by this local time
-COUNTER = (DeliveryMethod.pickup, DeliveryMethod.curbside)
+COUNTER = COUNTER_METHODS
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from models.status import DeliveryMethod
+from models.status import COUNTER_METHODS, DeliveryMethod
 from promise.dates import Quote, quote, transfer_quote
 from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine
@@ -21,7 +21,7 @@ def unit_cost(node: NodeInfo, line: RouteLine, model: CostModel) -> float:
     # line.method is a DeliveryMethod value; a StrEnum member compares equal to it, so no conversion is needed
     # on this hot path.
     method = line.method
-    if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
+    if method in COUNTER_METHODS:
         if node.node_id == line.pickup_node_id:
             return node.handling_cost
         # A transfer to the pickup store: a unit shipped there at the standard rate, handled at both ends.
@@ -31,13 +31,12 @@ def unit_cost(node: NodeInfo, line: RouteLine, model: CostModel) -> float:
 
 
 def is_transfer(node_id: str, line: RouteLine) -> bool:
-    return line.pickup_node_id is not None and node_id != line.pickup_node_id and line.method in (
-        DeliveryMethod.pickup, DeliveryMethod.curbside)
+    return line.pickup_node_id is not None and node_id != line.pickup_node_id and line.method in COUNTER_METHODS
 
 
 def package_cost(line: RouteLine, model: CostModel) -> float:
     method = line.method
-    return 0.0 if method in (DeliveryMethod.pickup, DeliveryMethod.curbside) else model.package_cost
+    return 0.0 if method in COUNTER_METHODS else model.package_cost
 
 
 def quote_line(node: NodeInfo, line: RouteLine, net: NetworkView, at: datetime, requested: Optional[date] = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from models.status import METHOD_CAPABILITY, NATIONAL_NODE_TYPES, TRANSFER_NODE_TYPES, Capability, DeliveryMethod
+from models.status import (
+    COUNTER_METHODS, METHOD_CAPABILITY, NATIONAL_NODE_TYPES, TRANSFER_NODE_TYPES, Capability, DeliveryMethod,
+)
 from promise.dates import quote
 from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
@@ -22,7 +24,7 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
         return "disabled"
     if node.node_id in net.channel_excluded:
         return net.channel_excluded[node.node_id]
-    if method in (DeliveryMethod.pickup, DeliveryMethod.curbside):
+    if method in COUNTER_METHODS:
         if node.node_id == line.pickup_node_id:
             if METHOD_CAPABILITY[method] not in node.capabilities:
                 return f"cannot do {method}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from models.status import RETURN_NODE_TYPES, Capability
+from models.status import takes_returns
 from routing.geo import haversine_km
 from routing.rules import ReturnRoute
 
@@ -20,7 +20,7 @@ class ReturnSite:
     enabled: bool = True
 
     def takes_returns(self) -> bool:
-        return self.enabled and (Capability.returns.value in self.capabilities or self.type in RETURN_NODE_TYPES)
+        return self.enabled and takes_returns(self.type, self.capabilities)
 
 
 def route_return(origin: ReturnSite, routes: dict, sites: list[ReturnSite],

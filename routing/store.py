@@ -37,6 +37,14 @@ def node_info(row, used_today: int = 0, orders_today: int = 0, used_hour: int = 
     )
 
 
+async def used_this_hour(conn: AsyncConnection, node_ids: list[str]) -> dict[str, int]:
+    """The units each node took on in the last hour (held, committed or already picked): its hourly pick load."""
+    return {r.node_id: int(r.units) for r in (await conn.execute(text(
+        "SELECT node_id, SUM(qty) AS units FROM reservations WHERE node_id = ANY(:n)"
+        " AND created_at > now() - interval '1 hour' AND status IN ('held', 'committed', 'consumed')"
+        " GROUP BY node_id"), {"n": node_ids})).all()}
+
+
 def local_day(tz: str, at: datetime) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
@@ -142,10 +150,7 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
             dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)))).all()}
         per_hour = [r.node_id for r in limited if getattr(r, "units_per_hour", None) is not None]
         if per_hour:
-            hourly = {r.node_id: int(r.units) for r in (await conn.execute(text(
-                "SELECT node_id, SUM(qty) AS units FROM reservations WHERE node_id = ANY(:n)"
-                " AND created_at > now() - interval '1 hour' AND status IN ('held', 'committed', 'consumed')"
-                " GROUP BY node_id"), {"n": per_hour})).all()}
+            hourly = await used_this_hour(conn, per_hour)
     # Only nodes with a daily or hourly limit depend on what today and this hour have used.
     view = NetworkView(nodes=dict(infos))
     for r in limited:

@@ -14,10 +14,8 @@ from api.auth import ANY_ROLE, Principal
 from api.temporal_errors import WorkflowClosed, run_update
 from api.views import fulfillment_view, return_answer, return_view
 from models.messages import ArrivedIn, CollectIn, PickIn, ReceiveIn, RejectIn, ShipIn
-from models.status import FULFILLMENT_PATHS, MILESTONES, NOTICES, FulfillmentKind, FulfillmentStatus, Role
-from workflows.fulfillment import FulfillmentWorkflow
-from workflows.store.pickup import PickupWorkflow
-from workflows.store.transfer import TransferWorkflow
+from models.status import AWAITING_CUSTOMER, FULFILLMENT_PATHS, MILESTONES, NOTICES, FulfillmentKind, FulfillmentStatus, Role
+from workflows.store import WORKFLOW_OF
 from workflows.order import OrderWorkflow
 
 router = APIRouter(tags=["fulfillments"])
@@ -51,8 +49,7 @@ async def list_fulfillments(request: Request, who: Principal = Depends(ANY_ROLE)
     return {"fulfillments": [fulfillment_view(r) for r in rows], "pick_list": pick_list(rows)}
 
 
-_WAITING = [FulfillmentStatus.released.value, FulfillmentStatus.accepted.value, FulfillmentStatus.picked.value,
-            FulfillmentStatus.ready_for_pickup.value]
+_WAITING = [s.value for s in AWAITING_CUSTOMER]
 _TO_PICK = (FulfillmentStatus.released.value, FulfillmentStatus.accepted.value)
 
 
@@ -97,8 +94,6 @@ async def get_fulfillment(fulfillment_id: str, request: Request, who: Principal 
     return fulfillment_view(await _fulfillment(request, fulfillment_id, who))
 
 
-WORKFLOW = {FulfillmentKind.delivery.value: FulfillmentWorkflow, FulfillmentKind.pickup.value: PickupWorkflow,
-            FulfillmentKind.transfer.value: TransferWorkflow}
 BODY = {"reject": RejectIn, "pick": PickIn, "ship": ShipIn, "collect": CollectIn, "arrived": ArrivedIn}
 # Sent by the order's channel on the customer's behalf (a curbside check-in), not by the store.
 CUSTOMER_SIDE = {"arrived"}
@@ -155,7 +150,7 @@ async def milestone(fulfillment_id: str, milestone: Milestone, request: Request,
     except Exception as e:
         raise HTTPException(422, f"invalid {milestone} body: {e}")
     handle = request.app.state.temporal.get_workflow_handle(fulfillment_id)
-    update, update_id = getattr(WORKFLOW[kind.value], milestone), idempotency.update_id(request)
+    update, update_id = getattr(WORKFLOW_OF[kind], milestone), idempotency.update_id(request)
     try:
         result = await run_update(lambda: handle.execute_update(update, payload, id=update_id) if payload is not None
                                   else handle.execute_update(update, id=update_id))

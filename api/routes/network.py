@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from routing.store import load_scorecards, local_day
+from routing.store import load_scorecards, local_day, used_this_hour
 from routing.sourcing import load_rules
 from routing.rules import RoutingRules
 from routing.scorecard import Scorecard
@@ -60,9 +60,7 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
         "SELECT COALESCE(SUM(qty), 0), COUNT(DISTINCT fulfillment_id) FROM reservations"
         " WHERE node_id = :n AND capacity_day = :d AND status IN ('held', 'committed')"),
         {"n": node_id, "d": day})).one()
-    hour = (await conn.execute(text(
-        "SELECT COALESCE(SUM(qty), 0) FROM reservations WHERE node_id = :n AND created_at > now() - interval '1 hour'"
-        " AND status IN ('held', 'committed', 'consumed')"), {"n": node_id})).scalar_one()
+    hour = (await used_this_hour(conn, [node_id])).get(node_id, 0)
     counts = dict((await conn.execute(text(
         "SELECT status, COUNT(*) FROM fulfillments WHERE node_id = :n GROUP BY status"), {"n": node_id})).all())
     scored = who is None or who.role in (Role.admin, Role.support) or (who.role == Role.partner

@@ -26,7 +26,7 @@ from models.messages import (
     Address, ApproveIn, CancelIn, DeclineIn, Delivery, ExchangeIn, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
     PromiseView, ReorchestrateIn, ReturnIn,
 )
-from models.status import RETURN_NODE_TYPES, Capability, DeliveryMethod, OrderStatus, Role
+from models.status import DeliveryMethod, OrderStatus, Role, takes_returns
 from nodal.logging import get_logger
 from workflows.order import OrderWorkflow
 
@@ -402,8 +402,6 @@ async def _check_return_node(request: Request, body: ReturnIn | ExchangeIn) -> N
                                    {"n": body.node_id})).first()
     if node is None:
         raise HTTPException(422, f"unknown node {body.node_id}")
-    takes = Capability.returns.value in (node.capabilities or []) or (
-        body.method == "ship_back" and node.type in RETURN_NODE_TYPES)
-    if not takes or not node.enabled:
+    if not takes_returns(node.type, node.capabilities or [], body.method) or not node.enabled:
         raise HTTPException(422, f"node {body.node_id} does not take {body.method.replace('_', ' ')} returns"
                                  + ("" if node.enabled else " (disabled)"))

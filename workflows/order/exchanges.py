@@ -98,9 +98,7 @@ async def returned(book: Book, return_id: str) -> None:
         await tell_replacement(book, x, "exchange_returned")
     x.settled_amount = amount
     if amount > 0:
-        await money.refund(book, return_id, amount)
-        book.note("refunded", {"return_id": return_id, "amount": str(amount), "exchange_id": x.exchange_id})
-        await notify(book, "refunded", f"{return_id}:refunded", {"amount": str(amount)})
+        await returns.refund(book, return_id, amount, exchange_id=x.exchange_id)
     elif amount < 0:
         await charge(book, x, -amount, "fewer units came back than the replacement was paid with")
     r.refund_amount, r.status = max(amount, ZERO), ReturnStatus.refunded

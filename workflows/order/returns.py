@@ -98,14 +98,19 @@ async def receive(book: Book, return_id: str, body: ReceiveIn,
         await settle_exchange(book, return_id)  # its units paid for a replacement: only a difference is refunded
     else:
         amount = sum((book.lines[rl.line_id].unit_price * rl.received_qty for rl in r.lines), Decimal("0"))
-        if amount > 0:
-            await money.refund(book, return_id, amount)
+        await refund(book, return_id, amount)
         r.refund_amount, r.status = amount, ReturnStatus.refunded
-        book.note("refunded", {"return_id": return_id, "amount": str(amount)})
-        await notify(book, "refunded", f"{return_id}:refunded", {"amount": str(amount)})
     book.dirty_returns.add(return_id)
     await publish(book)
     return ReturnResult(return_id=return_id, status=r.status, label=r.label, refund_amount=r.refund_amount)
+
+
+async def refund(book: Book, return_id: str, amount: Decimal, **detail: str) -> None:
+    """Pay the customer back for a return (nothing to pay back: they are told all the same)."""
+    if amount > 0:
+        await money.refund(book, return_id, amount)
+    book.note("refunded", {"return_id": return_id, "amount": str(amount), **detail})
+    await notify(book, "refunded", f"{return_id}:refunded", {"amount": str(amount)})
 
 
 def open_returns(book: Book) -> bool:

@@ -12,7 +12,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import CancelIn, Delivery, ExchangeIn, ModifyIn, ReceiveIn, ReorchestrateIn, ReturnIn, ReturnLineIn
-    from models.status import FULFILLMENT_FAILED, DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus
+    from models.status import (
+        COUNTER_METHODS, FULFILLMENT_FAILED, FulfillmentStatus as FS, OrderStatus as OS, ReturnStatus,
+    )
     from workflows.common import check_within, conflict, invalid
     from workflows.order.book import Book, Line
 
@@ -174,6 +176,6 @@ def modified_lines(book: Book, body: ModifyIn) -> list[Line]:
             lines.append(Line(line_id=line_id, sku=m.sku, qty=m.qty, unit_price=m.unit_price, delivery=delivery))
     if body.address is not None:
         for l in lines:
-            if l.delivery.method not in (DeliveryMethod.pickup, DeliveryMethod.curbside):
+            if l.delivery.method not in COUNTER_METHODS:
                 l.delivery = Delivery(method=l.delivery.method, address=body.address)
     return lines

@@ -20,11 +20,9 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentAssignment, FulfillmentInput, FulfillmentState, LineQty, Plan, PlanLine, PlanRequest, Policy,
         ReleaseClaims, ReservationTarget, ReserveRequest, SupplyClaimLine,
     )
-    from models.status import DeliveryMethod, FulfillmentKind, FulfillmentStatus as FS, OrderStatus as OS
+    from models.status import COUNTER_METHODS, FulfillmentKind, FulfillmentStatus as FS, OrderStatus as OS
     import workflows.activities as activities
-    from workflows.fulfillment import FulfillmentWorkflow
-    from workflows.store.pickup import PickupWorkflow
-    from workflows.store.transfer import TransferWorkflow
+    from workflows.store import WORKFLOW_OF
     import workflows.order.money as money
     from workflows.order.book import Book, Line, Planned
     from workflows.order.mirror import notify
@@ -180,8 +178,7 @@ async def release_due(book: Book) -> list[str]:
 async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> None:
     """Release planned work to its node: a delivery, a pickup at the store, or the transfer that brings a pickup's
     units to the store (the pickup starts when they are received)."""
-    counter = p.method in (DeliveryMethod.pickup, DeliveryMethod.curbside)
-    kind = (FulfillmentKind.transfer if p.transfer_to else FulfillmentKind.pickup if counter
+    kind = (FulfillmentKind.transfer if p.transfer_to else FulfillmentKind.pickup if p.method in COUNTER_METHODS
             else FulfillmentKind.delivery)
     pickup_id = None
     if kind == FulfillmentKind.transfer:
@@ -194,12 +191,10 @@ async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> No
                                 released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines),
                                 kind=kind, method=p.method, to_node_id=p.transfer_to, pickup_id=pickup_id))
     w = book.order.windows
-    run = {FulfillmentKind.transfer: TransferWorkflow.run, FulfillmentKind.pickup: PickupWorkflow.run,
-           FulfillmentKind.delivery: FulfillmentWorkflow.run}[kind]
     what = {FulfillmentKind.transfer: f" to {p.transfer_to} for pickup", FulfillmentKind.pickup: f" for {p.method.value}",
             FulfillmentKind.delivery: ""}[kind]
     await workflow.start_child_workflow(
-        run,
+        WORKFLOW_OF[kind].run,
         FulfillmentInput(
             fulfillment_id=p.fulfillment_id, order_id=book.order_id, parent_workflow_id=workflow.info().workflow_id,
             node_id=p.node_id, lines=p.lines, unit_prices={l.line_id: book.price(l.line_id) for l in p.lines},

@@ -8,8 +8,8 @@ the right code hands the units over (they leave the stock, the payment is captur
 refuses at the counter is cancelled, its units back on the store's shelf. ``arrived`` (curbside check-in)
 changes no status: it puts the customer first in the store's work queue and starts the arrival clock.
 
-A pickup at a store without the stock waits for its transfer (workflows/store/transfer.py): the order releases
-it with ``awaiting_transfer``, and the store can make it ready only once the transfer is received.
+A pickup at a store without the stock is preceded by its transfer (workflows/store/transfer.py): the order starts
+the pickup once the store has received the units, at ``picked`` (its next step is ``ready``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ArrivedIn, CollectIn, ConsumeRequest, FulfillmentInput, FulfillmentState, LineQty, MilestoneResult,
         Notification,
     )
-    from models.status import FULFILLMENT_PATHS, MILESTONES, FulfillmentKind, FulfillmentStatus as FS
+    from models.status import AWAITING_CUSTOMER, FULFILLMENT_PATHS, MILESTONES, FulfillmentKind, FulfillmentStatus as FS
     import workflows.activities as activities
     from workflows.common import Input, check_within, conflict, invalid, parse, when
     from workflows.fulfillment import FulfillmentWorkflow
@@ -77,8 +77,7 @@ class PickupWorkflow(FulfillmentWorkflow):
     @workflow.update
     async def arrived(self, raw: Input) -> MilestoneResult:
         body = parse(ArrivedIn, raw, "arrived")
-        if self.s.status not in (FS.released, FS.accepted, FS.picked, FS.ready_for_pickup):
-            raise conflict(f"the pickup is {self.s.status.value}: nobody is waiting for it")
+        self.check_waiting()
         async with self.lock:
             first = self.s.arrived_at is None
             if first:
@@ -92,7 +91,10 @@ class PickupWorkflow(FulfillmentWorkflow):
     @arrived.validator
     def _v_arrived(self, raw: Input) -> None:
         parse(ArrivedIn, raw, "arrived")
-        if self.s.status not in (FS.released, FS.accepted, FS.picked, FS.ready_for_pickup):
+        self.check_waiting()
+
+    def check_waiting(self) -> None:
+        if self.s.status not in AWAITING_CUSTOMER:
             raise conflict(f"the pickup is {self.s.status.value}: nobody is waiting for it")
 
     def check_code(self, body: CollectIn) -> None:
@@ -182,6 +184,6 @@ class PickupWorkflow(FulfillmentWorkflow):
         s = self.s
         arrived = f" · customer outside since {when(s.arrived_at)}" + (f" (bay {s.bay})" if s.bay else "") \
             if s.arrived_at else ""
-        return {FS.released: f"{s.node_id} to accept (past the deadline the order moves it to another node)",
-                FS.accepted: f"{s.node_id} to pick" + arrived, FS.picked: f"{s.node_id} to make it ready" + arrived,
+        return {**super().waits(), FS.accepted: f"{s.node_id} to pick" + arrived,
+                FS.picked: f"{s.node_id} to make it ready" + arrived,
                 FS.ready_for_pickup: f"the customer to collect it, held until {when(s.hold_until)}" + arrived}
