@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from inventory import service
 from models.messages import (
-    ConsumeRequest, LineQty, ReceiveTransfer, ReleaseClaims, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
+    ConsumeRequest, LineQty, MergeReservations, ReceiveTransfer, ReleaseClaims, ReservationTarget, ReserveRequest, ReserveResult, RestockRequest,
 )
 from nodal.db import Database
 from nodal.logging import get_logger
@@ -86,6 +86,11 @@ class InventoryActivities:
 
     # These answer with the state reached (units committed, shipped, restocked), not with what this call
     # changed: a retry after a lost answer then answers the same as the first call would have.
+    @activity.defn(name="inventory.merge")
+    async def merge(self, req: MergeReservations) -> int:
+        async with self.deps.db.engine.begin() as conn:
+            return await service.merge(conn, req.order_id, req.into, req.merged)
+
     @activity.defn(name="inventory.commit")
     async def commit(self, req: ConsumeRequest) -> int:
         async with self.deps.db.engine.begin() as conn:

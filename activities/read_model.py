@@ -18,7 +18,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.deps import Deps
-from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry
+from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry, cents
 from models.status import COUNTER_METHODS
 from models.tables import Fulfillment, Order, Return, TimelineEvent
 from nodal.durations import parse_duration
@@ -41,16 +41,16 @@ LINE_BATCH = 2000
 # multi-row VALUES took seconds of CPU to build).
 _LINES = text(
     "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, status, delivery, cancelled_qty, shipped_qty,"
-    " delivered_qty, returned_qty, promised_by, digital)"
+    " delivered_qty, returned_qty, promised_by, digital, uom, pack)"
     " SELECT :o, * FROM unnest(CAST(:line_id AS varchar[]), CAST(:sku AS varchar[]), CAST(:qty AS integer[]),"
     " CAST(:price AS numeric[]), CAST(:status AS varchar[]), CAST(:delivery AS jsonb[]), CAST(:cancelled AS integer[]),"
     " CAST(:shipped AS integer[]), CAST(:delivered AS integer[]), CAST(:returned AS integer[]),"
-    " CAST(:promised AS timestamptz[]), CAST(:digital AS boolean[]))"
+    " CAST(:promised AS timestamptz[]), CAST(:digital AS boolean[]), CAST(:uom AS varchar[]), CAST(:pack AS integer[]))"
     " ON CONFLICT (order_id, line_id) DO UPDATE SET sku = EXCLUDED.sku, qty = EXCLUDED.qty,"
     " unit_price = EXCLUDED.unit_price, status = EXCLUDED.status, delivery = EXCLUDED.delivery,"
     " cancelled_qty = EXCLUDED.cancelled_qty, shipped_qty = EXCLUDED.shipped_qty,"
     " delivered_qty = EXCLUDED.delivered_qty, returned_qty = EXCLUDED.returned_qty,"
-    " promised_by = EXCLUDED.promised_by, digital = EXCLUDED.digital")
+    " promised_by = EXCLUDED.promised_by, digital = EXCLUDED.digital, uom = EXCLUDED.uom, pack = EXCLUDED.pack")
 
 
 # Lines the read model has: their status, counters and promise, as columns.
@@ -75,11 +75,11 @@ def _line_arrays(order_id: str, lines) -> dict:
         return deliveries[key]
 
     return {"o": order_id, "line_id": [l.line_id for l in lines], "sku": [l.sku for l in lines],
-            "qty": [l.qty for l in lines], "price": [l.unit_price for l in lines], "status": [l.status for l in lines],
+            "qty": [l.qty for l in lines], "price": [cents(l.unit_price * l.pack) for l in lines], "status": [l.status for l in lines],
             "delivery": [delivery(l.delivery) for l in lines], "cancelled": [l.cancelled_qty for l in lines],
             "shipped": [l.shipped_qty for l in lines], "delivered": [l.delivered_qty for l in lines],
             "returned": [l.returned_qty for l in lines], "promised": [l.promised_by for l in lines],
-            "digital": [l.digital for l in lines]}
+            "digital": [l.digital for l in lines], "uom": [l.uom for l in lines], "pack": [l.pack for l in lines]}
 
 
 def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None):
@@ -176,7 +176,7 @@ class ReadModelActivities:
             short_units=f.short_units, at_risk=f.at_risk, kind=f.kind.value,
             method=f.method.value if f.method else None, promised_by=f.promised_by, ready_at=f.ready_at,
             hold_until=f.hold_until, arrived_at=f.arrived_at, bay=f.bay, arrival_note=f.arrival_note,
-            delivered_at=f.delivered_at, to_node_id=f.to_node_id,
+            delivered_at=f.delivered_at, to_node_id=f.to_node_id, wave=f.wave,
         )
         table = Fulfillment.__table__
         if snap.lines_changed:

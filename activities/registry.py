@@ -25,6 +25,6 @@ class NodalActivities:
         return [
             self.read_model.capture, self.read_model.record_order, self.read_model.record_fulfillment,
             self.read_model.notify, self.read_model.pickup_hold, self.read_model.start_replacement, self.routing.plan, self.routing.return_destination, self.routing.refresh_bid_prices, self.inventory.reserve, self.inventory.set_reservations, self.inventory.release_claims,
-            self.inventory.commit, self.inventory.consume, self.inventory.expire_holds, self.inventory.restock, self.inventory.receive_transfer, self.payments.call, self.carriers.label,
+            self.inventory.commit, self.inventory.merge, self.inventory.consume, self.inventory.expire_holds, self.inventory.restock, self.inventory.receive_transfer, self.payments.call, self.payments.credit_check, self.carriers.label,
             self.carriers.return_label,
         ]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from models.messages import Delivery, Label, LineQty, Plan, Policy, ReturnLineState, SupplyClaimLine
+from models.messages import Delivery, Label, Plan, Policy, ReturnLineState, SupplyClaimLine
 from routing.rules import RoutingRules
 from models.status import (
     Capability, DeliveryMethod, FulfillmentKind, FulfillmentStatus, NodeType, OrderStatus, ReturnStatus, Role,
@@ -45,6 +45,7 @@ _WHY = {400: "The request cannot be read (a malformed body or Idempotency-Key)."
         409: "Not now: the resource's state does not allow it (the reason says why); nothing changed.",
         413: "The body is over NODAL_MAX_BODY_BYTES.",
         422: "The input is invalid (the reason says which part); nothing changed.",
+        415: "The body is in a format this route does not take (its Content-Type).",
         429: "Over the rate limit; `Retry-After` says when to try again.",
         503: "A dependency (PostgreSQL or Temporal) is unavailable; try again shortly."}
 
@@ -65,13 +66,20 @@ PUBLIC = {429: {"description": _WHY[429],
 class Customer(Answer):
     id: str
     tier: Optional[str]
+    terms: Optional[str] = Field(description="on account (e.g. net30): invoiced per shipment, not card-authorized")
+
+
+UOM = Literal["each", "case", "pallet"]
 
 
 class OrderLine(Answer):
     line_id: str
     sku: str
-    qty: int
-    unit_price: Money
+    qty: int = Field(description="how many of uom were ordered")
+    uom: UOM
+    pack: int = Field(description="eaches per uom")
+    eaches: int = Field(description="qty in eaches; the *_qty counters below count eaches")
+    unit_price: Money = Field(description="the price of one uom")
     status: OrderStatus
     promised_by: Optional[Timestamp]
     delivery: Delivery
@@ -80,6 +88,15 @@ class OrderLine(Answer):
     delivered_qty: int
     returned_qty: int
     digital: bool
+
+
+class FulfillmentLine(Answer):
+    line_id: str
+    sku: str
+    qty: int = Field(description="eaches (stock, picks and milestones count eaches)")
+    uom: UOM = Field(description="the unit the line was ordered in")
+    uom_qty: int = Field(description="whole uom in qty (cases, pallets)")
+    loose: int = Field(description="eaches beyond the whole uom")
 
 
 class Arrival(Answer):
@@ -93,7 +110,7 @@ class FulfillmentView(Answer):
     order_id: str
     node_id: str
     status: FulfillmentStatus
-    lines: list[LineQty]
+    lines: list[FulfillmentLine]
     carrier: Optional[str]
     tracking: Optional[str]
     ship_by: Optional[Timestamp]
@@ -111,6 +128,7 @@ class FulfillmentView(Answer):
     delivered_at: Optional[Timestamp] = Field(description="delivered, collected at the counter, or (a transfer)"
                                                           " received at the store")
     to_node_id: Optional[str] = Field(description="a transfer: the pickup store it brings the units to")
+    wave: Optional[Timestamp] = Field(None, description="the node's wave it was released in (policy.release: wave)")
 
 
 
@@ -128,7 +146,8 @@ class ReturnView(Answer):
 
 class PaymentView(Answer):
     payment_id: str
-    kind: Literal["authorization", "capture", "void", "refund"]
+    kind: Literal["authorization", "capture", "void", "refund", "invoice"] = Field(
+        description="invoice: a shipment of an order on account (customer.account), due on its terms")
     amount: Money
     currency: str
     status: str
@@ -296,6 +315,8 @@ class NodeView(Answer):
     cutoff_time: str = Field(examples=["15:00"])
     timezone: str
     calendar: dict[str, Any]
+    ships_whole: Optional[Literal["case", "pallet"]] = Field(
+        description="ships only whole cases (or pallets) of the SKUs that have that pack size")
     scorecard: Optional[ScorecardView] = Field(description="staff's and the node's own partner's; null for others")
 
 
@@ -330,6 +351,7 @@ class SkuView(Answer):
     allowed_node_types: list[NodeType]
     category: Optional[str]
     low_stock_threshold: Optional[int]
+    pack_sizes: dict[Literal["case", "pallet"], int] = Field(description="eaches per case, per pallet")
 
 
 # ---------------------------------------------------------------- inventory
@@ -520,8 +542,11 @@ class BidPrices(Answer):
 class QuotedLine(Answer):
     line: int = Field(description="the cart line's position, from 1")
     sku: str
-    qty: int
-    requested: int
+    uom: UOM
+    qty: int = Field(description="whole uom available")
+    requested: int = Field(description="uom asked for")
+    eaches: int = Field(description="available, in eaches")
+    requested_eaches: int
 
 
 class PromiseOption(Answer):
@@ -677,3 +702,24 @@ def add_common_errors(schema: dict[str, Any]) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         schema.get("components", {}).get("schemas", {}).pop(unused, None)
     return schema
+
+
+# ---------------------------------------------------------------- order files
+class ImportProblem(Answer):
+    row: Optional[int] = Field(None, description="CSV: the row (the header is row 1)")
+    segment: Optional[int] = Field(None, description="X12: the segment's position in the file (the ISA is 1)")
+    reason: str
+
+
+class ImportResult(Answer):
+    external_id: str
+    status: Literal["created", "existing", "rejected"]
+    order_id: Optional[str] = None
+    errors: Optional[list[ImportProblem]] = None
+
+
+class ImportAnswer(Answer):
+    orders: list[ImportResult]
+    created: int
+    existing: int
+    rejected: int

@@ -17,7 +17,7 @@ from api import answers
 from api.guard import RateLimiter, RequestGuard
 from api.links import add_links
 from api.placement import recovery_loop
-from api.routes import codec, fulfillments, holds, inventory, keys, network, ops, orders, promise, routing
+from api.routes import codec, fulfillments, holds, imports, inventory, keys, network, ops, orders, promise, routing
 from models.messages import PickIn, RejectIn, ShipIn
 from nodal import __version__
 from nodal.codec import codec_from
@@ -65,7 +65,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.add_middleware(codec.CodecCors, origins=[o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()])
     app.state.codec = codec_from(settings)
     app.add_exception_handler(DataError, _invalid_value)
-    for r in (orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
+    for r in (imports.router, orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
               promise.router, keys.router, codec.router):
         app.include_router(r, responses=answers.COMMON)  # every keyed route may answer 401 and 429
     app.include_router(ops.router)  # public but /kpis, which says so itself

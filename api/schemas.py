@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.messages import Address, Customer, OrderLineIn, Policy
+from models.messages import Address, Customer, OrderLineIn, Policy, UnitOfMeasure
 from models.status import Capability, NodeType, Role
 from nodal.durations import parse_duration
 
@@ -48,6 +48,17 @@ class Calendar(Body):
     same_day_cutoff: Optional[str] = Field(default=None, description="HH:MM local: same-day orders must be ready by then")
     pickup_hold: Optional[str] = Field(default=None, description="how long a ready pickup is held here (e.g. 3d);"
                                        " NODAL_PICKUP_HOLD otherwise")
+    waves: list[str] = Field(default=[], max_length=48, description="HH:MM local: orders with policy.release wave are "
+                             "released here in the next of these waves, one shipment per ship-to and wave")
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, v: list[str]) -> list[str]:
+        for w in v:
+            _check_hhmm(w, "waves")
+        if len(set(v)) != len(v):
+            raise ValueError("waves must be distinct times")
+        return sorted(v)
 
     @field_validator("pickup_hold")
     @classmethod
@@ -87,6 +98,21 @@ def _check_cutoff(v: str) -> str:
     return _check_hhmm(v)
 
 
+PackName = Literal["case", "pallet"]
+SHIPS_WHOLE = "ships only whole cases (or pallets) of the SKUs that have that pack size"
+
+
+class PackSizes(Body):
+    case: Optional[int] = Field(default=None, ge=2, le=100_000, description="eaches in a case")
+    pallet: Optional[int] = Field(default=None, ge=2, le=1_000_000, description="eaches on a pallet")
+
+    @model_validator(mode="after")
+    def _whole_cases(self) -> "PackSizes":
+        if self.case and self.pallet and self.pallet % self.case:
+            raise ValueError(f"a pallet holds whole cases: {self.pallet} is not a multiple of {self.case}")
+        return self
+
+
 class NodeIn(Body):
     name: str = Field(min_length=1, max_length=200)
     type: NodeType
@@ -101,6 +127,7 @@ class NodeIn(Body):
     cutoff_time: str = "15:00"
     timezone: str = "UTC"
     calendar: Calendar = Calendar()
+    ships_whole: Optional[PackName] = Field(default=None, description=SHIPS_WHOLE)
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
     _cut = field_validator("cutoff_time")(classmethod(lambda cls, v: _check_cutoff(v)))
@@ -125,6 +152,7 @@ class NodePatch(Body):
     cutoff_time: Optional[str] = None
     timezone: Optional[str] = None
     calendar: Optional[Calendar] = None
+    ships_whole: Optional[PackName] = Field(default=None, description=SHIPS_WHOLE + " (null: any number of eaches)")
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: v if v is None else _check_tz(v)))
     _cut = field_validator("cutoff_time")(classmethod(lambda cls, v: v if v is None else _check_cutoff(v)))
@@ -161,6 +189,7 @@ class SkuIn(Body):
     allowed_node_types: list[NodeType] = []
     category: Optional[str] = Field(default=None, min_length=1, max_length=64)
     low_stock_threshold: Optional[int] = Field(default=None, ge=0)
+    pack_sizes: PackSizes = Field(default_factory=PackSizes, description="lines may be ordered in these units")
 
 
 class SafetyStockDefaultsIn(Body):
@@ -226,7 +255,8 @@ class CartLine(Body):
     """A SKU and quantity in a cart (a checkout hold, a promise quote)."""
 
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(gt=0, le=100_000)
+    qty: int = Field(gt=0, le=100_000, description="how many of uom")
+    uom: UnitOfMeasure = Field(default="each", description="each, or a pack size the SKU declares (case, pallet)")
 
 
 class HoldCreate(Body):

@@ -35,19 +35,20 @@ async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str,
     timeline = (await conn.execute(
         text("SELECT at, event, detail FROM timeline_events WHERE order_id = :o ORDER BY at, id"),
         {"o": order_id})).all()
+    packs = {(order_id, l.line_id): (l.uom, l.pack) for l in lines if l.pack > 1}
     return {
         "order_id": o.order_id, "external_id": o.external_id, "channel": o.channel,
-        "customer": {"id": o.customer_id, "tier": o.customer_tier},
+        "customer": {"id": o.customer_id, "tier": o.customer_tier, "terms": o.credit_terms},
         "status": o.status, "currency": o.currency, "total": _money(o.total), "policy": o.policy,
         "requested_delivery_date": _iso(o.requested_delivery_date), "promised_by": _iso(o.promised_by),
         "return_deadline": _iso(o.return_deadline), "created_at": _iso(o.created_at), "at_risk": o.at_risk,
         "lines": [{
-            "line_id": l.line_id, "sku": l.sku, "qty": l.qty, "unit_price": _money(l.unit_price),
-            "status": l.status, "promised_by": _iso(l.promised_by), "delivery": l.delivery,
-            "cancelled_qty": l.cancelled_qty, "shipped_qty": l.shipped_qty, "delivered_qty": l.delivered_qty,
-            "returned_qty": l.returned_qty, "digital": l.digital,
+            "line_id": l.line_id, "sku": l.sku, "qty": l.qty // l.pack, "uom": l.uom, "pack": l.pack, "eaches": l.qty,
+            "unit_price": _money(l.unit_price), "status": l.status, "promised_by": _iso(l.promised_by),
+            "delivery": l.delivery, "cancelled_qty": l.cancelled_qty, "shipped_qty": l.shipped_qty,
+            "delivered_qty": l.delivered_qty, "returned_qty": l.returned_qty, "digital": l.digital,
         } for l in lines],
-        "fulfillments": [fulfillment_view(f) for f in fulfillments],
+        "fulfillments": [fulfillment_view(f, packs) for f in fulfillments],
         "returns": [return_view(r) for r in returns],
         "payments": [{
             "payment_id": p.payment_id, "kind": p.kind, "amount": _money(p.amount), "currency": p.currency,
@@ -84,15 +85,31 @@ def ship_tos(lines: Any, fulfillments: Any) -> list[dict[str, Any]]:
     return [{**g, "promised_by": _iso(g["promised_by"])} for g in groups.values()]
 
 
-def fulfillment_view(f: Any) -> dict[str, Any]:
+Packs = dict[tuple[str, str], tuple[str, int]]  # (order_id, line_id) → (uom, eaches per uom), lines not in eaches
+
+
+async def line_packs(conn: Any, order_ids: list[str]) -> Packs:
+    """The lines of these orders ordered by the case or pallet (what a pick list shows beside the eaches)."""
+    return {(r.order_id, r.line_id): (r.uom, r.pack) for r in (await conn.execute(text(
+        "SELECT order_id, line_id, uom, pack FROM order_lines WHERE order_id = ANY(:o) AND pack > 1"),
+        {"o": sorted(set(order_ids))})).all()}
+
+
+def in_packs(order_id: str, line: dict[str, Any], packs: Packs) -> dict[str, Any]:
+    """A line of eaches, also in the unit it was ordered in: whole packs and the eaches beyond them."""
+    uom, pack = packs.get((order_id, line["line_id"]), ("each", 1))
+    return {**line, "uom": uom, "uom_qty": line["qty"] // pack, "loose": line["qty"] % pack}
+
+
+def fulfillment_view(f: Any, packs: Packs) -> dict[str, Any]:
     return {
         "fulfillment_id": f.fulfillment_id, "order_id": f.order_id, "node_id": f.node_id, "status": f.status,
-        "lines": f.lines, "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
+        "lines": [in_packs(f.order_id, l, packs) for l in f.lines], "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
         "at_risk": f.at_risk,
         "reason": f.reason, "kind": f.kind, "method": f.method, "promised_by": _iso(f.promised_by),
         "due_at": _iso(f.ship_by or f.promised_by), "ready_at": _iso(f.ready_at), "hold_until": _iso(f.hold_until),
         "arrival": {"at": _iso(f.arrived_at), "bay": f.bay, "note": f.arrival_note} if f.arrived_at else None,
-        "delivered_at": _iso(f.delivered_at), "to_node_id": f.to_node_id,
+        "delivered_at": _iso(f.delivered_at), "to_node_id": f.to_node_id, "wave": _iso(f.wave),
     }
 
 

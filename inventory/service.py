@@ -411,6 +411,22 @@ async def receive_transfer(conn: AsyncConnection, order_id: str, transfer_id: st
             dict(r=reservation_id(pickup_id, line_id), o=order_id, f=pickup_id, l=line_id, n=node_id, s=sku, q=qty))
 
 
+async def merge(conn: AsyncConnection, order_id: str, into: str, merged: list[str]) -> int:
+    """Planned fulfillments consolidated into one (a wave's single shipment): their held reservations become
+    ``into``'s, line by line, without touching stock (same node, same units). Idempotent: a repeat finds none."""
+    rows = (await conn.execute(text(
+        "DELETE FROM reservations WHERE order_id = :o AND fulfillment_id = ANY(:f) AND status = 'held'"
+        " RETURNING line_id, node_id, sku, qty, capacity_day"), {"o": order_id, "f": merged})).all()
+    for r in rows:
+        await conn.execute(text(
+            "INSERT INTO reservations (reservation_id, order_id, fulfillment_id, line_id, node_id, sku, qty, status,"
+            " capacity_day, created_at, updated_at) VALUES (:r, :o, :f, :l, :n, :s, :q, 'held', :d, now(), now())"
+            " ON CONFLICT (reservation_id) DO UPDATE SET qty = reservations.qty + EXCLUDED.qty, updated_at = now()"),
+            dict(r=reservation_id(into, r.line_id), o=order_id, f=into, l=r.line_id, n=r.node_id, s=r.sku, q=r.qty,
+                 d=r.capacity_day))
+    return len(rows)
+
+
 async def commit(conn: AsyncConnection, order_id: str, fulfillment_id: str) -> int:
     """Released to the node: its reservations are committed to that fulfillment, each with its ledger row, in one
     statement whatever the number of lines. Idempotent."""

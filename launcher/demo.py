@@ -14,6 +14,8 @@ pickup code the simulated notification provider delivered) is read outside it.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import random
 import time
 import uuid
@@ -22,9 +24,11 @@ from typing import Any, Awaitable, Callable, Optional
 
 import httpx
 
-from launcher.seed import DEMO_AREAS, demo_skus
+from launcher.seed import CASED, DEMO_AREAS, demo_skus
 
 CHANNELS = ["web", "marketplace", "b2b-portal"]
+IMPORT_COLUMNS = ["external_id", "channel", "customer_id", "line_id", "sku", "qty", "uom", "unit_price", "postal_code",
+                  "address_line1", "requested_delivery_date"]
 
 
 class DemoDriver:
@@ -65,7 +69,8 @@ class DemoDriver:
 
     async def _call(self, http: httpx.AsyncClient, method: str, path: str, key: str, **kw) -> Optional[httpx.Response]:
         try:
-            return await http.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kw)
+            headers = {"Authorization": f"Bearer {key}", **kw.pop("headers", {})}
+            return await http.request(method, path, headers=headers, **kw)
         except httpx.HTTPError:
             return None  # the API is restarting or busy: try again next round
 
@@ -100,15 +105,27 @@ class DemoDriver:
             postal = self.rng.choice(list(DEMO_AREAS))
             method = "ship_express" if self.rng.random() < 0.2 else "ship_standard"
             delivery = {"method": method, "address": {"postal_code": postal}}
-        return {
+        body = {
             "external_id": f"demo-{uuid.uuid4().hex[:12]}", "channel": channel,
             "customer": {"id": f"cust-{self.rng.randint(1, 400)}", "email": "customer@example.com",
                          "tier": "b2b" if channel == "b2b-portal" else None},
             "lines": [{"sku": s, "qty": self.rng.randint(1, 3 if channel != "b2b-portal" else 10),
                        "unit_price": f"{self.rng.uniform(9, 120):.2f}", "delivery": delivery} for s in skus],
-            # A share of the B2B buyer's orders need its approver's yes.
-            **({"policy": {"approval_required": True}} if channel == "b2b-portal" and self.rng.random() < 0.4 else {}),
         }
+        return self._b2b(body) if channel == "b2b-portal" else body
+
+    def _b2b(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A distributor's order: cased SKUs by the case, some buyers on account (net 30, a credit limit), some
+        orders for the DCs' waves, a share needing the buyer's approver."""
+        for line in body["lines"]:
+            if line["sku"].split("-")[1].lower() in CASED:
+                line.update(uom="case", qty=self.rng.randint(1, 4), unit_price=f"{self.rng.uniform(60, 240):.2f}")
+        n = int(body["customer"]["id"].split("-")[1])
+        if n % 3 == 0:
+            body["customer"]["account"] = {"terms": "net30", "credit_limit": "2500.00"}
+        policy = {"approval_required": self.rng.random() < 0.3, "release": "wave" if self.rng.random() < 0.5
+                  else "immediate"}
+        return {**body, "policy": policy}
 
     async def place_orders(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -119,7 +136,7 @@ class DemoDriver:
                 self.placed += 1
                 self.channel_of[r.json()["order_id"]] = body["channel"]
                 roll = self.rng.random()
-                if body.get("policy", {}).get("approval_required"):
+                if r.json()["status"] == "awaiting_approval":  # approval required, or over the credit limit
                     self._later(self._approve(http, r.json()["order_id"]))
                 elif roll < 0.06:
                     self._later(self._change_mind(http, key, r.json()["order_id"], body, cancel=True))
@@ -287,6 +304,28 @@ class DemoDriver:
             if r is not None and r.status_code == 200:
                 self.stats["returned_in_store" if body.get("method") == "in_store" else "returned_by_post"] += 1
 
+    async def import_files(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """Now and then the distributor sends a file of orders (CSV) instead of placing them one by one."""
+        while not stop.is_set():
+            await asyncio.sleep(20 * self.pace)
+            out = io.StringIO()
+            w = csv.writer(out)
+            w.writerow(IMPORT_COLUMNS)
+            for _ in range(self.rng.randint(2, 4)):
+                body = self._b2b({**self._order(), "channel": "b2b-portal"})
+                for i, l in enumerate(body["lines"]):
+                    address = l["delivery"].get("address")
+                    if address is None:
+                        break  # a pickup order: not what a distributor's file holds
+                    w.writerow([body["external_id"], "b2b-portal", body["customer"]["id"], f"L{i + 1}", l["sku"],
+                                l["qty"], l.get("uom", "each"), l["unit_price"], address["postal_code"],
+                                "1 Dock Rd", ""])
+            r = await self._call(http, "POST", "/orders/import", self.client_keys["b2b-portal"],
+                                 content=out.getvalue().encode(), headers={"Content-Type": "text/csv"})
+            if r is not None and r.status_code == 200:
+                self.stats["imported"] += r.json()["created"]
+                self.placed += r.json()["created"]
+
     async def report(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(10)
@@ -300,4 +339,5 @@ class DemoDriver:
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(base_url=self.api_url, timeout=30, transport=self.transport) as http:
             await self.setup(http)
-            await asyncio.gather(self.place_orders(http, stop), self.play_partners(http, stop), self.report(http, stop))
+            await asyncio.gather(self.place_orders(http, stop), self.play_partners(http, stop), self.report(http, stop),
+                                 self.import_files(http, stop))

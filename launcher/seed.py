@@ -49,6 +49,8 @@ DEMO_AREAS = {
     "85004": (33.4515, -112.0685, []),
 }
 
+# Sold to distributors by the case too.
+CASED = {"tee": {"case": 12, "pallet": 480}, "sock": {"case": 24}, "cap": {"case": 12}}
 CATEGORIES = ["tee", "hoodie", "jacket", "sneaker", "cap", "backpack", "sock", "jean", "dress", "scarf"]
 
 
@@ -64,7 +66,9 @@ async def seed_demo(db: Database, seed: int = 7) -> dict[str, int]:
                       enabled=True, units_per_day=(2000 if t == "dc" else 150),
                       handling_cost=(0.35 if t == "dc" else 1.25 if t == "store" else 0.60),
                       processing_time_minutes=(240 if t == "dc" else 60), cutoff_time=("17:00" if t == "dc" else "15:00"),
-                      calendar={"closed_weekdays": [] if t == "dc" else [6], "holidays": ["2026-12-25"]},
+                      calendar={"closed_weekdays": [] if t == "dc" else [6], "holidays": ["2026-12-25"],
+                                # The East DC releases B2B work asking for waves at these times.
+                                **({"waves": ["08:00", "13:00", "18:00"]} if n == "DC-EAST" else {})},
                       updated_at=now)
                  for n, name, t, lat, lon, pc, tz, caps in DEMO_NODES]
         stmt = insert(Node.__table__).values(nodes)
@@ -78,10 +82,11 @@ async def seed_demo(db: Database, seed: int = 7) -> dict[str, int]:
                  for pc, (_, _, served) in DEMO_AREAS.items() for i, n in enumerate(served)]
         await conn.execute(insert(ServiceArea.__table__).values(areas).on_conflict_do_nothing())
         skus = [dict(sku=s, name=s.replace("SKU-", "").replace("-", " ").title(), weight_kg=round(rng.uniform(0.2, 2.5), 2),
-                     allowed_node_types=[], category=s.split("-")[1].lower(), updated_at=now) for s in demo_skus()]
+                     allowed_node_types=[], category=s.split("-")[1].lower(), updated_at=now,
+                     pack_sizes=CASED.get(s.split("-")[1].lower(), {})) for s in demo_skus()]
         stmt = insert(Sku.__table__).values(skus)
         await conn.execute(stmt.on_conflict_do_update(index_elements=["sku"], set_={
-            "name": stmt.excluded.name, "category": stmt.excluded.category}))
+            "name": stmt.excluded.name, "category": stmt.excluded.category, "pack_sizes": stmt.excluded.pack_sizes}))
         positions = 0
         for node_id, _, t, *_ in DEMO_NODES:
             for s in demo_skus():

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from models.status import DeliveryMethod, FulfillmentKind, FulfillmentStatus, OrderStatus, ReturnStatus
 
@@ -50,12 +50,20 @@ class Delivery(Msg):
     pickup_node_id: Optional[str] = None
 
 
+Backorder = Literal["allow", "cancel_remaining", "ship_complete_only"]
+# The unit a line is ordered in: qty counts it, unit_price prices one of it; stock counts eaches (SKU pack_sizes).
+UnitOfMeasure = Literal["each", "case", "pallet"]
+MAX_LINE_EACHES = 10_000_000  # a line's units in eaches (5,000 pallets of 2,000)
+
+
 class OrderLineIn(Msg):
     line_id: Optional[str] = Field(default=None, min_length=1, max_length=64)
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(gt=0, le=100_000)
-    unit_price: UnitPrice
+    qty: int = Field(gt=0, le=100_000, description="how many of uom")
+    uom: UnitOfMeasure = Field(default="each", description="each, or a pack size the SKU declares (case, pallet)")
+    unit_price: UnitPrice = Field(description="the price of one uom")
     delivery: Delivery
+    backorder: Optional[Backorder] = Field(default=None, description="this line's policy.backorder")
 
 
 class Policy(Msg):
@@ -69,22 +77,56 @@ class Policy(Msg):
     # Placed, promised and reserved, then held until an approver of the buyer (a client key flagged approver,
     # or support) approves it; declined or not approved within Windows.approval, it is cancelled.
     approval_required: bool = False
+    # "wave": released to a node that works in waves (calendar.waves) at its next wave, lines to one place from
+    # one node in one shipment per wave; "immediate": as soon as the remorse window ends.
+    release: Literal["immediate", "wave"] = "immediate"
+    # What becomes of a line's units no node has now: "allow" waits for them (incoming supply, restocks: later
+    # shipments, each dated); "cancel_remaining" ships what there is and cancels the rest; "ship_complete_only"
+    # ships the line whole from one node or not yet. A line may say otherwise (its own backorder).
+    backorder: Backorder = "allow"
+
+
+class Account(Msg):
+    """A B2B customer buying on account: invoiced per shipment, due ``terms`` days later, never card-authorized."""
+
+    terms: str = Field(pattern=r"^net[0-9]{1,3}$", examples=["net30"])
+    credit_limit: UnitPrice = Field(description="the customer's open balance plus an order may not exceed it "
+                                                "without an approver's approval")
+
+    @property
+    def days(self) -> int:
+        return int(self.terms[3:])
 
 
 class Customer(Msg):
     id: str = Field(min_length=1, max_length=128)
     tier: Optional[str] = Field(default=None, max_length=32)
     email: Optional[str] = Field(default=None, max_length=254)
+    account: Optional[Account] = None
 
 
 class Line(Msg):
-    """An order line as the workflow holds it (line_id assigned)."""
+    """An order line as the workflow holds it (line_id assigned), in eaches: qty is the ordered packs × pack and
+    unit_price one each's share of a pack's price (exact enough that money, summed and rounded to the cent,
+    comes out as the packs' prices)."""
 
     line_id: str
     sku: str
     qty: int
     unit_price: Decimal
     delivery: Delivery
+    uom: UnitOfMeasure = "each"
+    pack: int = 1  # eaches per uom: every allocation of the line is whole packs
+    backorder: Optional[Backorder] = None  # the order's policy.backorder when None
+
+
+def eaches(qty: int, unit_price: Decimal, pack: int) -> tuple[int, Decimal]:
+    """A line ordered as ``qty`` packs of ``pack`` at ``unit_price`` a pack, in eaches and price per each."""
+    return qty * pack, unit_price if pack == 1 else unit_price / pack
+
+
+def cents(amount: Decimal) -> Decimal:
+    return Decimal(amount).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 class Windows(Msg):
@@ -137,6 +179,8 @@ class PlanLine(Msg):
     delivery: Delivery
     exclude_nodes: list[str] = []
     due: Optional[date] = None  # must arrive by then (its promise on a reroute): later nodes cost more
+    pack: int = 1  # allocated in whole packs of this many eaches (a line ordered by the case)
+    complete: bool = False  # all its units from one node, or none (policy.backorder ship_complete_only)
 
 
 class PlanRequest(Msg):
@@ -181,6 +225,7 @@ class Allocation(Msg):
     service: Optional[str] = None
     # Ship to store: this node sends the units to the pickup store, which hands them over.
     transfer_to: Optional[str] = None
+    wave: Optional[datetime] = None  # released in the node's wave of this instant (policy.release: wave)
 
 
 class SupplyClaimLine(Msg):
@@ -254,6 +299,12 @@ class ReserveResult(Msg):
     short_nodes: list[str] = []
 
 
+class MergeReservations(Msg):
+    order_id: str
+    into: str  # the fulfillment that ships them
+    merged: list[str]  # the planned fulfillments consolidated into it
+
+
 class ReservationTarget(Msg):
     """Set one fulfillment line's reservation to ``qty`` (0 releases it): idempotent by target."""
 
@@ -293,7 +344,8 @@ class RestockRequest(Msg):
 class PaymentRequest(Msg):
     order_id: str
     idempotency_key: str
-    kind: Literal["authorization", "capture", "void", "refund"]
+    # invoice: a shipment of an order on account (in place of a capture; no gateway involved)
+    kind: Literal["authorization", "capture", "void", "refund", "invoice"]
     amount: Decimal
     currency: str = "USD"
     fulfillment_id: Optional[str] = None
@@ -301,6 +353,23 @@ class PaymentRequest(Msg):
     at: datetime
     # A capture or void names the authorization it draws on: the gateway refuses one that has expired.
     authorization: Optional[str] = None
+
+    # Lines ordered by the case price each unit at a share of the case: money is rounded to the cent here.
+    _cents = field_validator("amount")(classmethod(lambda cls, v: cents(v)))
+
+
+class CreditCheck(Msg):
+    order_id: str
+    customer_id: str
+    amount: Decimal
+    credit_limit: Decimal
+    at: datetime  # the order's clock: invoices not yet due by then count
+
+
+class CreditVerdict(Msg):
+    ok: bool
+    open_balance: Decimal
+    reason: str = ""
 
 
 class PaymentRecord(Msg):
@@ -366,6 +435,8 @@ class FulfillmentInput(Msg):
     ship_by: Optional[datetime] = None
     carrier: Optional[str] = None  # the carrier the promise counted on: labels use it unless the node names one
     promised_by: Optional[datetime] = None
+    wave: Optional[datetime] = None  # the node's wave it was released in
+    on_account: bool = False  # the customer is invoiced per shipment instead of charged
     authorization: Optional[str] = None  # the order's authorization the shipment's capture draws on
     kind: FulfillmentKind = FulfillmentKind.delivery
     # A pickup: how long the store holds it once ready (the node may say otherwise), and the reminder's lead.
@@ -460,11 +531,16 @@ class MilestoneResult(Msg):
 
 # ---------------------------------------------------------------- order Updates
 class ModifyLine(Msg):
+    """A line as a modification makes it, in eaches like Line (the API converts what the client ordered)."""
+
     line_id: Optional[str] = None
     sku: str
-    qty: int = Field(gt=0, le=100_000)
-    unit_price: UnitPrice
+    qty: int = Field(gt=0, le=MAX_LINE_EACHES)
+    unit_price: Decimal = Field(ge=0)
     delivery: Optional[Delivery] = None
+    uom: UnitOfMeasure = "each"
+    pack: int = 1
+    backorder: Optional[Backorder] = None
 
 
 class ModifyIn(Msg):
@@ -593,6 +669,8 @@ class LineState(Msg):
     returned_qty: int = 0
     promised_by: Optional[datetime] = None
     digital: bool = False  # delivered by the order itself at release; not returnable
+    uom: UnitOfMeasure = "each"
+    pack: int = 1
 
 
 class FulfillmentState(Msg):
@@ -624,6 +702,7 @@ class FulfillmentState(Msg):
     arrival_note: Optional[str] = None
     to_node_id: Optional[str] = None  # a transfer's destination store
     pickup_id: Optional[str] = None  # a transfer's pickup, started at the store when it is received
+    wave: Optional[datetime] = None  # the node's wave it was released in
 
 
 class ReturnLineState(Msg):

@@ -27,3 +27,5 @@ class NodeInfo:
     holidays: frozenset[str] = frozenset()  # ISO dates
     hours: Optional[tuple[str, str]] = None  # opening hours ("09:00", "21:00") local; None: processing runs round the clock
     same_day_cutoff: str = "14:00"  # same-day orders must be ready by this local time
+    waves: tuple[str, ...] = ()  # local "HH:MM" times work is released in (calendar.waves), when an order asks for waves
+    ships_whole: Optional[str] = None  # "case" | "pallet": ships only whole ones of SKUs that have that pack size

@@ -53,6 +53,7 @@ class Node(SQLModel, table=True):
     cutoff_time: str = "15:00"
     timezone: str = "UTC"
     calendar: dict[str, Any] = _json({})
+    ships_whole: Optional[str] = Field(default=None, max_length=16)  # case|pallet: only whole ones of SKUs with that pack
     updated_at: datetime = _ts()
 
 
@@ -88,6 +89,7 @@ class Sku(SQLModel, table=True):
     category: Optional[str] = Field(default=None, max_length=64, index=True)
     # At or below this many units available the SKU shows as "low" (None: NODAL_LOW_STOCK_THRESHOLD).
     low_stock_threshold: Optional[int] = None
+    pack_sizes: dict[str, int] = _json({})  # eaches in a case, a pallet: lines may be ordered in them
     updated_at: datetime = _ts()
 
 
@@ -289,6 +291,7 @@ class Order(SQLModel, table=True):
     customer_id: str = Field(max_length=128, index=True)
     customer_tier: Optional[str] = None
     customer_email: Optional[str] = None
+    credit_terms: Optional[str] = Field(default=None, max_length=16)  # on account (net30): invoiced, credit-checked
     status: str = Field(default="received", index=True)
     currency: str = "USD"
     total: Decimal = _money()
@@ -310,6 +313,7 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
         Index("ix_orders_created", "created_at", "order_id"),
+        Index("ix_orders_customer_on_account", "customer_id", postgresql_where=text("credit_terms IS NOT NULL")),
     )
 
 
@@ -328,6 +332,8 @@ class OrderLine(SQLModel, table=True):
     returned_qty: int = 0
     promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     digital: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    uom: str = Field(default="each", max_length=16, sa_column_kwargs={"server_default": "each"})  # as ordered
+    pack: int = Field(default=1, sa_column_kwargs={"server_default": "1"})  # eaches per uom (qty counts eaches)
 
 
 class Fulfillment(SQLModel, table=True):
@@ -358,6 +364,7 @@ class Fulfillment(SQLModel, table=True):
     hold_until: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     arrived_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     to_node_id: Optional[str] = Field(default=None, max_length=64)  # a transfer's destination store
+    wave: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))  # released in this wave
     bay: Optional[str] = Field(default=None, max_length=32)
     arrival_note: Optional[str] = Field(default=None, max_length=200)
     delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -365,7 +372,8 @@ class Fulfillment(SQLModel, table=True):
     updated_at: datetime = _ts()
 
     __table_args__ = (Index("ix_fulfillments_node_status", "node_id", "status"),
-                      Index("ix_fulfillments_to_node_status", "to_node_id", "status"))
+                      Index("ix_fulfillments_to_node_status", "to_node_id", "status"),
+                      Index("ix_fulfillments_node_wave", "node_id", "wave", postgresql_where=text("wave IS NOT NULL")))
 
 
 class Return(SQLModel, table=True):

@@ -89,6 +89,23 @@ def ship_by(node: NodeInfo, at: datetime, service: Optional[CarrierService] = No
     return next(ship_days(node, at, service, calendar), at + timedelta(days=HORIZON_DAYS))
 
 
+def next_wave(node: NodeInfo, at: datetime) -> Optional[datetime]:
+    """The node's first wave at or after ``at`` (its calendar.waves, local times, on its open days); None for a
+    node that does not work in waves."""
+    if not node.waves:
+        return None
+    tz = ZoneInfo(node.timezone)
+    day = at.astimezone(tz).date()
+    for _ in range(HORIZON_DAYS):
+        if _open(node, day):
+            for w in sorted(node.waves):
+                start = datetime.combine(day, _hhmm(w), tz)
+                if start >= at:
+                    return start.astimezone(timezone.utc)
+        day += timedelta(days=1)
+    return None
+
+
 def release_start(node: NodeInfo, release_date: date) -> datetime:
     """A preorder goes to the node when its release day starts in the node's time zone, to ship that day."""
     return _day_start(ZoneInfo(node.timezone), release_date).astimezone(timezone.utc)

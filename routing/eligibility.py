@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from models.status import (
@@ -67,7 +68,22 @@ def line_reason(node: NodeInfo, line: RouteLine, net: NetworkView) -> Optional[s
         return f"no stock of {line.sku}"
     if have < net.min_stock.get(node.type, 0):
         return f"holds {have} of {line.sku}, below the minimum of {net.min_stock[node.type]} for a {node.type}"
+    step = whole_step(node, line, net)
+    if step > 1 and (have < step or line.qty < step):
+        why = ("the line ships complete only" if line.complete and step == line.qty
+               else f"ships whole {node.ships_whole}s only" if step != line.pack else "the line is ordered in whole packs")
+        return f"{why}: {step} units of {line.sku} at a time, {'it holds' if have < step else 'the line needs'} " \
+               f"{min(have, line.qty)}"
     return None
+
+
+def whole_step(node: NodeInfo, line: RouteLine, net: NetworkView) -> int:
+    """How many eaches of the line this node ships at a time: the line's own pack (ordered by the case) and the
+    pack the node ships only whole ones of (both, if both)."""
+    step = line.pack
+    if node.ships_whole and (rules := net.skus.get(line.sku)) is not None:
+        step = math.lcm(step, rules.pack(node.ships_whole))
+    return math.lcm(step, line.qty) if line.complete else step
 
 
 def ineligible_reason(

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 
 from models.status import DeliveryMethod
 from routing.cost import distance_km, package_cost, quote_line, unit_cost
-from routing.eligibility import line_reason, place_reason
+from routing.eligibility import line_reason, place_reason, whole_step
 from routing.model import (
     Assignment, CostModel, NetworkView, NodeInfo, NodeVerdict, RouteLine, RouteRequest, RouteResult,
 )
@@ -42,6 +42,9 @@ class _Group:
         self.options: dict[str, list[tuple[float, str, float, float]]] = {}
         self.package = 0.0
         self.ship_alone = False  # every unit in its own package
+        # line_id → {node: eaches per step} where a node must get whole packs (lines ordered by the case, nodes
+        # that ship only whole cases); absent: any number of eaches.
+        self.steps: dict[str, dict[str, int]] = {}
 
 
 def _priced(node_id: str, line: RouteLine, net: NetworkView, model: CostModel) -> float:
@@ -84,6 +87,7 @@ def _fill(
     used: set[str] = set()
     for line in group.lines:
         left = line.qty
+        steps = group.steps.get(line.line_id)
         for price, n, unit, later in group.options[line.line_id]:
             if left == 0:
                 break
@@ -93,6 +97,8 @@ def _fill(
             have = stock.get((n, line.sku), 0) - taken.get((n, line.sku), 0)
             room = left if cap is None else cap - used_capacity.get(n, 0)
             take = min(left, have, room)
+            if steps is not None and (step := steps.get(n, 1)) > 1:
+                take -= take % step
             if take <= 0:
                 continue
             taken[(n, line.sku)] = taken.get((n, line.sku), 0) + take
@@ -196,6 +202,8 @@ def _price_options(group: _Group, req: RouteRequest, net: NetworkView, model: Co
             else:
                 run.reasons.setdefault(node.node_id, why)
         group.eligible[line.line_id] = ok
+        if steps := _steps(line, ok, net):
+            group.steps[line.line_id] = steps
         late: dict[str, int] = {}
         if line.due is not None and req.at is not None:
             for n in ok:
@@ -213,6 +221,13 @@ def _price_options(group: _Group, req: RouteRequest, net: NetworkView, model: Co
         candidates.update(ok)
     group.package = package_cost(group.lines[0], model)
     return candidates
+
+
+def _steps(line: RouteLine, nodes: list[str], net: NetworkView) -> dict[str, int]:
+    """Whole packs per node, where a node must get them (routing.eligibility.whole_step)."""
+    if line.pack == 1 and not line.complete and not any(net.nodes[n].ships_whole for n in nodes):
+        return {}
+    return {n: step for n in nodes if (step := whole_step(net.nodes[n], line, net)) > 1}
 
 
 def _rank(group: _Group, candidates: set[str], run: _Run) -> list[str]:

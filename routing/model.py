@@ -47,6 +47,8 @@ class RouteLine:
     # The date this line must arrive by (its promise on a reroute, a B2B requested date): a node that
     # would deliver later pays CostModel.late_per_unit_day for each day late.
     due: Optional[date] = None
+    pack: int = 1  # every node gets whole packs of this many eaches (a line ordered by the case)
+    complete: bool = False  # one node ships all of it or none does (policy.backorder ship_complete_only)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class SkuRules:
     preorder_release: Optional[date] = None  # sold before this day, shipped from it
     handling: frozenset[str] = frozenset()  # oversized, hazmat, ship_alone
     digital: bool = False  # delivered by the order itself (a code, a download): needs no node and no stock
+    packs: tuple[tuple[str, int], ...] = ()  # its pack sizes: (("case", 12), ("pallet", 480))
+
+    def pack(self, uom: Optional[str]) -> int:
+        return dict(self.packs).get(uom or "", 1)
 
 
 @dataclass

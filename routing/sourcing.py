@@ -23,7 +23,7 @@ from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Pla
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
 from promise import CarrierCalendar, promised_by, release_start
-from promise.dates import COUNTER, PRODUCT_BUFFER
+from promise.dates import COUNTER, PRODUCT_BUFFER, next_wave
 from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
@@ -86,7 +86,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
             line_id=l.line_id, sku=l.sku, qty=l.qty, method=l.delivery.method.value,
             postal_code=addr.postal_code if addr else None, lat=lat, lon=lon,
             pickup_node_id=l.delivery.pickup_node_id, exclude_nodes=frozenset(l.exclude_nodes),
-            due=l.due or req.requested_delivery_date,
+            due=l.due or req.requested_delivery_date, pack=l.pack, complete=l.complete,
         ))
     start_at = max(req.release_at or req.at, req.at)
     route = RouteRequest(
@@ -118,6 +118,11 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         dated = quote_line(node, line, net, hold_until or start_at, None if hold_until else req.requested_delivery_date)
         if dated is not None and dated.hold_until is not None:
             hold_until = dated.hold_until  # scheduled backwards to the requested date
+        # Released with the node's next wave, and dated from it.
+        wave = next_wave(node, hold_until or start_at) if req.policy.release == "wave" else None
+        if wave is not None and wave != hold_until:
+            hold_until = wave
+            dated = quote_line(node, line, net, wave, None)
         allocations.append(Allocation(
             node_id=node_id, method=m, postal_code=postal_code, ship_to=place, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(line, COSTS) + sum(
@@ -125,7 +130,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
             ship_by=dated.ship_by if dated else None,
             promised_by=dated.promised_by if dated else None, hold_until=hold_until,
             carrier=dated.carrier if dated else None, service=dated.service if dated else None,
-            transfer_to=line.pickup_node_id if is_transfer(node_id, line) else None,
+            transfer_to=line.pickup_node_id if is_transfer(node_id, line) else None, wave=wave,
         ))
     feasible, reason, unfilled = result.feasible, result.reason, dict(result.unfilled)
     if not feasible and result.reason == NO_STOCK and not req.policy.fill_or_kill:

@@ -33,7 +33,7 @@ def node_info(row, used_today: int = 0, orders_today: int = 0, used_hour: int = 
         timezone=row.timezone, closed_weekdays=frozenset(cal.get("closed_weekdays", [])),
         holidays=frozenset(str(h) for h in cal.get("holidays", [])),
         hours=(cal["hours"]["open"], cal["hours"]["close"]) if cal.get("hours") else None,
-        same_day_cutoff=cal.get("same_day_cutoff") or "14:00",
+        same_day_cutoff=cal.get("same_day_cutoff") or "14:00", waves=tuple(cal.get("waves") or ()), ships_whole=getattr(row, "ships_whole", None),
     )
 
 
@@ -214,11 +214,12 @@ async def sku_rules(conn: AsyncConnection, skus: list[str]) -> dict[str, SkuRule
     """What routing must respect of these SKUs (an unknown SKU is absent)."""
     out = {}
     for r in (await conn.execute(
-        text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone, digital"
-             " FROM skus WHERE sku = ANY(:s)"), {"s": skus}
+        text("SELECT sku, allowed_node_types, preorder_release_date, oversized, hazmat, ship_alone, digital,"
+             " pack_sizes FROM skus WHERE sku = ANY(:s)"), {"s": skus}
     )).all():
         handling = frozenset(c for c in ("oversized", "hazmat", "ship_alone") if getattr(r, c))
-        out[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling, r.digital)
+        out[r.sku] = SkuRules(frozenset(r.allowed_node_types or []), r.preorder_release_date, handling, r.digital,
+                              tuple(sorted((r.pack_sizes or {}).items())))
     return out
 
 

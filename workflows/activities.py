@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        BidPriceRefresh, ConsumeRequest, FulfillmentSnapshot, Label, Notification, OrderInput, OrderSnapshot,
+        BidPriceRefresh, ConsumeRequest, CreditCheck, CreditVerdict, MergeReservations, FulfillmentSnapshot, Label, Notification, OrderInput, OrderSnapshot,
         PaymentRecord, PaymentRequest, Plan, PlanRequest, ReceiveTransfer, ReleaseClaims, ReservationTarget, ReserveRequest,
         ReserveResult, RestockRequest, ReturnLabelRequest, ReturnRouteAnswer, ReturnRouteRequest, ShipmentRequest,
     )
@@ -76,6 +76,10 @@ async def reserve(req: ReserveRequest) -> ReserveResult:
                           timeout=timedelta(minutes=5))
 
 
+async def merge_reservations(req: MergeReservations) -> int:
+    return await _local("inventory.merge", req, int, f"consolidate {len(req.merged)} shipment(s) into {req.into}")
+
+
 async def set_reservations(targets: list[ReservationTarget], why: str) -> int:
     """Bring reservations down to their targets (0 releases them); idempotent by target. Answers with the units
     they still hold."""
@@ -123,6 +127,10 @@ async def refresh_bid_prices(at: datetime) -> BidPriceRefresh:
 # ---------------------------------------------------------------- money, carriers, notifications
 async def payment(req: PaymentRequest) -> PaymentRecord:
     return await _local("payments.call", req, PaymentRecord, f"{req.kind} {req.amount} {req.currency}")
+
+
+async def credit_check(req: CreditCheck) -> CreditVerdict:
+    return await _local("payments.credit_check", req, CreditVerdict, f"credit check {req.amount}")
 
 
 async def label(req: ShipmentRequest) -> Label:

@@ -56,7 +56,7 @@ class FulfillmentWorkflow:
             fulfillment_id=inp.fulfillment_id, node_id=inp.node_id, status=inp.start_status or FS.released,
             lines=list(inp.lines), to_node_id=inp.to_node_id, pickup_id=inp.pickup_id,
             ship_by=inp.ship_by, promised_by=inp.promised_by, requested_units=sum(l.qty for l in inp.lines),
-            kind=self.KIND, method=inp.method)
+            kind=self.KIND, method=inp.method, wave=inp.wave)
         self.lock = asyncio.Lock()
         self.admitted: list[tuple[str, int]] = []  # milestones past their validator, until they are done
         self.tickets = 0
@@ -325,11 +325,13 @@ class FulfillmentWorkflow:
         await self.change(FS.delivered)
 
     async def capture(self) -> PaymentRecord:
-        """Charge the customer for the units this fulfillment hands over (once: the gateway dedupes the key)."""
+        """Charge the customer for the units this fulfillment hands over (once: the gateway dedupes the key); a
+        customer on account is invoiced for them instead."""
         s, inp = self.s, self.inp
         amount = sum((inp.unit_prices[l.line_id] * l.qty for l in s.lines), Decimal("0"))
+        kind = "invoice" if inp.on_account else "capture"
         return await activities.payment(PaymentRequest(
-            order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:capture", kind="capture", amount=amount,
+            order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:{kind}", kind=kind, amount=amount,
             currency=inp.currency, fulfillment_id=inp.fulfillment_id, at=workflow.now(),
             authorization=inp.authorization))
 

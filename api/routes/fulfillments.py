@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import AwareDatetime
 from sqlalchemy import text
 
 import api.answers as A
 from api import idempotency
 from api.auth import ANY_ROLE, Principal
 from api.temporal_errors import WorkflowClosed, run_update
-from api.views import fulfillment_view, return_answer, return_view
+from api.views import fulfillment_view, line_packs, return_answer, return_view
 from models.messages import ArrivedIn, CollectIn, PickIn, ReceiveIn, RejectIn, ShipIn
 from models.status import AWAITING_CUSTOMER, FULFILLMENT_PATHS, MILESTONES, NOTICES, FulfillmentKind, FulfillmentStatus, Role
 from workflows.store import WORKFLOW_OF
@@ -25,6 +26,8 @@ router = APIRouter(tags=["fulfillments"])
             responses=A.errors(403, 422))
 async def list_fulfillments(request: Request, who: Principal = Depends(ANY_ROLE),
                             node_id: Optional[str] = None, status: Optional[FulfillmentStatus] = None,
+                            wave: Optional[AwareDatetime] = Query(None, description="one wave's work (its instant, e.g."
+                                                                  " 2026-12-07T08:00:00-06:00): its pick list"),
                             limit: int = 200) -> dict[str, Any]:
     if who.role == Role.client:
         raise HTTPException(403, "clients read orders, not node work queues")
@@ -38,6 +41,10 @@ async def list_fulfillments(request: Request, who: Principal = Depends(ANY_ROLE)
         where.append("(node_id = :n OR (to_node_id = :n AND status = 'in_transit'))"); params["n"] = node_id
     if status:
         where.append("status = :s"); params["s"] = status.value
+    if wave is not None:
+        if not node_id:
+            raise HTTPException(422, "a wave is a node's: give node_id with wave")
+        where.append("wave = :w"); params["w"] = wave
     # A customer waiting outside first (curbside), then what is due soonest: the ship-by cutoff, a pickup's
     # ready-by date.
     async with request.app.state.db.engine.connect() as conn:
@@ -46,7 +53,8 @@ async def list_fulfillments(request: Request, who: Principal = Depends(ANY_ROLE)
             " (arrived_at IS NOT NULL AND status = ANY(:waiting)) DESC, arrived_at,"
             " COALESCE(ship_by, promised_by) NULLS LAST, created_at LIMIT :limit"),
             {**params, "waiting": _WAITING})).all()
-    return {"fulfillments": [fulfillment_view(r) for r in rows], "pick_list": pick_list(rows)}
+        packs = await line_packs(conn, [r.order_id for r in rows])
+    return {"fulfillments": [fulfillment_view(r, packs) for r in rows], "pick_list": pick_list(rows)}
 
 
 _WAITING = [s.value for s in AWAITING_CUSTOMER]
@@ -91,7 +99,9 @@ async def _fulfillment(request: Request, fulfillment_id: str, who: Principal, ma
 @router.get("/fulfillments/{fulfillment_id}", summary="One fulfillment", response_model=A.FulfillmentView,
             responses=A.errors(403, 404))
 async def get_fulfillment(fulfillment_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
-    return fulfillment_view(await _fulfillment(request, fulfillment_id, who))
+    row = await _fulfillment(request, fulfillment_id, who)
+    async with request.app.state.db.engine.connect() as conn:
+        return fulfillment_view(row, await line_packs(conn, [row.order_id]))
 
 
 BODY = {"reject": RejectIn, "pick": PickIn, "ship": ShipIn, "collect": CollectIn, "arrived": ArrivedIn}

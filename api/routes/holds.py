@@ -13,7 +13,7 @@ from routing.sourcing import plan_request
 import api.answers as A
 from api import idempotency
 from api.auth import Principal, require
-from api.routes.orders import validate_lines
+from api.routes.orders import check_lines, pack_of
 from api.schemas import HoldCreate
 from inventory import service
 from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
@@ -36,8 +36,8 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
     app = request.app.state
     delivery = Delivery(method=DeliveryMethod.ship_standard, address=body.destination)
     async with app.db.engine.connect() as conn:
-        problems = await validate_lines(conn, [OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=delivery)
-                                               for l in body.lines])
+        problems, known = await check_lines(conn, [OrderLineIn(sku=l.sku, qty=l.qty, uom=l.uom, unit_price=0,
+                                                               delivery=delivery) for l in body.lines])
     if problems:
         raise HTTPException(422, "; ".join(problems))
     hold_id = "HOLD-" + secrets.token_hex(8)
@@ -45,7 +45,8 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
     expires_at = now + app.settings.hold_ttl
     plan = await plan_request(app.db, PlanRequest(
         order_id=hold_id, channel=body.channel, at=now, policy=Policy(fill_or_kill=True),
-        lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty, delivery=delivery) for i, l in enumerate(body.lines)]))
+        lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery, pack=pack)
+               for i, l in enumerate(body.lines) for pack in [pack_of(known, l.sku, l.uom)]]))
     if not plan.feasible:
         raise HTTPException(409, f"cannot hold this cart: {plan.reason}")
     holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]

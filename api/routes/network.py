@@ -76,7 +76,7 @@ async def _node_view(conn, node_id: str, cards: Optional[dict[str, Scorecard]] =
                      "orders_per_day": n.orders_per_day, "orders_today": int(orders),
                      "units_per_hour": n.units_per_hour, "used_this_hour": int(hour)},
         "handling_cost": f"{n.handling_cost:.2f}", "processing_time": f"{n.processing_time_minutes}m",
-        "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar,
+        "cutoff_time": n.cutoff_time, "timezone": n.timezone, "calendar": n.calendar, "ships_whole": n.ships_whole,
         "scorecard": {**cards.get(node_id, Scorecard()).view(rules.scorecard_floors, rules.scorecard_min_fulfillments),
                       "by_status": counts} if scored else None,
     }
@@ -102,7 +102,7 @@ async def patch_node(node_id: str, body: NodePatch, request: Request, _: Princip
     if not changes:
         raise HTTPException(422, "nothing to change")
     # Only the capacity may be cleared (no daily limit); every other field keeps a value.
-    if nulls := sorted(k for k, v in changes.items() if v is None and k != "capacity"):
+    if nulls := sorted(k for k, v in changes.items() if v is None and k not in ("capacity", "ships_whole")):
         raise HTTPException(422, f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
     row = _node_row(node_id, changes)
     async with request.app.state.db.engine.begin() as conn:
@@ -174,12 +174,13 @@ async def put_sku(sku: str, body: SkuIn, request: Request, _: Principal = Depend
         raise HTTPException(422, "sku must be 1 to 64 characters")
     row = {"sku": sku, **body.model_dump(mode="json"), "updated_at": datetime.now(timezone.utc)}
     row["preorder_release_date"] = body.preorder_release_date
+    row["pack_sizes"] = body.pack_sizes.model_dump(exclude_none=True)
     stmt = insert(Sku.__table__).values(row)
     stmt = stmt.on_conflict_do_update(index_elements=["sku"], set_={k: stmt.excluded[k] for k in row if k != "sku"})
     async with request.app.state.db.engine.begin() as conn:
         await conn.execute(stmt)
         await apply_safety_defaults(conn, sku=sku)  # its category may have changed
-    return {"sku": sku, **body.model_dump(mode="json")}
+    return {"sku": sku, **body.model_dump(mode="json"), "pack_sizes": row["pack_sizes"]}
 
 
 @router.get("/skus/{sku}", summary="A SKU", response_model=A.SkuView, responses=A.errors(403, 404))
@@ -192,4 +193,4 @@ async def get_sku(sku: str, request: Request, _: Principal = Depends(ANY_ROLE)) 
             "digital": r.digital, "ship_alone": r.ship_alone,
             "preorder_release_date": r.preorder_release_date.isoformat() if r.preorder_release_date else None,
             "allowed_node_types": r.allowed_node_types, "category": r.category,
-            "low_stock_threshold": r.low_stock_threshold}
+            "low_stock_threshold": r.low_stock_threshold, "pack_sizes": r.pack_sizes or {}}

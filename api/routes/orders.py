@@ -6,7 +6,7 @@ import asyncio
 import base64
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any, Collection, Optional
+from typing import Any, Collection, Mapping, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
@@ -24,7 +24,7 @@ from api.temporal_errors import WorkflowClosed, run_update, unreachable
 from api.views import order_view, return_answer
 from models.messages import (
     Address, ApproveIn, CancelIn, DeclineIn, Delivery, ExchangeIn, Line, ModifyIn, ModifyLine, OrderInput, OrderLineIn, PlacedOrder, Policy,
-    PromiseView, ReorchestrateIn, ReturnIn,
+    MAX_LINE_EACHES, PromiseView, ReorchestrateIn, ReturnIn, eaches,
 )
 from models.status import DeliveryMethod, OrderStatus, Role, takes_returns
 from nodal.logging import get_logger
@@ -42,8 +42,14 @@ def order_id_for(channel: str, external_id: str) -> str:
 
 async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
     """What is wrong with these lines against the catalog and the network (empty = fine)."""
+    return (await check_lines(conn, lines))[0]
+
+
+async def check_lines(conn, lines: list[OrderLineIn]) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """validate_lines, and the pack sizes of the lines' SKUs (what their uom counts in eaches)."""
     skus = sorted({l.sku for l in lines})
-    known = {r.sku for r in (await conn.execute(text("SELECT sku FROM skus WHERE sku = ANY(:s)"), {"s": skus}))}
+    known = {r.sku: r.pack_sizes or {} for r in (await conn.execute(
+        text("SELECT sku, pack_sizes FROM skus WHERE sku = ANY(:s)"), {"s": skus}))}
     postal = sorted({l.delivery.address.postal_code for l in lines
                      if l.delivery.address and (l.delivery.address.lat is None or l.delivery.address.lon is None)})
     located = {r.postal_code for r in (await conn.execute(
@@ -51,13 +57,18 @@ async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
     pickup = sorted({l.delivery.pickup_node_id for l in lines if l.delivery.pickup_node_id})
     nodes = {r.node_id: r.capabilities or [] for r in (await conn.execute(
         text("SELECT node_id, capabilities FROM nodes WHERE node_id = ANY(:n)"), {"n": pickup}))}
-    return line_problems(lines, known, located, nodes)
+    return line_problems(lines, known, located, nodes), known
 
 
-def line_problems(lines: list[OrderLineIn], known: Collection[str], located: Collection[str],
+def pack_of(known: Mapping[str, Mapping[str, int]], sku: str, uom: str) -> int:
+    """Eaches in one ``uom`` of ``sku`` (line_problems has said whether the SKU has that pack size)."""
+    return 1 if uom == "each" else known[sku][uom]
+
+
+def line_problems(lines: list[OrderLineIn], known: Mapping[str, Mapping[str, int]], located: Collection[str],
                   nodes: dict[str, list[str]]) -> list[str]:
-    """validate_lines given what it reads: the SKUs that exist, the postal codes with coordinates and the
-    pickup nodes' capabilities (a quote passes what its network view already holds)."""
+    """validate_lines given what it reads: the SKUs that exist with their pack sizes, the postal codes with
+    coordinates and the pickup nodes' capabilities (a quote passes what its network view already holds)."""
     problems = []
     ids = [l.line_id for l in lines if l.line_id]
     if len(ids) != len(set(ids)):
@@ -65,6 +76,13 @@ def line_problems(lines: list[OrderLineIn], known: Collection[str], located: Col
     problems += [f"unknown sku {s}" for s in sorted({l.sku for l in lines}) if s not in known]
     for i, l in enumerate(lines):
         where = f"lines[{i}]"
+        if l.uom != "each" and l.sku in known:
+            size = known[l.sku].get(l.uom)
+            if not size:
+                problems.append(f"{where}: {l.sku} has no {l.uom} size: order it in "
+                                f"{', '.join(['each', *sorted(known[l.sku])])}")
+            elif l.qty * size > MAX_LINE_EACHES:
+                problems.append(f"{where}: {l.qty} {l.uom} of {size} is more than {MAX_LINE_EACHES} units")
         d = l.delivery
         if d.method in SHIP_METHODS:
             if d.address is None:
@@ -81,7 +99,7 @@ def line_problems(lines: list[OrderLineIn], known: Collection[str], located: Col
     return problems
 
 
-def _lines(lines: list[OrderLineIn]) -> list[Line]:
+def _lines(lines: list[OrderLineIn], known: Mapping[str, Mapping[str, int]] = {}) -> list[Line]:
     out, used, n = [], {l.line_id for l in lines if l.line_id}, 0
     for l in lines:
         lid = l.line_id
@@ -91,7 +109,10 @@ def _lines(lines: list[OrderLineIn]) -> list[Line]:
                 n += 1
             lid = f"L{n}"
             used.add(lid)
-        out.append(Line(line_id=lid, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery))
+        pack = pack_of(known, l.sku, l.uom)
+        qty, price = eaches(l.qty, l.unit_price, pack)
+        out.append(Line(line_id=lid, sku=l.sku, qty=qty, unit_price=price, delivery=l.delivery, uom=l.uom, pack=pack,
+                        backorder=l.backorder))
     return out
 
 
@@ -100,6 +121,52 @@ def _check_size(request: Request, lines: Optional[list[OrderLineIn]]) -> None:
     if lines is not None and len(lines) > most:
         raise HTTPException(422, f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has "
                                  f"{len(lines)}: split it into several orders")
+
+
+class Refused(HTTPException):
+    """An order not taken, and each thing wrong with it (``lines[i]: …`` for a line's)."""
+
+    def __init__(self, status: int, problems: list[str]):
+        super().__init__(status, "; ".join(problems))
+        self.problems = problems
+
+
+async def admit(app: Any, body: OrderCreate, who: Principal) -> tuple[str, Optional[OrderInput], Any]:
+    """Check a placement and record its intake: (order id, the intake if new, else the order's row as it was).
+    Raises Refused (4xx) with nothing written."""
+    if who.role == Role.client and who.channel != body.channel:
+        raise Refused(403, [f"this key places orders for channel {who.channel} only"])
+    most = app.settings.max_order_lines
+    if len(body.lines) > most:
+        raise Refused(422, [f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has "
+                            f"{len(body.lines)}: split it into several orders"])
+    order_id = order_id_for(body.channel, body.external_id)
+    async with app.db.engine.begin() as conn:
+        existing = (await conn.execute(
+            text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
+        if existing is not None:
+            return order_id, None, existing
+        problems, known = await check_lines(conn, body.lines)
+        if body.hold_id:
+            hold = (await conn.execute(text(
+                "SELECT channel, order_id FROM checkout_holds WHERE hold_id = :h"),
+                {"h": body.hold_id})).first()
+            if hold is None or hold.channel != body.channel:
+                problems.append(f"unknown hold {body.hold_id} for channel {body.channel}")
+            elif hold.order_id:
+                raise Refused(409, [f"hold {body.hold_id} already became order {hold.order_id}"])
+        if problems:
+            raise Refused(422, problems)
+        customer = body.customer.model_copy(update={"tier": who.buying_tier(body.customer.tier)})
+        inp = OrderInput(
+            order_id=order_id, external_id=body.external_id, channel=body.channel, customer=customer,
+            lines=_lines(body.lines, known), policy=body.policy or Policy(), currency=body.currency,
+            hold_id=body.hold_id, requested_delivery_date=body.requested_delivery_date, windows=windows(app.settings),
+        )
+        if await record_intake(conn, inp):
+            return order_id, inp, None
+        return order_id, None, (await conn.execute(
+            text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
 
 
 def _placed_body(p: PlacedOrder) -> dict[str, Any]:
@@ -127,38 +194,10 @@ async def _start(request: Request, inp: OrderInput) -> PlacedOrder:
              description="201 with the promise once the order is promised and its stock reserved. The status may be `rejected` (a 201 all the same: the order was taken, but nothing could serve it under its policy, e.g. no stock; GET /orders/{id} says why) or `received` (Temporal slow or away: the promise follows, read it with GET).")
 async def create_order(body: OrderCreate, request: Request, response: Response,
                        who: Principal = Depends(CLIENTS)) -> dict[str, Any]:
-    if who.role == Role.client and who.channel != body.channel:
-        raise HTTPException(403, f"this key places orders for channel {who.channel} only")
     app = request.app.state
-    _check_size(request, body.lines)
-    order_id = order_id_for(body.channel, body.external_id)
+    order_id, inp, existing = await admit(app, body, who)
     log = get_logger(order_id=order_id, channel=body.channel)
-    async with app.db.engine.begin() as conn:
-        existing = (await conn.execute(
-            text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
-        if existing is None:
-            problems = await validate_lines(conn, body.lines)
-            if body.hold_id:
-                hold = (await conn.execute(text(
-                    "SELECT channel, order_id FROM checkout_holds WHERE hold_id = :h"),
-                    {"h": body.hold_id})).first()
-                if hold is None or hold.channel != body.channel:
-                    problems.append(f"unknown hold {body.hold_id} for channel {body.channel}")
-                elif hold.order_id:
-                    raise HTTPException(409, f"hold {body.hold_id} already became order {hold.order_id}")
-            if problems:
-                raise HTTPException(422, "; ".join(problems))
-            customer = body.customer.model_copy(update={"tier": who.buying_tier(body.customer.tier)})
-            inp = OrderInput(
-                order_id=order_id, external_id=body.external_id, channel=body.channel, customer=customer,
-                lines=_lines(body.lines), policy=body.policy or Policy(), currency=body.currency, hold_id=body.hold_id,
-                requested_delivery_date=body.requested_delivery_date, windows=windows(app.settings),
-            )
-            inserted = await record_intake(conn, inp)
-            if not inserted:
-                existing = (await conn.execute(
-                    text("SELECT status, intake FROM orders WHERE order_id = :o"), {"o": order_id})).first()
-    if existing is None:
+    if inp is not None:
         log.info("order.placing", lines=len(body.lines))
         placed = await _start(request, inp)
         log.info("order.placed", status=placed.status.value)
@@ -284,19 +323,21 @@ async def modify_order(order_id: str, body: OrderPatch, request: Request,
             address = Address.model_validate(body.address)
         except Exception as e:
             raise HTTPException(422, f"invalid address: {e}")
+    known: dict[str, dict[str, int]] = {}
     if body.lines is not None or address is not None:
-        check_lines = body.lines or []
+        lines = body.lines or []
         if address is not None:
-            check_lines = check_lines + [OrderLineIn(sku="_", qty=1, unit_price=0, delivery=Delivery(
+            lines = lines + [OrderLineIn(sku="_", qty=1, unit_price=0, delivery=Delivery(
                 method=DeliveryMethod.ship_standard, address=address))]
         async with request.app.state.db.engine.connect() as conn:
-            problems = [p for p in await validate_lines(conn, check_lines) if "unknown sku _" not in p]
-        if problems:
+            problems, known = await check_lines(conn, lines)
+        if problems := [p for p in problems if "unknown sku _" not in p]:
             raise HTTPException(422, "; ".join(problems))
     mod = ModifyIn(
         lines=None if body.lines is None else [
-            ModifyLine(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery)
-            for l in body.lines],
+            ModifyLine(line_id=l.line_id, sku=l.sku, delivery=l.delivery, uom=l.uom, pack=pack, backorder=l.backorder,
+                       **dict(zip(("qty", "unit_price"), eaches(l.qty, l.unit_price, pack))))
+            for l in body.lines for pack in [pack_of(known, l.sku, l.uom)]],
         address=address, policy=body.policy, requested_delivery_date=body.requested_delivery_date,
     )
     placed = await _update(request, order_id, OrderWorkflow.modify, mod,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from routing.sourcing import RoutingView, load_view, plan_request
 import api.answers as A
 from api.auth import ADMIN, ANY_ROLE, Principal, require
-from api.routes.orders import line_problems
+from api.routes.orders import line_problems, pack_of
 from api.schemas import Body, CartLine
 from models.messages import Address, Delivery, OrderLineIn, Plan, PlanLine, PlanRequest, Policy
 from models.status import METHOD_CAPABILITY, DeliveryMethod, Role
@@ -44,7 +44,8 @@ def _z(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: datetime) -> Optional[dict[str, Any]]:
+def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: datetime,
+            packs: list[int]) -> Optional[dict[str, Any]]:
     """One quote line: what this method can deliver, by when, from where (None: nothing)."""
     got: dict[str, int] = {}
     for a in plan.allocations:
@@ -63,8 +64,10 @@ def _option(method: DeliveryMethod, plan: Plan, body: PromiseIn, release_at: dat
         return None
     nodes = sorted({a.transfer_to or a.node_id for a in plan.allocations})  # where the customer collects
     ship_bys = [a.ship_by for a in plan.allocations if a.ship_by]
-    lines = [{"line": i + 1, "sku": l.sku, "qty": got.get(str(i + 1), 0), "requested": l.qty}
-             for i, l in enumerate(body.lines)]
+    # In the cart's units (whole packs available) and in eaches.
+    lines = [{"line": i + 1, "sku": l.sku, "uom": l.uom, "qty": got.get(str(i + 1), 0) // pack, "requested": l.qty,
+              "eaches": got.get(str(i + 1), 0), "requested_eaches": l.qty * pack}
+             for i, (l, pack) in enumerate(zip(body.lines, packs))]
     return {
         "method": method.value, "node_id": nodes[0] if len(nodes) == 1 else None, "nodes": nodes,
         "promised_by": _z(max(dates)), "ship_by": _z(min(ship_bys)) if ship_bys else None,
@@ -106,18 +109,21 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     def req(delivery: Delivery) -> PlanRequest:
         # Dated from the remorse window's end, as the order placed from this quote will be.
         return PlanRequest(order_id="promise", channel=body.channel, customer_tier=tier,
-                           lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty, delivery=delivery)
-                                  for i, l in enumerate(body.lines)],
+                           lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery,
+                                           pack=pack) for i, (l, pack) in enumerate(zip(body.lines, packs))],
                            policy=body.policy, at=now, release_at=now + app.settings.remorse_window,
                            requested_delivery_date=body.requested_delivery_date)
 
     started = time.perf_counter()
+    packs = [1] * len(body.lines)
     view = await load_view(app.db, req(ship), app.settings.quote_cache_seconds)
     viewed = time.perf_counter()
     # The catalog and postal codes as the view read them: a quote checks its cart without another query.
-    if problems := line_problems([OrderLineIn(sku=l.sku, qty=l.qty, unit_price=0, delivery=ship) for l in body.lines],
-                                 view.net.skus, view.coords, {}):
+    known = {sku: dict(rules.packs) for sku, rules in view.net.skus.items()}
+    if problems := line_problems([OrderLineIn(sku=l.sku, qty=l.qty, uom=l.uom, unit_price=0, delivery=ship)
+                                  for l in body.lines], known, view.coords, {}):
         raise HTTPException(422, "; ".join(problems))
+    packs = [pack_of(known, l.sku, l.uom) for l in body.lines]
     lat, lon = (dest.lat, dest.lon) if dest.lat is not None and dest.lon is not None else view.coords[dest.postal_code]
     budget = app.settings.routing_budget_ms
     asks: list[tuple[DeliveryMethod, PlanRequest]] = []
@@ -134,7 +140,7 @@ async def promise(body: PromiseIn, request: Request, response: Response,
                                          f"plans;dur={(time.perf_counter() - viewed) * 1000:.2f};desc={len(asks)}")
     options, unavailable = [], {}
     for (method, _), plan in zip(asks, plans):
-        option = _option(method, plan, body, now + app.settings.remorse_window)
+        option = _option(method, plan, body, now + app.settings.remorse_window, packs)
         if option is not None:
             options.append(option)
         elif method.value not in unavailable:

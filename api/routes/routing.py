@@ -16,9 +16,9 @@ from routing.sourcing import plan_request, rules_row
 import api.answers as A
 from api.auth import ADMIN, STAFF, Principal, require
 from api.routes.inventory import _known
-from api.routes.orders import _lines, validate_lines
+from api.routes.orders import _lines, check_lines
 from api.schemas import Body
-from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy
+from models.messages import Delivery, OrderLineIn, PlanLine, PlanRequest, Policy, UnitOfMeasure
 from models.status import Role
 from routing.rules import RoutingRules
 from workflows.bid_prices import BID_PRICE_SCHEDULE
@@ -65,6 +65,7 @@ class SimulateLine(Body):
     line_id: Optional[str] = Field(default=None, min_length=1, max_length=64)
     sku: str = Field(min_length=1, max_length=64)
     qty: int = Field(gt=0, le=100_000)
+    uom: UnitOfMeasure = "each"
     delivery: Delivery
 
 
@@ -82,16 +83,16 @@ async def simulate(body: SimulateIn, request: Request,
                    who: Principal = Depends(require(Role.admin, Role.support, Role.client))) -> dict[str, Any]:
     if who.role == Role.client and who.channel != body.channel:
         raise HTTPException(403, f"this key simulates orders for channel {who.channel} only")
-    order_lines = [OrderLineIn(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=0, delivery=l.delivery)
+    order_lines = [OrderLineIn(line_id=l.line_id, sku=l.sku, qty=l.qty, uom=l.uom, unit_price=0, delivery=l.delivery)
                    for l in body.lines]
     async with request.app.state.db.engine.connect() as conn:
-        problems = await validate_lines(conn, order_lines)
+        problems, known = await check_lines(conn, order_lines)
     if problems:
         raise HTTPException(422, "; ".join(problems))
-    lines = _lines(order_lines)
+    lines = _lines(order_lines, known)
     plan = await plan_request(request.app.state.db, PlanRequest(
         order_id="simulation", channel=body.channel, customer_tier=body.customer_tier,
-        lines=[PlanLine(line_id=l.line_id, sku=l.sku, qty=l.qty, delivery=l.delivery) for l in lines],
+        lines=[PlanLine(line_id=l.line_id, sku=l.sku, qty=l.qty, delivery=l.delivery, pack=l.pack) for l in lines],
         policy=body.policy, exclude_nodes=body.exclude_nodes, at=datetime.now(timezone.utc)),
         request.app.state.settings.routing_budget_ms)
     return {"simulated": True, "reserved": False, **plan.model_dump(mode="json", exclude={"supply_claims"})}

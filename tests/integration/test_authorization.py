@@ -30,6 +30,7 @@ PUBLIC = set(ROLES)
 # (method, path template) → the roles allowed. Every route of the app must be here.
 MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/orders"): {"admin", "client"},
+    ("POST", "/orders/import"): {"admin", "client"},  # and each order of the file for the key's channel only
     ("GET", "/orders"): ALL - {"partner", "partner_other"},
     ("GET", "/orders/{order_id}"): OWN_ORDER,
     ("PATCH", "/orders/{order_id}"): OWN_ORDER,
@@ -153,7 +154,8 @@ SCOPE = {
 }
 # Lists and searches are asked with their filters; the rest of a path's ids come from the resources in play.
 QUERIES = {("GET", "/orders"): "?limit=500", ("GET", "/fulfillments"): "?limit=1000",
-           ("GET", "/availability"): "?skus={sku}&postal_code={postal_code}"}
+           ("GET", "/availability"): "?skus={sku}&postal_code={postal_code}",
+           ("POST", "/orders/import"): "?channel={channel}"}
 
 # Every table's rows a denied call must leave as they were, but those the system rewrites on its own: the bid
 # price schedule, Temporal's large payloads (written by workers for any workflow) and Alembic's bookkeeping.

@@ -64,12 +64,15 @@ async def test_demo_plays_the_store_flows_and_exchanges(temporal_env, demo_db):
                              AS curbside,
                            COUNT(*) FILTER (WHERE kind = 'transfer' AND status = 'received_at_store') AS transfers,
                            (SELECT COUNT(*) FROM returns WHERE method = 'in_store' AND status = 'refunded') AS boris,
-                           (SELECT COUNT(*) FROM orders WHERE external_id LIKE '%:exchange:%') AS exchanges
+                           (SELECT COUNT(*) FROM orders WHERE external_id LIKE '%:exchange:%') AS exchanges,
+                           (SELECT COUNT(*) FROM order_lines WHERE uom = 'case') AS cases,
+                           (SELECT COUNT(*) FROM orders WHERE credit_terms IS NOT NULL) AS on_account
                     FROM fulfillments"""))).one()
             # The driver counts what it did once the API answered it: both sides have seen each flow.
             seen = (driver.stats["received_at_store"] >= 1 and driver.stats["collected"] >= 2
-                    and driver.stats["approved"] >= 1)
-            return r if seen and r.pickup and r.curbside and r.boris and r.transfers and r.exchanges else None
+                    and driver.stats["approved"] >= 1 and driver.stats["imported"] >= 1)
+            return r if seen and r.pickup and r.curbside and r.boris and r.transfers and r.exchanges and r.cases \
+                and r.on_account else None
 
         try:
             got = await eventually(played, timeout=90,
@@ -79,7 +82,8 @@ async def test_demo_plays_the_store_flows_and_exchanges(temporal_env, demo_db):
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
         counts = got._asdict()
-        assert all(counts[k] >= 1 for k in ("pickup", "curbside", "boris", "transfers", "exchanges")), counts
+        assert all(counts[k] >= 1 for k in ("pickup", "curbside", "boris", "transfers", "exchanges", "cases",
+                                            "on_account")), counts
         kpis = await api.ok("GET", "/kpis")
         assert kpis["pickup"]["median_ready_minutes"] is not None, kpis["pickup"]
         assert kpis["pickup"]["median_arrival_to_collection_minutes"] is not None, kpis["pickup"]

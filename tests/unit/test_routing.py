@@ -292,3 +292,44 @@ def test_the_store_mapping_priority_decides_between_equal_stores():
     # The first has none: the second serves.
     r = plan(RouteRequest(lines=(line(qty=2),)), net([a, b], {("STORE-B", "A"): 5}, {"60601": {"STORE-A": 1, "STORE-B": 2}}))
     assert chosen(r) == {"STORE-B": [("L1", 2)]}
+
+
+CASED = {"A": SkuRules(packs=(("case", 12), ("pallet", 480)))}
+
+
+def test_a_node_that_ships_whole_cases_only_gets_whole_cases_and_the_rest_goes_elsewhere():
+    dc = node("NEAR", ships_whole="case")  # the cheaper node, with 40 each on hand: three whole cases
+    view = net([dc, FAR], {("NEAR", "A"): 40, ("FAR", "A"): 40}, skus=CASED)
+    r = plan(RouteRequest(lines=(line(qty=30),)), view)
+    assert chosen(r) == {"NEAR": [("L1", 24)], "FAR": [("L1", 6)]}
+    # Fewer eaches than a case: the whole-case node is not a candidate, and says why.
+    r = plan(RouteRequest(lines=(line(qty=5),)), view)
+    assert chosen(r) == {"FAR": [("L1", 5)]}
+    assert verdict(r, "NEAR").reason == "ships whole cases only: 12 units of A at a time, the line needs 5"
+    # A SKU without a case size ships loose from there.
+    r = plan(RouteRequest(lines=(line(qty=5),)), net([dc, FAR], {("NEAR", "A"): 40, ("FAR", "A"): 40}))
+    assert chosen(r) == {"NEAR": [("L1", 5)]}
+
+
+def test_a_line_ordered_by_the_case_is_split_only_in_whole_cases():
+    # 3 cases (36 each); NEAR holds 30 each (two whole cases), FAR the rest.
+    view = net([NEAR, FAR], {("NEAR", "A"): 30, ("FAR", "A"): 100}, skus=CASED)
+    r = plan(RouteRequest(lines=(line(qty=36, pack=12),), max_splits=1), view)
+    assert chosen(r) == {"NEAR": [("L1", 24)], "FAR": [("L1", 12)]}
+    # A pallet line against a node that ships whole cases: 480 at a time either way.
+    view = net([node("NEAR", ships_whole="case")], {("NEAR", "A"): 1000}, skus=CASED)
+    r = plan(RouteRequest(lines=(line(qty=960, pack=480),)), view)
+    assert chosen(r) == {"NEAR": [("L1", 960)]}
+    r = plan(RouteRequest(lines=(line(qty=1440, pack=480),)), view)
+    assert chosen(r) == {"NEAR": [("L1", 960)]} and r.unfilled == {"L1": 480}
+
+
+def test_a_line_that_ships_complete_only_comes_whole_from_one_node_or_waits():
+    view = net([NEAR, FAR], {("NEAR", "A"): 6, ("FAR", "A"): 4})
+    r = plan(RouteRequest(lines=(line(qty=10, complete=True),)), view)
+    assert chosen(r) == {} and r.unfilled == {"L1": 10}
+    assert verdict(r, "NEAR").reason == "the line ships complete only: 10 units of A at a time, it holds 6"
+    r = plan(RouteRequest(lines=(line(qty=10),)), view)  # otherwise split
+    assert chosen(r) == {"NEAR": [("L1", 6)], "FAR": [("L1", 4)]}
+    r = plan(RouteRequest(lines=(line(qty=5, complete=True),)), view)
+    assert chosen(r) == {"NEAR": [("L1", 5)]}

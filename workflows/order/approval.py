@@ -15,11 +15,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order.mirror import iso, notify, publish
 
 
-async def request(book: Book) -> None:
+async def request(book: Book, reason: str) -> None:
     """Just placed: hold it for approval (the caller tells the customer and mirrors it)."""
     book.approval_until = workflow.now() + book.order.windows.approval
-    book.enter(OS.awaiting_approval)
-    book.note("approval_requested", {"until": iso(book.approval_until), "promised_by": iso(book.promised_by())})
+    book.enter(OS.awaiting_approval, reason)
+    book.note("approval_requested", {"until": iso(book.approval_until), "promised_by": iso(book.promised_by()),
+                                     "reason": reason})
 
 
 def check(book: Book) -> None:
@@ -30,6 +31,7 @@ def check(book: Book) -> None:
 async def approve(book: Book, body: ApproveIn) -> None:
     check(book)
     book.release_at = workflow.now() + book.order.windows.remorse
+    book.reason = None  # the hold's reason no longer holds
     book.enter(OS.awaiting_release)
     book.note("approved", {"by": body.by, "note": body.note})
     book.note("awaiting_release", {"until": iso(book.release_at), "promised_by": iso(book.promised_by())})

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import PlainSerializer, PlainValidator, TypeAdapter
     from models.messages import (
         Delivery, ExchangeState, FulfillmentEvent, FulfillmentState, LineQty, LineState, LineUpdates, OrderInput, PaymentRecord, Policy,
-        ReturnState, SupplyClaimLine, TimelineEntry,
+        ReturnState, SupplyClaimLine, TimelineEntry, cents,
     )
     from models.status import (
         FULFILLMENT_DELIVERED, FULFILLMENT_FAILED, FULFILLMENT_TERMINAL, DeliveryMethod, FulfillmentStatus as FS, OrderStatus as OS,
@@ -53,6 +53,9 @@ class Line:
     excluded: list[str] = field(default_factory=list)  # nodes that failed this line
     claims: list[SupplyClaimLine] = field(default_factory=list)  # incoming supply promised to its open units
     ready: int = 0  # waiting for the customer at a store (⊆ at_nodes)
+    uom: str = "each"  # as ordered: qty and the counters stay in eaches
+    pack: int = 1  # eaches per uom: the line is allocated in whole packs
+    backorder: Optional[str] = None  # its own policy.backorder (None: the order's)
 
     @property
     def live(self) -> int:
@@ -93,6 +96,8 @@ class Planned:
     promised_by: Optional[datetime] = None
     hold_until: Optional[datetime] = None  # preorders and B2B dates: not released to the node before
     transfer_to: Optional[str] = None  # ship to store: the node sends the units to this pickup store
+    wave: Optional[datetime] = None  # released in this wave of its node, with the order's other work there
+    ship_to: Optional[str] = None  # Address.ship_to: what one shipment per wave consolidates
 
 
 @dataclass
@@ -225,7 +230,8 @@ class Book:
         book = cls(order=inp.model_copy(update={"lines": []}), policy=inp.policy,
                    requested_date=inp.requested_delivery_date, lines={})
         for l in inp.lines:
-            book.add_line(Line(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery))
+            book.add_line(Line(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery,
+                               uom=l.uom, pack=l.pack, backorder=l.backorder))
         return book
 
     @property
@@ -350,7 +356,7 @@ class Book:
         return max(line.unit_price - (ex.credits.get(line_id, Decimal("0")) if ex else Decimal("0")), Decimal("0"))
 
     def total_amount(self) -> Decimal:
-        return sum((self.price(l.line_id) * l.live for l in self.lines.values()), Decimal("0"))
+        return cents(sum((self.price(l.line_id) * l.live for l in self.lines.values()), Decimal("0")))
 
     def promised_by(self) -> Optional[datetime]:
         dates = [l.promised_by for l in self.lines.values() if l.promised_by and l.live > 0]
@@ -393,6 +399,9 @@ class Book:
                 best = best or f.node_id
         return best
 
+    def backorder(self, line: Line) -> str:
+        return line.backorder or self.policy.backorder
+
     def is_b2b(self) -> bool:
         return self.order.requested_delivery_date is not None or self.order.customer.tier == "b2b"
 
@@ -406,7 +415,7 @@ class Book:
         return LineState(line_id=line.line_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price,
                          delivery=line.delivery, status=self.line_status(line).value, cancelled_qty=line.cancelled,
                          shipped_qty=line.shipped, delivered_qty=line.delivered, returned_qty=line.returned,
-                         promised_by=line.promised_by, digital=line.digital)
+                         promised_by=line.promised_by, digital=line.digital, uom=line.uom, pack=line.pack)
 
     def line_updates(self, lines: list[Line]) -> LineUpdates:
         return LineUpdates(

@@ -70,7 +70,7 @@ async def modify(book: Book, body: ModifyIn) -> None:
 def _fresh(line: Line) -> Line:
     """The line as ordered, to be sourced afresh."""
     return Line(line_id=line.line_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price, delivery=line.delivery,
-                claims=line.claims)
+                claims=line.claims, uom=line.uom, pack=line.pack, backorder=line.backorder)
 
 
 def _replace_lines(book: Book, lines: list[Line]) -> None:

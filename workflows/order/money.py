@@ -18,7 +18,7 @@ from typing import Optional
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.messages import FulfillmentState, LineQty, PaymentRecord, PaymentRequest
+    from models.messages import CreditCheck, FulfillmentState, LineQty, PaymentRecord, PaymentRequest, cents
     import workflows.activities as activities
     from workflows.order.book import Book, Money
     from workflows.order.mirror import notify
@@ -28,6 +28,8 @@ RELEASE_MARGIN = timedelta(days=1)
 
 
 def request(book: Book, kind: str, key: str, amount: Decimal, **kw) -> PaymentRequest:
+    if kind == "capture" and on_account(book):
+        kind = "invoice"
     return PaymentRequest(order_id=book.order_id, idempotency_key=key, kind=kind, amount=amount,
                           currency=book.order.currency, at=workflow.now(), **kw)
 
@@ -38,14 +40,41 @@ async def pay(book: Book, req: PaymentRequest) -> PaymentRecord:
     return record
 
 
+def on_account(book: Book) -> bool:
+    """The customer buys on account (customer.account): invoiced per shipment, nothing authorized at a gateway."""
+    return book.order.customer.account is not None
+
+
+CHARGED = ("capture", "invoice")
+
+
 def captured(book: Book) -> Decimal:
-    return sum((p.amount for p in book.payments if p.kind == "capture" and p.status == "succeeded"), Decimal("0"))
+    return sum((p.amount for p in book.payments if p.kind in CHARGED and p.status == "succeeded"), Decimal("0"))
+
+
+async def credit_check(book: Book, amount: Decimal) -> Optional[str]:
+    """An order on account: why it needs an approver (the credit limit), or None."""
+    account = book.order.customer.account
+    assert account is not None
+    verdict = await activities.credit_check(CreditCheck(order_id=book.order_id, customer_id=book.order.customer.id,
+                                                        amount=cents(amount), credit_limit=account.credit_limit,
+                                                        at=workflow.now()))
+    book.note("credit_checked", {"ok": verdict.ok, "open_balance": str(verdict.open_balance),
+                                 "amount": str(cents(amount)), "credit_limit": str(account.credit_limit),
+                                 "terms": account.terms})
+    return None if verdict.ok else verdict.reason
 
 
 async def authorize(book: Book, amount: Decimal) -> bool:
     """A new authorization for ``amount``; on a decline the one in force stays as it was."""
     m = book.money
     m.rounds += 1
+    amount = cents(amount)
+    if on_account(book):
+        # Invoiced on its terms, never card-authorized: the amount is what it may invoice (checked against the
+        # credit limit at placement).
+        m.authorized, m.authorization, m.authorized_at, m.captured_before = amount, None, None, captured(book)
+        return True
     key = f"{book.order_id}:auth:{m.rounds}"
     record = await pay(book, request(book, "authorization", key, amount))
     if record.status != "succeeded":
@@ -82,8 +111,9 @@ async def void_superseded(book: Book, old: Superseded) -> None:
 async def restore(book: Book, old: Superseded) -> None:
     """The change did not hold: void the new authorization and put the old one back in force."""
     new = book.money
-    await pay(book, request(book, "void", f"{book.order_id}:void:{new.rounds}", new.authorized,
-                            authorization=new.authorization))
+    if new.authorization is not None:
+        await pay(book, request(book, "void", f"{book.order_id}:void:{new.rounds}", new.authorized,
+                                authorization=new.authorization))
     book.money = replace(old.money, rounds=new.rounds, captures=new.captures)
 
 
@@ -161,7 +191,7 @@ async def refund(book: Book, return_id: str, amount: Decimal) -> None:
 async def void_units(book: Book, key: str, units: list[LineQty]) -> None:
     """Release the authorized money of units cancelled for good (at most what the authorization still holds)."""
     m = book.money
-    amount = min(sum((book.price(u.line_id) * u.qty for u in units), Decimal("0")), remaining(book))
+    amount = min(cents(sum((book.price(u.line_id) * u.qty for u in units), Decimal("0"))), remaining(book))
     if m.settled or m.authorization is None or amount <= 0:
         return
     record = await pay(book, request(book, "void", f"{key}:void", amount, authorization=m.authorization))
@@ -176,6 +206,8 @@ async def settle(book: Book) -> Optional[Decimal]:
     if m.settled or m.authorized <= 0:
         return None
     m.settled = True
+    if m.authorization is None:
+        return None  # on account: nothing was authorized
     remainder = remaining(book)
     if remainder <= 0:
         return None

@@ -54,6 +54,8 @@ def check_released_change(book: Book, body: ModifyIn) -> dict[str, int]:
         line = book.lines.get(m.line_id or "")
         if line is None or line.sku != m.sku:
             raise conflict("after release lines keep their line_id and sku; only qty changes")
+        if m.uom != line.uom:
+            raise conflict(f"line {line.line_id} is ordered by the {line.uom}: change its qty in that unit")
         if m.line_id in qty:
             raise invalid(f"line {m.line_id} appears twice")
         if m.qty < line.shipped:
@@ -158,8 +160,8 @@ def check_receive(book: Book, return_id: str, body: ReceiveIn) -> bool:
 def modified_lines(book: Book, body: ModifyIn) -> list[Line]:
     """The order's lines as the modification makes them (sourced afresh: no promise, nothing held)."""
     if body.lines is None:
-        lines = [Line(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery)
-                 for l in book.lines.values()]
+        lines = [Line(line_id=l.line_id, sku=l.sku, qty=l.qty, unit_price=l.unit_price, delivery=l.delivery,
+                      uom=l.uom, pack=l.pack, backorder=l.backorder) for l in book.lines.values()]
     else:
         lines, used, n = [], {l.line_id for l in body.lines if l.line_id}, 0
         first = next(iter(book.lines.values())).delivery
@@ -173,7 +175,8 @@ def modified_lines(book: Book, body: ModifyIn) -> list[Line]:
                 used.add(line_id)
             old = book.lines.get(line_id)
             delivery = m.delivery or (old.delivery if old else first)
-            lines.append(Line(line_id=line_id, sku=m.sku, qty=m.qty, unit_price=m.unit_price, delivery=delivery))
+            lines.append(Line(line_id=line_id, sku=m.sku, qty=m.qty, unit_price=m.unit_price, delivery=delivery,
+                              uom=m.uom, pack=m.pack, backorder=m.backorder))
     if body.address is not None:
         for l in lines:
             if l.delivery.method not in COUNTER_METHODS:

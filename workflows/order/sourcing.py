@@ -17,7 +17,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        FulfillmentAssignment, FulfillmentInput, FulfillmentState, LineQty, Plan, PlanLine, PlanRequest, Policy,
+        FulfillmentAssignment, FulfillmentInput, FulfillmentState, LineQty, MergeReservations, Plan, PlanLine,
+        PlanRequest, Policy,
         ReleaseClaims, ReservationTarget, ReserveRequest, SupplyClaimLine,
     )
     from models.status import COUNTER_METHODS, FulfillmentKind, FulfillmentStatus as FS, OrderStatus as OS
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.store import WORKFLOW_OF
     import workflows.order.money as money
     from workflows.order.book import Book, Line, Planned
-    from workflows.order.mirror import notify
+    from workflows.order.mirror import iso, notify
 
 RESERVE_ATTEMPTS = 3
 # Ping-pong between failing nodes is capped (Windows.max_reroutes); support's requests and waiting for stock are not.
@@ -70,7 +71,8 @@ def plan_request(book: Book, want: dict[str, int], policy: Policy, exclude: set[
         line = book.lines[line_id]
         lines.append(PlanLine(line_id=line_id, sku=line.sku, qty=qty, delivery=line.delivery,
                               exclude_nodes=sorted(set(line.excluded) | exclude),
-                              due=line.promised_by.date() if line.promised_by else None))
+                              due=line.promised_by.date() if line.promised_by else None, pack=line.pack,
+                              complete=book.backorder(line) == "ship_complete_only"))
     unreleased = book.phase in (OS.received, OS.awaiting_release)
     o = book.order
     return PlanRequest(order_id=o.order_id, channel=o.channel, customer_tier=o.customer.tier, lines=lines,
@@ -111,7 +113,8 @@ def split(book: Book, plan: Plan) -> list[Planned]:
             planned.append(Planned(
                 fulfillment_id=f"{book.order_id}-F{book.ids.fulfillment}", node_id=a.node_id,
                 lines=list(a.lines[i:i + size]), method=a.method, postal_code=a.postal_code, carrier=a.carrier,
-                ship_by=a.ship_by, promised_by=a.promised_by, hold_until=a.hold_until, transfer_to=a.transfer_to))
+                ship_by=a.ship_by, promised_by=a.promised_by, hold_until=a.hold_until, transfer_to=a.transfer_to,
+                wave=a.wave, ship_to=a.ship_to))
     return planned
 
 
@@ -170,9 +173,42 @@ async def release_due(book: Book) -> list[str]:
     due = [p for p in book.planned.values() if hold_left(p) <= 0]
     if not due or not await money.keep_alive(book):
         return []
+    if book.policy.release == "wave":
+        due = await consolidate(book, due)
     # Started together: each start waits for the server to say the child runs.
     await asyncio.gather(*(start(book, p) for p in due))
     return [p.fulfillment_id for p in due]
+
+
+async def consolidate(book: Book, due: list[Planned]) -> list[Planned]:
+    """One shipment per wave: the order's work due at one node, to one place, the same way, in one fulfillment
+    (up to the lines a node takes at once). Each line's units add up; the earliest ship-by and latest promise hold."""
+    size = max(book.order.windows.max_fulfillment_lines, 1)
+    kept: dict[tuple, Planned] = {}
+    merged: dict[str, list[str]] = {}
+    out = []
+    for p in due:
+        key = (p.node_id, p.method, p.postal_code, p.ship_to, p.transfer_to, p.wave)
+        into = kept.get(key)
+        if into is None or p.wave is None or len({l.line_id for l in into.lines + p.lines}) > size:
+            kept[key] = p
+            out.append(p)
+            continue
+        units = {l.line_id: l for l in into.lines}
+        for l in p.lines:
+            if l.line_id in units:
+                units[l.line_id] = LineQty(line_id=l.line_id, sku=l.sku, qty=units[l.line_id].qty + l.qty)
+            else:
+                units[l.line_id] = l
+        book.unplan(p.fulfillment_id)
+        book.replan(into, list(units.values()))
+        into.ship_by = min((d for d in (into.ship_by, p.ship_by) if d), default=None)
+        into.promised_by = max((d for d in (into.promised_by, p.promised_by) if d), default=None)
+        merged.setdefault(into.fulfillment_id, []).append(p.fulfillment_id)
+    for into_id, ids in merged.items():
+        await activities.merge_reservations(MergeReservations(order_id=book.order_id, into=into_id, merged=ids))
+        book.note("consolidated", {"into": into_id, "fulfillments": ids, "wave": iso(book.planned[into_id].wave)})
+    return out
 
 
 async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> None:
@@ -189,7 +225,8 @@ async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> No
     book.start(FulfillmentState(fulfillment_id=p.fulfillment_id, node_id=p.node_id, status=start_status or FS.released,
                                 lines=list(p.lines), ship_by=p.ship_by, promised_by=p.promised_by,
                                 released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines),
-                                kind=kind, method=p.method, to_node_id=p.transfer_to, pickup_id=pickup_id))
+                                kind=kind, method=p.method, to_node_id=p.transfer_to, pickup_id=pickup_id,
+                                wave=p.wave))
     w = book.order.windows
     what = {FulfillmentKind.transfer: f" to {p.transfer_to} for pickup", FulfillmentKind.pickup: f" for {p.method.value}",
             FulfillmentKind.delivery: ""}[kind]
@@ -200,7 +237,8 @@ async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> No
             node_id=p.node_id, lines=p.lines, unit_prices={l.line_id: book.price(l.line_id) for l in p.lines},
             currency=book.order.currency, method=p.method, postal_code=p.postal_code,
             accept_timeout=book.order.windows.accept_timeout, ship_by=p.ship_by, carrier=p.carrier,
-            promised_by=p.promised_by, authorization=book.money.authorization, kind=kind,
+            promised_by=p.promised_by, authorization=book.money.authorization, kind=kind, wave=p.wave,
+            on_account=book.order.customer.account is not None,
             pickup_hold=w.pickup_hold, pickup_reminder=w.pickup_reminder, to_node_id=p.transfer_to,
             pickup_id=pickup_id, start_status=start_status,
         ),
@@ -298,12 +336,30 @@ async def resource(book: Book, reason: str, exclude: Iterable[str] = (), to_node
     before = {l.line_id: (promised_before or {}).get(l.line_id, l.promised_by) for l in waiting}
     plan = await source(book, {l.line_id: l.open for l in waiting}, book.policy, reason=reason, release_now=True,
                         exclude=exclude, to_node=to_node)
-    if plan is not None and (not plan.feasible or plan.unfilled):
+    await drop_unavailable(book, f"{book.order_id}:unavailable:{book.ids.cancel}")
+    if plan is not None and book.open_lines() and (not plan.feasible or plan.unfilled):
         book.note("backordered", {"lines": [{"line_id": l.line_id, "qty": l.open} for l in book.open_lines()],
                                   "why": plan.reason or "not enough stock in eligible nodes",
                                   "expected": {k: v.isoformat() for k, v in plan.backorder_dates.items()}})
     await tell_moved_dates(book, before, plan, reason)
     return plan
+
+
+async def drop_unavailable(book: Book, key: str) -> list[LineQty]:
+    """Lines whose policy is cancel_remaining keep what a node has now: their other units are cancelled (their
+    money released, supply promised to them given back), not backordered."""
+    gone = [LineQty(line_id=l.line_id, sku=l.sku, qty=l.open) for l in book.lines.values()
+            if l.open and book.backorder(l) == "cancel_remaining"]
+    if not gone:
+        return []
+    book.ids.cancel += 1
+    for g in gone:
+        book.edit(book.lines[g.line_id], cancelled=g.qty)
+    await trim_claims(book)
+    await money.void_units(book, key, gone)
+    book.note("unavailable_cancelled", {"reason": "backorder policy cancel_remaining",
+                                        **listed(gone)})
+    return gone
 
 
 async def tell_moved_dates(book: Book, before: dict[str, Optional[datetime]], plan: Optional[Plan],

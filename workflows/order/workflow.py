@@ -98,6 +98,10 @@ class OrderWorkflow:
             if plan is None or not plan.feasible:
                 await self.reject(plan.reason if plan else "no node can serve this order")
                 return
+            await sourcing.drop_unavailable(b, f"{b.order_id}:unavailable:0")
+            if b.total.live <= 0:
+                await self.reject("nothing is available now, and the order cancels what is not (cancel_remaining)")
+                return
             amount = b.total_amount()
             # A replacement its returned units pay for whole asks the card for nothing.
             if not (b.order.exchange_of and amount <= 0) and not await money.authorize(b, amount):
@@ -106,8 +110,11 @@ class OrderWorkflow:
                 await notify(b, "cancelled", "cancelled", {"reason": "payment declined"})
                 await publish(b)
                 return
-            if b.policy.approval_required:
-                await approval.request(b)
+            held = "approval required" if b.policy.approval_required else None
+            if b.order.customer.account is not None:
+                held = await money.credit_check(b, amount) or held
+            if held:
+                await approval.request(b, held)
             else:
                 b.enter(OS.awaiting_release)
                 b.note("awaiting_release", {"until": iso(b.release_at), "promised_by": iso(b.promised_by())})
