@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +28,11 @@ from launcher.dev import port_open, temporal_command  # noqa: E402
 from nodal.settings import Settings  # noqa: E402
 
 ADMIN_KEY = "stack-admin-Hy6rQ2vN8sXe4LmB9tWd"
+
+
+# pgserver's process lock is not safe across threads of one process: stacks started side by side (the chaos
+# suite runs two) take turns with their PostgreSQL.
+_PG = threading.Lock()
 
 
 def free_port() -> int:
@@ -79,7 +85,8 @@ class Stack:
 
         from nodal.migrate import upgrade
 
-        self._pg = server = pgserver.get_server((self.home / "pg").resolve(), cleanup_mode=None)
+        with _PG:
+            self._pg = server = pgserver.get_server((self.home / "pg").resolve(), cleanup_mode=None)
         self.database_url = server.get_uri()
         self._pg_socket = self.database_url.split("host=")[1].split("&")[0]
         upgrade(self.database_url)
@@ -88,7 +95,8 @@ class Stack:
     def _pg_ctl(self, *args: str) -> None:
         from pgserver._commands import pg_ctl
 
-        pg_ctl(list(args), pgdata=self._pg.pgdata, user=self._pg.system_user, timeout=30)
+        with _PG:
+            pg_ctl(list(args), pgdata=self._pg.pgdata, user=self._pg.system_user, timeout=30)
 
     def stop_postgres(self) -> None:
         """Stop the server (fast: open connections are cut, as in a crash of the database host)."""

@@ -1,12 +1,14 @@
 """The chaos suite in CI: each fault over a fresh stack of real processes (bench/chaos.py), and the logs of
 those full runs scanned for the personal data the orders carried.
 
-CI runs NODAL_CHAOS_ORDERS orders per fault (default 24, to stay in the suite's time budget);
+CI runs NODAL_CHAOS_ORDERS orders per fault (default 24, to stay in the suite's time budget), two faults at a
+time on two stacks (a run mostly waits: for its fault to pass, for its partner's pace);
 `python bench/chaos.py --orders 200` is the full-size run, with its figures in bench/README.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -18,9 +20,17 @@ pytestmark = pytest.mark.integration
 ORDERS = int(os.environ.get("NODAL_CHAOS_ORDERS", "24"))
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-async def test_orders_survive(fault, tmp_path):
-    figures, logs = await chaos(fault, ORDERS, home=tmp_path / fault, deadline_s=300)
+PAIRS = [FAULTS[i:i + 2] for i in range(0, len(FAULTS), 2)]
+
+
+@pytest.mark.parametrize("faults", PAIRS, ids=["+".join(p) for p in PAIRS])
+async def test_orders_survive(faults, tmp_path):
+    runs = await asyncio.gather(*(chaos(f, ORDERS, home=tmp_path / f, deadline_s=300) for f in faults))
+    for fault, (figures, logs) in zip(faults, runs):
+        check(fault, figures, logs)
+
+
+def check(fault: str, figures, logs: str) -> None:
     print("\n".join(figures.lines()))
     assert not figures.problems, "\n".join(figures.problems)
     assert figures.orders == ORDERS
