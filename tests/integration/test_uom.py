@@ -43,6 +43,8 @@ async def test_a_case_order_is_eaches_inside_and_cases_outside(api: Api, tempora
     line = order["lines"][0]
     assert (line["qty"], line["uom"], line["pack"], line["eaches"], line["unit_price"]) == (2, "case", 12, 24, "100.00")
     assert order["total"] == "200.00"
+    received = next(t for t in order["timeline"] if t["event"] == "order_received")["detail"]
+    assert received["in_packs"] == [{"line_id": "L1", "uom": "case", "qty": 2, "eaches": 24}]
     [f] = order["fulfillments"]
     assert f["node_id"] == net.node("DC-N")
     assert f["lines"] == [{"line_id": "L1", "sku": sku2, "qty": 24, "uom": "case", "uom_qty": 2, "loose": 0}]

@@ -80,7 +80,11 @@ class OrderWorkflow:
         b = self.book
         b.created_at = workflow.now()
         b.release_at = b.created_at + b.order.windows.remorse
-        b.note("order_received", {"channel": b.order.channel, "lines": len(b.lines)})
+        # Lines ordered by the case or pallet, in both units (the timeline's routing and fulfillments count eaches).
+        packed = [{"line_id": l.line_id, "uom": l.uom, "qty": l.qty // l.pack, "eaches": l.qty}
+                  for l in b.lines.values() if l.pack > 1][:sourcing.LISTED_LINES]
+        b.note("order_received", {"channel": b.order.channel, "lines": len(b.lines),
+                                  **({"in_packs": packed} if packed else {})})
         if (ex := b.order.exchange_of) is not None:
             b.note("exchange_of", {"order_id": ex.order_id, "exchange_id": ex.exchange_id, "return_id": ex.return_id,
                                    "advance": ex.advance})
