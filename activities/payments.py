@@ -19,8 +19,9 @@ class PaymentActivities:
 
     @activity.defn(name="payments.call")
     async def call(self, req: PaymentRequest) -> PaymentRecord:
-        if req.kind == "invoice":
-            # Billed to the customer's account: a record of ours (the ERP collects it), not a gateway call.
+        if req.kind == "invoice" or req.on_account:
+            # Billed to (or credited on) the customer's account: a record of ours (the ERP collects it), not a
+            # gateway call.
             ref = "inv_" + hashlib.sha256(req.idempotency_key.encode()).hexdigest()[:16]
             resp = {"amount": str(req.amount), "status": "succeeded", "gateway_ref": ref}
         else:
@@ -65,10 +66,13 @@ class PaymentActivities:
 
 
 CLOSED = ("delivered", "returned", "partially_returned", "cancelled", "rejected")
+# Open orders count whole; a closed one, its invoices not yet due less what its returns credited.
 _OPEN_BALANCE = (
     "SELECT COALESCE(SUM(o.total) FILTER (WHERE o.status <> ALL(:closed)), 0)"
-    " + COALESCE((SELECT SUM(p.amount) FROM payments p JOIN orders c ON c.order_id = p.order_id"
+    " + COALESCE((SELECT SUM(GREATEST(owed, 0)) FROM (SELECT SUM(CASE WHEN p.kind = 'invoice' AND p.at +"
+    "   make_interval(days => CAST(substring(c.credit_terms FROM 4) AS integer)) > :at THEN p.amount"
+    "   WHEN p.kind = 'refund' THEN -p.amount ELSE 0 END) AS owed"
+    "   FROM payments p JOIN orders c ON c.order_id = p.order_id"
     "   WHERE c.customer_id = :c AND c.order_id <> :o AND c.credit_terms IS NOT NULL AND c.status = ANY(:closed)"
-    "   AND p.kind = 'invoice' AND p.status = 'succeeded'"
-    "   AND p.at + make_interval(days => CAST(substring(c.credit_terms FROM 4) AS integer)) > :at), 0)"
+    "   AND p.status = 'succeeded' GROUP BY c.order_id) AS closed_orders), 0)"
     " FROM orders o WHERE o.customer_id = :c AND o.order_id <> :o AND o.credit_terms IS NOT NULL")

@@ -353,6 +353,7 @@ class PaymentRequest(Msg):
     at: datetime
     # A capture or void names the authorization it draws on: the gateway refuses one that has expired.
     authorization: Optional[str] = None
+    on_account: bool = False  # the customer's account, not a card: invoices and their credits are ours to record
 
     # Lines ordered by the case price each unit at a share of the case: money is rounded to the cent here.
     _cents = field_validator("amount")(classmethod(lambda cls, v: cents(v)))

@@ -332,6 +332,7 @@ class FulfillmentWorkflow:
         kind = "invoice" if inp.on_account else "capture"
         return await activities.payment(PaymentRequest(
             order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:{kind}", kind=kind, amount=amount,
+            on_account=inp.on_account,
             currency=inp.currency, fulfillment_id=inp.fulfillment_id, at=workflow.now(),
             authorization=inp.authorization))
 

@@ -18,6 +18,7 @@ from typing import Optional
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.status import OrderStatus as OS
     from models.messages import CreditCheck, FulfillmentState, LineQty, PaymentRecord, PaymentRequest, cents
     import workflows.activities as activities
     from workflows.order.book import Book, Money
@@ -28,10 +29,11 @@ RELEASE_MARGIN = timedelta(days=1)
 
 
 def request(book: Book, kind: str, key: str, amount: Decimal, **kw) -> PaymentRequest:
-    if kind == "capture" and on_account(book):
+    account = on_account(book)
+    if kind == "capture" and account:
         kind = "invoice"
     return PaymentRequest(order_id=book.order_id, idempotency_key=key, kind=kind, amount=amount,
-                          currency=book.order.currency, at=workflow.now(), **kw)
+                          currency=book.order.currency, at=workflow.now(), on_account=account, **kw)
 
 
 async def pay(book: Book, req: PaymentRequest) -> PaymentRecord:
@@ -71,8 +73,11 @@ async def authorize(book: Book, amount: Decimal) -> bool:
     m.rounds += 1
     amount = cents(amount)
     if on_account(book):
-        # Invoiced on its terms, never card-authorized: the amount is what it may invoice (checked against the
-        # credit limit at placement).
+        # Invoiced on its terms, never card-authorized: the amount is what it may invoice. Placement checks the
+        # credit limit itself (over it, the order waits for an approver); a change that raises the total must fit.
+        if book.phase != OS.received and amount > m.authorized and (why := await credit_check(book, amount)):
+            book.note("payment_declined", {"amount": str(amount), "reason": why})
+            return False
         m.authorized, m.authorization, m.authorized_at, m.captured_before = amount, None, None, captured(book)
         return True
     key = f"{book.order_id}:auth:{m.rounds}"
