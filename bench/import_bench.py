@@ -24,14 +24,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.routes.imports import CSV_COLUMNS  # noqa: E402
 from bench.stack import ADMIN_KEY, Stack  # noqa: E402
 
 ENV = {"NODAL_REMORSE_WINDOW": "1h", "NODAL_ADAPTER_LATENCY_MS": "5", "NODAL_LOG_JSON": "false",
        "NODAL_RATE_LIMIT_PER_SECOND": "0", "NODAL_RATE_LIMIT_PER_ADDRESS": "0", "NODAL_LOG_LEVEL": "WARNING",
        "NODAL_MAX_BODY_BYTES": str(32 * 2**20), "NODAL_PLACE_TIMEOUT_S": "600"}
 SKUS = 500
-COLUMNS = ["external_id", "channel", "customer_id", "line_id", "sku", "qty", "uom", "unit_price", "postal_code",
-           "address_line1", "requested_delivery_date"]
 
 
 class ImportBench:
@@ -77,7 +76,7 @@ class ImportBench:
     def csv(self, prefix: str) -> str:
         out = io.StringIO()
         w = csv.writer(out)
-        w.writerow(COLUMNS)
+        w.writerow(CSV_COLUMNS)
         for n in range(self.orders):
             for i, (sku, qty, uom, price) in enumerate(self.lines_of(n)):
                 w.writerow([f"{prefix}-{n}", self.channel, f"dist-{n % 20}", f"L{i + 1}", sku, qty, uom, price,

@@ -24,11 +24,10 @@ from typing import Any, Awaitable, Callable, Optional
 
 import httpx
 
+from api.routes.imports import CSV_COLUMNS
 from launcher.seed import CASED, DEMO_AREAS, demo_skus
 
 CHANNELS = ["web", "marketplace", "b2b-portal"]
-IMPORT_COLUMNS = ["external_id", "channel", "customer_id", "line_id", "sku", "qty", "uom", "unit_price", "postal_code",
-                  "address_line1", "requested_delivery_date"]
 
 
 class DemoDriver:
@@ -310,7 +309,7 @@ class DemoDriver:
             await asyncio.sleep(20 * self.pace)
             out = io.StringIO()
             w = csv.writer(out)
-            w.writerow(IMPORT_COLUMNS)
+            w.writerow(CSV_COLUMNS)
             for _ in range(self.rng.randint(2, 4)):
                 body = self._b2b({**self._order(), "channel": "b2b-portal"})
                 for i, l in enumerate(body["lines"]):

@@ -40,13 +40,9 @@ def order_id_for(channel: str, external_id: str) -> str:
     return "ORD-" + base64.b32encode(digest).decode()[:16]
 
 
-async def validate_lines(conn, lines: list[OrderLineIn]) -> list[str]:
-    """What is wrong with these lines against the catalog and the network (empty = fine)."""
-    return (await check_lines(conn, lines))[0]
-
-
 async def check_lines(conn, lines: list[OrderLineIn]) -> tuple[list[str], dict[str, dict[str, int]]]:
-    """validate_lines, and the pack sizes of the lines' SKUs (what their uom counts in eaches)."""
+    """What is wrong with these lines against the catalog and the network (empty = fine), and the pack sizes of
+    their SKUs (what their uom counts in eaches)."""
     skus = sorted({l.sku for l in lines})
     known = {r.sku: r.pack_sizes or {} for r in (await conn.execute(
         text("SELECT sku, pack_sizes FROM skus WHERE sku = ANY(:s)"), {"s": skus}))}
@@ -67,7 +63,7 @@ def pack_of(known: Mapping[str, Mapping[str, int]], sku: str, uom: str) -> int:
 
 def line_problems(lines: list[OrderLineIn], known: Mapping[str, Mapping[str, int]], located: Collection[str],
                   nodes: dict[str, list[str]]) -> list[str]:
-    """validate_lines given what it reads: the SKUs that exist with their pack sizes, the postal codes with
+    """check_lines given what it reads: the SKUs that exist with their pack sizes, the postal codes with
     coordinates and the pickup nodes' capabilities (a quote passes what its network view already holds)."""
     problems = []
     ids = [l.line_id for l in lines if l.line_id]
@@ -117,10 +113,16 @@ def _lines(lines: list[OrderLineIn], known: Mapping[str, Mapping[str, int]] = {}
 
 
 def _check_size(request: Request, lines: Optional[list[OrderLineIn]]) -> None:
-    most = request.app.state.settings.max_order_lines
+    if why := _too_many(request.app.state, lines):
+        raise HTTPException(422, why)
+
+
+def _too_many(app: Any, lines: Optional[list[OrderLineIn]]) -> Optional[str]:
+    most = app.settings.max_order_lines
     if lines is not None and len(lines) > most:
-        raise HTTPException(422, f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has "
-                                 f"{len(lines)}: split it into several orders")
+        return (f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has {len(lines)}: split it"
+                " into several orders")
+    return None
 
 
 class Refused(HTTPException):
@@ -136,10 +138,8 @@ async def admit(app: Any, body: OrderCreate, who: Principal) -> tuple[str, Optio
     Raises Refused (4xx) with nothing written."""
     if who.role == Role.client and who.channel != body.channel:
         raise Refused(403, [f"this key places orders for channel {who.channel} only"])
-    most = app.settings.max_order_lines
-    if len(body.lines) > most:
-        raise Refused(422, [f"an order may have at most {most} lines (NODAL_MAX_ORDER_LINES); this one has "
-                            f"{len(body.lines)}: split it into several orders"])
+    if why := _too_many(app, body.lines):
+        raise Refused(422, [why])
     order_id = order_id_for(body.channel, body.external_id)
     async with app.db.engine.begin() as conn:
         existing = (await conn.execute(

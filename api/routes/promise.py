@@ -106,7 +106,7 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     now = datetime.now(timezone.utc)
     tier = who.buying_tier(body.customer_tier)
 
-    def req(delivery: Delivery) -> PlanRequest:
+    def req(delivery: Delivery, packs: list[int]) -> PlanRequest:
         # Dated from the remorse window's end, as the order placed from this quote will be.
         return PlanRequest(order_id="promise", channel=body.channel, customer_tier=tier,
                            lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery,
@@ -115,8 +115,8 @@ async def promise(body: PromiseIn, request: Request, response: Response,
                            requested_delivery_date=body.requested_delivery_date)
 
     started = time.perf_counter()
-    packs = [1] * len(body.lines)
-    view = await load_view(app.db, req(ship), app.settings.quote_cache_seconds)
+    # The view is read for the cart's SKUs and destination; its quantities do not matter yet.
+    view = await load_view(app.db, req(ship, [1] * len(body.lines)), app.settings.quote_cache_seconds)
     viewed = time.perf_counter()
     # The catalog and postal codes as the view read them: a quote checks its cart without another query.
     known = {sku: dict(rules.packs) for sku, rules in view.net.skus.items()}
@@ -131,9 +131,9 @@ async def promise(body: PromiseIn, request: Request, response: Response,
         if method in COUNTER:
             for node_id in _counters(view, body, method, lat, lon, app.settings.pickup_radius_km,
                                      app.settings.pickup_options):
-                asks.append((method, req(Delivery(method=method, pickup_node_id=node_id))))
+                asks.append((method, req(Delivery(method=method, pickup_node_id=node_id), packs)))
         else:
-            asks.append((method, req(Delivery(method=method, address=dest))))
+            asks.append((method, req(Delivery(method=method, address=dest), packs)))
     plans = await asyncio.gather(*(plan_request(app.db, r, budget, view, explain=False) for _, r in asks))
     # Where a quote's time goes, for browser dev tools and bench/promise_bench.py.
     response.headers["Server-Timing"] = (f"view;dur={(viewed - started) * 1000:.2f}, "

@@ -336,7 +336,7 @@ async def resource(book: Book, reason: str, exclude: Iterable[str] = (), to_node
     before = {l.line_id: (promised_before or {}).get(l.line_id, l.promised_by) for l in waiting}
     plan = await source(book, {l.line_id: l.open for l in waiting}, book.policy, reason=reason, release_now=True,
                         exclude=exclude, to_node=to_node)
-    await drop_unavailable(book, f"{book.order_id}:unavailable:{book.ids.cancel}")
+    await drop_unavailable(book)
     if plan is not None and book.open_lines() and (not plan.feasible or plan.unfilled):
         book.note("backordered", {"lines": [{"line_id": l.line_id, "qty": l.open} for l in book.open_lines()],
                                   "why": plan.reason or "not enough stock in eligible nodes",
@@ -345,7 +345,7 @@ async def resource(book: Book, reason: str, exclude: Iterable[str] = (), to_node
     return plan
 
 
-async def drop_unavailable(book: Book, key: str) -> list[LineQty]:
+async def drop_unavailable(book: Book) -> list[LineQty]:
     """Lines whose policy is cancel_remaining keep what a node has now: their other units are cancelled (their
     money released, supply promised to them given back), not backordered."""
     gone = [LineQty(line_id=l.line_id, sku=l.sku, qty=l.open) for l in book.lines.values()
@@ -356,7 +356,7 @@ async def drop_unavailable(book: Book, key: str) -> list[LineQty]:
     for g in gone:
         book.edit(book.lines[g.line_id], cancelled=g.qty)
     await trim_claims(book)
-    await money.void_units(book, key, gone)
+    await money.void_units(book, f"{book.order_id}:unavailable:{book.ids.cancel}", gone)
     book.note("unavailable_cancelled", {"reason": "backorder policy cancel_remaining",
                                         **listed(gone)})
     return gone

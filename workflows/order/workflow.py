@@ -102,7 +102,7 @@ class OrderWorkflow:
             if plan is None or not plan.feasible:
                 await self.reject(plan.reason if plan else "no node can serve this order")
                 return
-            await sourcing.drop_unavailable(b, f"{b.order_id}:unavailable:0")
+            await sourcing.drop_unavailable(b)
             if b.total.live <= 0:
                 await self.reject("nothing is available now, and the order cancels what is not (cancel_remaining)")
                 return
