@@ -13,6 +13,7 @@ COPY routing ./routing
 COPY promise ./promise
 COPY adapters ./adapters
 COPY inventory ./inventory
+COPY events ./events
 RUN pip install --no-cache-dir .
 USER nobody
 EXPOSE 8000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from adapters.carriers import SimulatedCarriers
@@ -22,6 +22,7 @@ class Deps:
     notifier: SimulatedNotifier
     routing_budget_ms: Optional[float] = None
     temporal: Optional[Client] = None  # starts the orders an order makes (an exchange's replacement)
+    settings: Settings = field(default_factory=Settings)
 
     @classmethod
     def build(cls, db: Database, settings: Settings, temporal: Optional[Client] = None) -> "Deps":
@@ -35,4 +36,5 @@ class Deps:
             notifier=SimulatedNotifier(db, **common),
             routing_budget_ms=settings.routing_budget_ms,
             temporal=temporal,
+            settings=settings,
         )

@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
@@ -18,6 +18,9 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.deps import Deps
+from events import outbox
+from events.catalogue import from_status, from_timeline
+from events.tracking import tracking_secret, tracking_token
 from models.messages import FulfillmentSnapshot, Notification, OrderInput, OrderSnapshot, TimelineEntry, cents
 from models.status import COUNTER_METHODS
 from models.tables import Fulfillment, Order, Return, TimelineEvent
@@ -26,14 +29,25 @@ from nodal.intake import ORDER_WORKFLOW, record_intake, start_options
 from nodal.logging import get_logger
 
 
-async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> None:
+async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> list[dict]:
+    """Write the entries once (by key); returns them as written (JSON details)."""
     if not entries:
-        return
+        return []
     rows = [dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
             for e in entries]
     for i in range(0, len(rows), LINE_BATCH):
         await conn.execute(insert(TimelineEvent.__table__).values(rows[i:i + LINE_BATCH])
                            .on_conflict_do_nothing(index_elements=["order_id", "key"]))
+    return rows
+
+
+class _Entry:
+    """A timeline row as the event catalogue reads it."""
+
+    __slots__ = ("key", "at", "event", "detail")
+
+    def __init__(self, row: dict):
+        self.key, self.at, self.event, self.detail = row["key"], row["at"], row["event"], row["detail"]
 
 
 LINE_BATCH = 2000
@@ -138,11 +152,14 @@ class ReadModelActivities:
             delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version, at_risk=s.at_risk,
             created_at=snap.created_at, updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at,
         )
+        table, before = Order.__table__, Order.__table__.alias("before")
         async with self.deps.db.engine.begin() as conn:
-            # The API may have written the intake row first; the version guard keeps the newest state.
-            res = await conn.execute(_upsert(Order.__table__, [order_row], ["order_id"], guard="version")
-                                     .returning(Order.__table__.c.order_id))
-            if res.first() is None:
+            # The API may have written the intake row first; the version guard keeps the newest state. The status
+            # it had comes back too (a subquery in RETURNING reads the row as it was before this statement).
+            res = (await conn.execute(_upsert(table, [order_row], ["order_id"], guard="version").returning(
+                table.c.order_id, select(before.c.status).where(before.c.order_id == s.order_id).scalar_subquery()
+            ))).first()
+            if res is None:
                 return  # a newer snapshot is already there
             if s.lines:
                 await conn.execute(_LINES, _line_arrays(s.order_id, s.lines))
@@ -163,7 +180,11 @@ class ReadModelActivities:
                          label=r.label.model_dump(mode="json") if r.label else None, refund_amount=r.refund_amount)
                     for r in s.returns
                 ], ["return_id"]))
-            await _timeline(conn, s.order_id, snap.timeline)
+            written = await _timeline(conn, s.order_id, snap.timeline)
+            at = snap.timeline[-1].at if snap.timeline else snap.created_at
+            await outbox.write(conn, from_timeline(s.order_id, map(_Entry, written)) + from_status(
+                s.order_id, s.version, res[1], s.status, at, promised_by=s.promised_by and s.promised_by.isoformat(),
+                reason=s.reason if s.status.value in ("cancelled", "rejected") else None))
 
     @activity.defn(name="read_model.record_fulfillment")
     async def record_fulfillment(self, snap: FulfillmentSnapshot) -> None:
@@ -189,7 +210,8 @@ class ReadModelActivities:
                      .values(**row))
         async with self.deps.db.engine.begin() as conn:
             await conn.execute(write)
-            await _timeline(conn, snap.order_id, snap.timeline)
+            written = await _timeline(conn, snap.order_id, snap.timeline)
+            await outbox.write(conn, from_timeline(snap.order_id, map(_Entry, written)))
         get_logger(order_id=snap.order_id, fulfillment_id=f.fulfillment_id).info(
             "fulfillment.recorded", status=f.status.value, node_id=f.node_id)
 
@@ -202,11 +224,16 @@ class ReadModelActivities:
 
     @activity.defn(name="notify.send")
     async def notify(self, n: Notification) -> None:
-        async with self.deps.db.engine.connect() as conn:
+        detail = dict(n.detail)
+        async with self.deps.db.engine.begin() as conn:
             row = (await conn.execute(
                 text("SELECT customer_email FROM orders WHERE order_id = :o"), {"o": n.order_id})).first()
+            if n.event == "confirmed":
+                # The customer's own tracking page, signed: it opens this order and no other.
+                token = tracking_token(await tracking_secret(conn), n.order_id)
+                detail["track"] = f"/track/{n.order_id}?token={token}"
         if row is None or not row.customer_email:
             get_logger(order_id=n.order_id).info("notify.skipped_no_contact", notification=n.event)
             return
-        await self.deps.notifier.send(n.key, n.order_id, n.event, {**n.detail, "to": row.customer_email})
+        await self.deps.notifier.send(n.key, n.order_id, n.event, {**detail, "to": row.customer_email})
         get_logger(order_id=n.order_id).info("notify.sent", notification=n.event, key=n.key)

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from activities.carriers import CarrierActivities
 from activities.deps import Deps
+from activities.events import EventActivities
 from activities.inventory import InventoryActivities
 from activities.payments import PaymentActivities
 from activities.read_model import ReadModelActivities
@@ -20,6 +21,7 @@ class NodalActivities:
         self.payments = PaymentActivities(deps)
         self.carriers = CarrierActivities(deps)
         self.read_model = ReadModelActivities(deps)
+        self.events = EventActivities(deps)
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -28,3 +30,7 @@ class NodalActivities:
             self.inventory.commit, self.inventory.merge, self.inventory.consume, self.inventory.expire_holds, self.inventory.restock, self.inventory.receive_transfer, self.payments.call, self.payments.credit_check, self.carriers.label,
             self.carriers.return_label,
         ]
+
+    def event_processes(self) -> list[Callable[..., Any]]:
+        """The long-running activities of the outbound events (their own task queue)."""
+        return [self.events.deliver, self.events.watch]

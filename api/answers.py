@@ -448,12 +448,18 @@ class LedgerView(Answer):
     next_before_id: Optional[int] = Field(description="pass as before_id= for older entries; null at the start")
 
 
+class FeedSettings(Answer):
+    thresholds: list[int]
+    step: Optional[int]
+
+
 class ChannelView(Answer):
     channel: str
     node_types: list[NodeType]
     exclude_nodes: list[str]
     buffer_units: int
     buffer_pct: float
+    feed: Optional[FeedSettings] = Field(None, description="its stock feed (availability.changed); null: none")
 
 
 class SafetyStockDefaults(Answer):
@@ -615,6 +621,7 @@ class KeyCreated(Answer):
     node_id: Optional[str]
     tier: Optional[str]
     approver: bool = False
+    carrier: Optional[str] = None
 
 
 class KeyView(Answer):
@@ -624,6 +631,7 @@ class KeyView(Answer):
     node_id: Optional[str]
     tier: Optional[str]
     approver: bool = False
+    carrier: Optional[str] = None
     label: Optional[str]
     created_at: Timestamp
     revoked: bool
@@ -702,6 +710,82 @@ def add_common_errors(schema: dict[str, Any]) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         schema.get("components", {}).get("schemas", {}).pop(unused, None)
     return schema
+
+
+# ---------------------------------------------------------------- outbound events
+class WebhookView(Answer):
+    name: str
+    url: str
+    events: list[str]
+    channel: Optional[str]
+    node_id: Optional[str]
+    created_at: Timestamp
+    updated_at: Timestamp
+    previous_secret_until: Optional[Timestamp] = Field(description="after a rotation: the old secret signs too until")
+    delivered: int
+    failed: int = Field(description="deliveries given up after NODAL_WEBHOOK_RETRY_FOR")
+    failed_attempts: int = Field(description="attempts that got no 2xx (each retried)")
+    pending: int
+    oldest_pending_at: Optional[Timestamp] = Field(description="when the oldest undelivered event was written")
+
+
+class WebhookSaved(WebhookView):
+    secret: Optional[str] = Field(description="whsec_…: shown when the subscription is created, never again (rotate "
+                                              "it to get a new one)")
+    created: bool
+
+
+class WebhookList(Answer):
+    webhooks: list[WebhookView]
+
+
+class WebhookDeleted(Answer):
+    name: str
+    deleted: Literal[True]
+
+
+class SecretRotated(Answer):
+    name: str
+    secret: Optional[str] = Field(description="the new whsec_… secret: shown once (a replay by Idempotency-Key has null)")
+    previous_secret_until: Timestamp
+
+
+class DeliveryView(Answer):
+    delivery_id: int
+    event_id: str = Field(description="the webhook-id header: the same on every attempt")
+    type: Optional[str] = Field(description="null once the event is past NODAL_EVENT_RETENTION")
+    order_id: Optional[str]
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: Optional[Timestamp]
+    last_status_code: Optional[int]
+    last_error: Optional[str]
+    created_at: Timestamp
+    delivered_at: Optional[Timestamp]
+
+
+class DeliveryList(Answer):
+    deliveries: list[DeliveryView]
+    next_cursor: Optional[int] = Field(description="pass as cursor= for the next page (older deliveries)")
+
+
+class Replayed(Answer):
+    name: str
+    requeued: int = Field(description="deliveries due again now (or new for events before the subscription)")
+
+
+class FeedItem(Answer):
+    sku: str
+    available: int = Field(description="the channel's available-to-sell (its view and buffers applied)")
+    seq: Optional[int] = Field(None, description="changes: the change's position; pass the last as since=")
+    updated_at: Optional[Timestamp] = None
+
+
+class FeedPage(Answer):
+    channel: str
+    items: list[FeedItem]
+    next_cursor: Optional[str] = Field(description="snapshot: the next page's cursor (null on the last page)")
+    since: int = Field(description="follow changes from here: GET …/feed?since=<this>")
 
 
 # ---------------------------------------------------------------- order files

@@ -15,9 +15,10 @@ from temporalio.client import Client
 from api.auth import KeyCache, ensure_admin_key
 from api import answers
 from api.guard import RateLimiter, RequestGuard
+from api.event_docs import add_event_docs, tidy as tidy_event_docs
 from api.links import add_links
 from api.placement import recovery_loop
-from api.routes import codec, fulfillments, holds, imports, inventory, keys, network, ops, orders, promise, routing
+from api.routes import codec, fulfillments, holds, imports, inventory, keys, network, ops, orders, promise, routing, tracking, webhooks
 from models.messages import PickIn, RejectIn, ShipIn
 from nodal import __version__
 from nodal.codec import codec_from
@@ -66,15 +67,17 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.state.codec = codec_from(settings)
     app.add_exception_handler(DataError, _invalid_value)
     for r in (imports.router, orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
-              promise.router, keys.router, codec.router):
+              promise.router, keys.router, codec.router, webhooks.router, tracking.carriers_router):
         app.include_router(r, responses=answers.COMMON)  # every keyed route may answer 401 and 429
     app.include_router(ops.router)  # public but /kpis, which says so itself
+    app.include_router(tracking.public_router)  # a customer's own order: by email or signed link
+    add_event_docs(app)
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             app.openapi_schema = add_links(answers.add_common_errors(
-                answers.add_schemas(generate(), PickIn, ShipIn, RejectIn)))
+                answers.add_schemas(tidy_event_docs(generate()), PickIn, ShipIn, RejectIn)))
         return app.openapi_schema
     app.openapi = openapi  # type: ignore[method-assign]
     return app

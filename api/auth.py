@@ -42,6 +42,7 @@ class Principal:
     node_id: Optional[str] = None
     tier: Optional[str] = None  # a client key an admin bound to a customer tier (protected stock)
     approver: bool = False  # a client key that may approve its channel's orders awaiting approval
+    carrier: Optional[str] = None  # a carrier key: the carrier whose scans it sends
 
     def buying_tier(self, asked: Optional[str]) -> Optional[str]:
         """The tier this caller buys as: a client key's own (naming another is refused), what staff name."""
@@ -102,13 +103,13 @@ async def principal(request: Request, creds: HTTPAuthorizationCredentials | None
         return known
     async with request.app.state.db.engine.connect() as conn:
         row = (await conn.execute(
-            text("SELECT key_id, role, channel, node_id, tier, approver FROM api_keys"
+            text("SELECT key_id, role, channel, node_id, tier, approver, carrier FROM api_keys"
                  " WHERE key_hash = :h AND revoked_at IS NULL"),
             {"h": key_hash},
         )).first()
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    p = Principal(row.key_id, Role(row.role), row.channel, row.node_id, row.tier, row.approver)
+    p = Principal(row.key_id, Role(row.role), row.channel, row.node_id, row.tier, row.approver, row.carrier)
     cache.put(key_hash, p)
     return p
 

@@ -53,6 +53,16 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = 
         "ChangeNode": ("patch", "/nodes/{node_id}", {"node_id": "$request.path.node_id"}),
         "GetInventory": ("get", "/inventory/{node_id}", {"node_id": "$request.path.node_id"}),
     },
+    **{("put", "/webhooks/{name}", status): {
+        "ListDeliveries": ("get", "/webhooks/{name}/deliveries", {"name": "$request.path.name"}),
+        "RotateSecret": ("post", "/webhooks/{name}/rotate-secret", {"name": "$request.path.name"}),
+        "Replay": ("post", "/webhooks/{name}/replay", {"name": "$request.path.name"}),
+        "Unsubscribe": ("delete", "/webhooks/{name}", {"name": "$request.path.name"}),
+    } for status in ("200", "201")},
+    ("put", "/channels/{channel}", "200"): {
+        "GetChannelView": ("get", "/channels/{channel}", {"channel": "$request.path.channel"}),
+        "GetChannelFeed": ("get", "/channels/{channel}/feed", {"channel": "$request.path.channel"}),
+    },
     ("put", "/skus/{sku}", "200"): {
         "GetSku": ("get", "/skus/{sku}", {"sku": "$request.path.sku"}),
     },

@@ -11,6 +11,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models.messages import OrderInput, Windows
 from api.idempotency import purge as purge_idempotent_requests
+from api.processes import ensure_event_processes
 from nodal.db import Database
 from nodal.intake import record_intake, start_options  # noqa: F401 (placement's own, as the routes know them)
 from nodal.logging import get_logger
@@ -53,6 +54,7 @@ async def start_orphaned_orders(db: Database, client: Client, settings: Settings
 
 
 PURGE_EVERY_ROUNDS = 120  # stored payloads of finished workflows: once an hour is plenty
+ENSURE_EVERY_ROUNDS = 10  # the outbound events' processes: at start, then every five minutes
 
 
 async def recovery_loop(db: Database, client: Client, settings: Settings, every_s: float = 30) -> None:
@@ -67,6 +69,11 @@ async def recovery_loop(db: Database, client: Client, settings: Settings, every_
             await purge_idempotent_requests(db, settings.idempotency_hours)
         except Exception as e:
             log.warning("api.idempotency_purge_failed", error=type(e).__name__)
+        if rounds % ENSURE_EVERY_ROUNDS == 0:
+            try:
+                await ensure_event_processes(db, client, settings)
+            except Exception as e:
+                log.warning("events.ensure_failed", error=type(e).__name__)
         if rounds % PURGE_EVERY_ROUNDS == 0:
             try:
                 await purge_payloads(db.engine, client)

@@ -225,11 +225,78 @@ class InspectIn(Body):
     disposition: Literal["sellable", "damaged"]
 
 
+class FeedIn(Body):
+    """A channel's stock feed: availability.changed when its available-to-sell of a SKU crosses a threshold or
+    moves by the step."""
+
+    thresholds: list[int] = Field(default=[0], max_length=20, description="units; e.g. [0, 5, 20]: out, low, ...")
+    step: Optional[int] = Field(default=None, ge=1, le=1_000_000, description="also publish any move this large")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[int]) -> list[int]:
+        if any(t < 0 or t > 1_000_000 for t in v):
+            raise ValueError("thresholds are units between 0 and 1,000,000")
+        return sorted(set(v))
+
+
 class ChannelViewIn(Body):
     node_types: list[NodeType] = []
     exclude_nodes: list[str] = []
     buffer_units: int = Field(default=0, ge=0, le=1_000_000)
     buffer_pct: float = Field(default=0.0, ge=0, le=100)
+    feed: Optional[FeedIn] = Field(default=None, description="publish availability.changed for this channel")
+
+
+class WebhookIn(Body):
+    url: str = Field(min_length=8, max_length=2048, description="http(s) endpoint that receives the POSTs")
+    events: list[str] = Field(min_length=1, max_length=50, description='patterns: "*", "order.*", '
+                                                                      '"fulfillment.shipped", ...')
+    channel: Optional[str] = Field(default=None, max_length=64, description="only this channel's events")
+    node_id: Optional[str] = Field(default=None, max_length=64, description="only this node's events")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+            parts.port  # a port that is not a number raises here
+        except ValueError as e:
+            raise ValueError(f"not a URL: {e}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the url must be http:// or https:// with a host")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the url are not kept secret: the signature authenticates us")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        from events.catalogue import valid_pattern
+
+        wrong = [p for p in v if not valid_pattern(p)]
+        if wrong:
+            raise ValueError(f"unknown event types or patterns: {', '.join(wrong)} (see the OpenAPI's webhooks)")
+        return sorted(set(v))
+
+
+class RotateIn(Body):
+    overlap: str = Field(default="24h", description="how long the previous secret keeps signing too (at most 7d)")
+
+    @field_validator("overlap")
+    @classmethod
+    def _overlap(cls, v: str) -> str:
+        if parse_duration(v) > timedelta(days=7):
+            raise ValueError("an overlap of at most 7d")
+        return v
+
+
+class ReplayIn(Body):
+    since: AwareDatetime = Field(description="events written since then")
+    include_delivered: bool = Field(False, description="also what was delivered (by default what was not: failed "
+                                                       "deliveries, and events from before the subscription existed)")
 
 
 class SnapshotItem(Body):
@@ -293,4 +360,6 @@ class ApiKeyIn(Body):
     tier: Optional[str] = Field(default=None, min_length=1, max_length=32)
     approver: bool = Field(False, description="a client key that may approve or decline its channel's orders "
                                               "awaiting approval")
+    carrier: Optional[str] = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                                   description="a carrier key: the carrier whose tracking scans it sends")
     label: str = Field(default="", max_length=200)

@@ -3,6 +3,7 @@ A test regenerates it and compares, so the checked-in reference is always the AP
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 HEADER = """# Nodal API reference
@@ -81,6 +82,19 @@ def render(openapi: dict[str, Any]) -> str:
         out += [f"## {tag.capitalize()}", ""]
         for lines in operations:
             out += lines
+    hooks = openapi.get("webhooks", {})
+    if hooks:
+        out += ["## Outbound events (webhooks)", "",
+                "What a subscription's endpoint receives (`PUT /webhooks/{name}`): a signed POST per event.", ""]
+        schemas = openapi.get("components", {}).get("schemas", {})
+        for event_type, ops in hooks.items():
+            op = ops["post"]
+            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            example = schemas.get(schema.get("$ref", "").rsplit("/", 1)[-1], {}).get("examples", [None])[0]
+            out += [f"### `{event_type}`", "", _cell(op.get("description", "").split("\n\n")[0]), "",
+                    f"Body: {_type(schema)}", ""]
+            if example is not None:
+                out += ["```json", json.dumps(example, indent=None), "```", ""]
     out += ["## Schemas", ""]
     for name, schema in sorted(openapi.get("components", {}).get("schemas", {}).items()):
         out += _schema(name, schema)

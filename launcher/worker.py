@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Sequence
 
@@ -11,8 +12,22 @@ from temporalio.worker import Interceptor, Worker
 from nodal.settings import Settings
 
 
+class Workers:
+    """The order worker and, on a task queue of its own, the outbound events' long-running processes (one activity
+    slot each for as long as they run: they never take the order path's slots)."""
+
+    def __init__(self, *workers: Worker):
+        self.workers = workers
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+
 def build_worker(client: Client, settings: Settings, db, task_queue: str | None = None,
-                 interceptors: Sequence[Interceptor] = ()) -> Worker:
+                 interceptors: Sequence[Interceptor] = ()) -> Workers:
     from activities import NodalActivities
     from activities.deps import Deps
     from workflows.bid_prices import BidPriceWorkflow
@@ -22,12 +37,14 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
     from workflows.holds import HoldSweepWorkflow
     from workflows.legacy.fulfillment_v1 import FulfillmentWorkflowV1
     from workflows.legacy.order_v1 import OrderWorkflowV1
+    from workflows.events import ChannelFeedsWorkflow, WebhookDeliveryWorkflow, events_queue
     from workflows.order import OrderWorkflow
 
     acts = NodalActivities(Deps.build(db, settings, client))
-    return Worker(
+    queue = task_queue or settings.task_queue
+    orders = Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=queue,
         # The v1 types stay registered, frozen, for the orders that started on them (workflows/legacy).
         workflows=[OrderWorkflow, FulfillmentWorkflow, PickupWorkflow, TransferWorkflow, HoldSweepWorkflow, BidPriceWorkflow, OrderWorkflowV1,
                    FulfillmentWorkflowV1],
@@ -37,6 +54,10 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=interceptors,
     )
+    events = Worker(client, task_queue=events_queue(queue), workflows=[WebhookDeliveryWorkflow, ChannelFeedsWorkflow],
+                    activities=acts.event_processes(), max_concurrent_activities=1000,
+                    graceful_shutdown_timeout=timedelta(seconds=5))
+    return Workers(orders, events)
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:

@@ -84,6 +84,9 @@ class Policy(Msg):
     # shipments, each dated); "cancel_remaining" ships what there is and cancels the rest; "ship_complete_only"
     # ships the line whole from one node or not yet. A line may say otherwise (its own backorder).
     backorder: Backorder = "allow"
+    # A parcel the carrier lost or damaged: "reship" sends its units again from whichever node has them (at no
+    # charge; what no node has now is refunded), "refund" pays them back. A refused parcel is always refunded.
+    carrier_exception: Literal["reship", "refund"] = "reship"
 
 
 class Account(Msg):
@@ -416,7 +419,7 @@ class Notification(Msg):
     order_id: str
     event: Literal["confirmed", "released", "shipped", "delivered", "refunded", "cancelled", "rejected", "delayed",
                    "at_risk", "payment_required", "ready_for_pickup", "pickup_reminder", "pickup_expired",
-                   "collected", "exchange_charged", "approved"]
+                   "collected", "exchange_charged", "approved", "shipment_exception"]
     key: str
     detail: dict[str, Any] = {}
 
@@ -448,6 +451,8 @@ class FulfillmentInput(Msg):
     to_node_id: Optional[str] = None
     pickup_id: Optional[str] = None
     start_status: Optional[FulfillmentStatus] = None
+    # Units of a line already paid for (a reshipment of a lost parcel): its capture leaves them out.
+    prepaid: dict[str, int] = {}
 
 
 class ReceiveTransfer(Msg):
@@ -502,6 +507,14 @@ class PickLine(Msg):
 
 class PickIn(Msg):
     lines: list[PickLine] = Field(min_length=1)
+
+
+class ExceptionIn(Msg):
+    """A carrier's exception on a shipped parcel."""
+
+    reason: Literal["lost", "damaged", "refused", "returned_to_sender"]
+    detail: Optional[str] = Field(default=None, max_length=300)
+    at: Optional[datetime] = None  # the carrier's scan time
 
 
 class ShipIn(Msg):
@@ -704,6 +717,7 @@ class FulfillmentState(Msg):
     to_node_id: Optional[str] = None  # a transfer's destination store
     pickup_id: Optional[str] = None  # a transfer's pickup, started at the store when it is received
     wave: Optional[datetime] = None  # the node's wave it was released in
+    prepaid: dict[str, int] = {}  # a reshipment: units per line paid for with the parcel that was lost
 
 
 class ReturnLineState(Msg):
@@ -822,3 +836,20 @@ class PlacedOrder(Msg):
 
 
 OrderInput.model_rebuild()  # its exchange_of is defined further down
+
+
+# ---------------------------------------------------------------- outbound events: their long-running processes
+class WebhookJob(Msg):
+    """A subscription's delivery process: deliver for ``run_for`` per activity run, heartbeating."""
+
+    name: str
+    generation: str
+    run_for: timedelta = timedelta(minutes=10)
+    heartbeat: timedelta = timedelta(seconds=15)
+
+
+class FeedJob(Msg):
+    """The channel feeds' process: watch stock changes for ``run_for`` per activity run, heartbeating."""
+
+    run_for: timedelta = timedelta(minutes=10)
+    heartbeat: timedelta = timedelta(seconds=15)

@@ -38,6 +38,8 @@ class FulfillmentStatus(StrEnum):
     # A transfer leg moves stock to the pickup store.
     in_transit = "in_transit"
     received_at_store = "received_at_store"
+    # The carrier lost, damaged or could not deliver the parcel (it came back): the order reships or refunds it.
+    exception = "exception"
 
 
 class FulfillmentKind(StrEnum):
@@ -82,6 +84,7 @@ class Role(StrEnum):
     support = "support"
     client = "client"
     partner = "partner"
+    carrier = "carrier"  # a carrier's tracking scans (POST /carriers/{carrier}/events), nothing else
 
 
 # Each kind's happy path; a milestone may only move one step forward along it.
@@ -112,6 +115,7 @@ MILESTONE_TARGET = MILESTONES[FulfillmentKind.delivery]
 NOTICES = {FulfillmentKind.pickup: {"arrived"}}
 # A fulfillment in one of these no longer holds stock or work.
 FULFILLMENT_FAILED = {FulfillmentStatus.rejected, FulfillmentStatus.timed_out, FulfillmentStatus.cancelled,
+                      FulfillmentStatus.exception,
                       FulfillmentStatus.expired}
 # In the customer's hands.
 FULFILLMENT_DELIVERED = {FulfillmentStatus.delivered, FulfillmentStatus.collected}

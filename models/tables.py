@@ -102,6 +102,8 @@ class ChannelView(SQLModel, table=True):
     exclude_nodes: list[str] = _json([])
     buffer_units: int = 0
     buffer_pct: float = 0.0
+    # Its stock feed (availability.changed): {thresholds: [0, 5, 20], step: 25}; None: no feed.
+    feed: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType, nullable=True))
     updated_at: datetime = _ts()
 
 
@@ -372,6 +374,7 @@ class Fulfillment(SQLModel, table=True):
     updated_at: datetime = _ts()
 
     __table_args__ = (Index("ix_fulfillments_node_status", "node_id", "status"),
+                      Index("ix_fulfillments_tracking", "tracking", postgresql_where=text("tracking IS NOT NULL")),
                       Index("ix_fulfillments_to_node_status", "to_node_id", "status"),
                       Index("ix_fulfillments_node_wave", "node_id", "wave", postgresql_where=text("wave IS NOT NULL")))
 
@@ -433,6 +436,7 @@ class ApiKey(SQLModel, table=True):
     tier: Optional[str] = Field(default=None, max_length=32)  # client keys: the customer tier they buy as
     # Client keys: may approve their channel's orders awaiting approval (a B2B buyer's approver).
     approver: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    carrier: Optional[str] = Field(default=None, max_length=32)  # carrier keys: the carrier whose scans they send
     label: str = ""
     created_at: datetime = _ts()
     revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -475,4 +479,125 @@ class PayloadBlob(SQLModel, table=True):
     digest: str = Field(primary_key=True, max_length=64)  # SHA-256 of the payload as stored
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed serialized payload
     size: int  # bytes before compression
+    created_at: datetime = _ts()
+
+
+# ---------------------------------------------------------------- outbound events and what comes in from carriers
+class Event(SQLModel, table=True):
+    """One event of the catalogue (events/catalogue.py), written in the transaction of the change it describes: the
+    outbox. ``id`` is the webhook-id receivers dedupe on; ``stream`` orders delivery (an order's events, in the order
+    they were written)."""
+
+    __tablename__ = "events"
+    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    id: str = Field(max_length=200, unique=True)
+    type: str = Field(max_length=64)
+    stream: str = Field(max_length=200)
+    order_id: Optional[str] = Field(default=None, max_length=64)
+    channel: Optional[str] = Field(default=None, max_length=64)
+    node_id: Optional[str] = Field(default=None, max_length=64)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))  # when it happened
+    data: dict[str, Any] = _json({})
+    created_at: datetime = _ts()
+
+    __table_args__ = (Index("ix_events_created_at", "created_at"), Index("ix_events_order", "order_id", "seq"))
+
+
+class Webhook(SQLModel, table=True):
+    """A subscription: events matching its patterns (and its channel or node) are POSTed to its url, signed."""
+
+    __tablename__ = "webhooks"
+    name: str = Field(primary_key=True, max_length=64)
+    generation: str = Field(max_length=32)  # a new one per creation: its delivery workflow's id
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(sa_column=Column(ARRAY(String(64)), nullable=False))
+    channel: Optional[str] = Field(default=None, max_length=64)
+    node_id: Optional[str] = Field(default=None, max_length=64)
+    secret: str = Field(max_length=128)
+    # After a rotation the previous secret signs too, until previous_until (receivers switch over meanwhile).
+    previous_secret: Optional[str] = Field(default=None, max_length=128)
+    previous_until: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    owner_key_id: str = Field(max_length=32)
+    delivered: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    failed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    failed_attempts: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event owed to one subscription: pending (attempts and when the next is due), delivered or failed."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    webhook: str = Field(max_length=64)
+    event_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stream: str = Field(max_length=200)
+    status: str = Field(default="pending", max_length=16)  # pending|delivered|failed
+    attempts: int = 0
+    next_attempt_at: datetime = _ts()
+    last_status_code: Optional[int] = None
+    last_error: Optional[str] = Field(default=None, max_length=300)
+    created_at: datetime = _ts()
+    delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+    __table_args__ = (
+        UniqueConstraint("webhook", "event_seq", name="uq_webhook_deliveries_event"),
+        # A stream's head: the pending delivery with the lowest event_seq.
+        Index("ix_webhook_deliveries_pending", "webhook", "stream", "event_seq", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_listing", "webhook", "status", "id"),
+        Index("ix_webhook_deliveries_delivered_at", "delivered_at", postgresql_where=text("delivered_at IS NOT NULL")),
+    )
+
+
+class StockChange(SQLModel, table=True):
+    """A SKU whose stock changed (written by a trigger on inventory_positions, in the change's transaction) and
+    not yet looked at by the channel feeds (events/feeds.py)."""
+
+    __tablename__ = "stock_changes"
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    sku: str = Field(max_length=64)
+    at: datetime = _ts()
+
+
+class ChannelAvailability(SQLModel, table=True):
+    """What a channel's feed last published for a SKU; ``seq`` orders the changes a feed reader asks for."""
+
+    __tablename__ = "channel_availability"
+    channel: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(primary_key=True, max_length=64)
+    available: int
+    version: int = 1
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = _ts()
+
+    __table_args__ = (Index("ix_channel_availability_seq", "channel", "seq"),)
+
+
+class CarrierScan(SQLModel, table=True):
+    """A tracking scan a carrier sent (POST /carriers/{carrier}/events): kept once, whatever order they come in."""
+
+    __tablename__ = "carrier_scans"
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    carrier: str = Field(max_length=32)
+    tracking: str = Field(max_length=64)
+    event: str = Field(max_length=32)  # in_transit|out_for_delivery|delivered|exception|returned_to_sender
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    detail: dict[str, Any] = _json({})
+    fulfillment_id: str = Field(max_length=96)
+    order_id: str = Field(max_length=64)
+    received_at: datetime = _ts()
+
+    __table_args__ = (
+        UniqueConstraint("carrier", "tracking", "event", "at", name="uq_carrier_scans"),
+        Index("ix_carrier_scans_order", "order_id", "at"),
+    )
+
+
+class ServiceSecret(SQLModel, table=True):
+    """A secret every process of the deployment shares (the tracking-link signing key), made on first use."""
+
+    __tablename__ = "service_secrets"
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=128)
     created_at: datetime = _ts()

@@ -118,6 +118,26 @@ class Settings(BaseSettings):
     # A long-lived order continues as new once its history holds this many events.
     order_history_limit: int = 10_000
 
+    # Outbound events (webhooks): a delivery is retried with exponential backoff (from webhook_backoff, doubling up
+    # to webhook_backoff_cap) for webhook_retry_for, then marked failed; each POST waits webhook_timeout; a
+    # subscription has at most webhook_concurrency POSTs in flight (one per order at a time: in order per order).
+    webhook_retry_for: Duration = timedelta(days=3)
+    webhook_timeout: Duration = timedelta(seconds=10)
+    webhook_backoff: Duration = timedelta(seconds=1)
+    webhook_backoff_cap: Duration = timedelta(hours=1)
+    webhook_concurrency: int = 32
+    # Client and partner keys may point a webhook at loopback or private addresses (admins always may).
+    webhook_private_urls: bool = False
+    # Events and delivered deliveries are kept this long (POST /webhooks/{name}/replay reaches this far back).
+    event_retention: Duration = timedelta(days=7)
+    # The delivery and feed processes are long-running activities: a worker that dies is noticed (and another takes
+    # over) after this long without a heartbeat.
+    event_heartbeat: Duration = timedelta(seconds=15)
+    # Channel feeds gather a burst of stock changes this long before they publish.
+    feed_debounce: Duration = timedelta(seconds=1)
+    # GET /track/{order_id}: lookups per minute per client address (and per order, against guessing its email).
+    track_per_minute: float = 30.0
+
     @property
     def embedded_pg_dir(self) -> Path:
         return self.home / "pg"

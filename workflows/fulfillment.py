@@ -23,7 +23,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        CancelLines, ConsumeRequest, FulfillmentEvent, FulfillmentInput, FulfillmentSnapshot, FulfillmentState,
+        CancelLines, ConsumeRequest, ExceptionIn, FulfillmentEvent, FulfillmentInput, FulfillmentSnapshot, FulfillmentState,
         Label, LineQty, MilestoneResult, PaymentRecord, PaymentRequest, PickIn, RejectIn, ReservationTarget, ShipIn,
         ShipmentRequest, TimelineEntry,
     )
@@ -199,6 +199,15 @@ class FulfillmentWorkflow:
     def _v_deliver(self) -> None:
         self.admissible("deliver")
 
+    @workflow.update(description='The carrier reported the shipped parcel lost, damaged, refused or returned to sender, '
+                                 'e.g. {"reason": "lost"}: it ends here and the order reships or refunds its units')
+    async def exception(self, body: ExceptionIn) -> MilestoneResult:
+        return await self.milestone("exception", self.do_exception, body)
+
+    @exception.validator
+    def _v_exception(self, body: ExceptionIn) -> None:
+        self.admissible("exception")
+
     @workflow.signal
     def cancel_lines(self, req: CancelLines) -> None:
         self.requests.append(req)
@@ -211,6 +220,8 @@ class FulfillmentWorkflow:
     def admissible(self, kind: str) -> bool:
         """The validator's rule: True if new, False if a repeat of one done or admitted; raises if out of order."""
         s, admitted = self.s, [k for k, _ in self.admitted]
+        if kind == "exception":
+            return self.carrier_exception_due()
         if kind == "reject":
             if s.status == FS.rejected or "reject" in admitted:
                 return False
@@ -226,6 +237,8 @@ class FulfillmentWorkflow:
     def due(self, kind: str) -> bool:
         """The same rule on its turn, against what has happened (not what is admitted)."""
         s = self.s
+        if kind == "exception":
+            return self.carrier_exception_due()
         if kind == "reject":
             if s.status == FS.rejected:
                 return False
@@ -235,6 +248,16 @@ class FulfillmentWorkflow:
         if s.status not in self.PATH:
             raise conflict(f"fulfillment is {s.status.value}: {kind} is not possible")
         return self.step(kind, self.rank(s.status))
+
+    def carrier_exception_due(self) -> bool:
+        """Only a parcel on its way: True if it is, False for a repeat; anything else is a conflict."""
+        if self.KIND != FulfillmentKind.delivery:
+            raise conflict(f"a {self.KIND.value} has no parcel for a carrier to lose")
+        if self.s.status == FS.exception:
+            return False
+        if self.s.status != FS.shipped:
+            raise conflict(f"fulfillment is {self.s.status.value}: only a shipped parcel has a carrier exception")
+        return True
 
     def known(self, kind: str) -> None:
         if kind not in self.TARGET:
@@ -303,7 +326,7 @@ class FulfillmentWorkflow:
 
     async def do_ship(self, body: ShipIn) -> None:
         label = await self.dispatch(body)
-        payment = await self.capture()
+        payment = None if self.paid_for() else await self.capture()
         self.shipped(label)
         await self.change(FS.shipped, payment=payment)
 
@@ -324,11 +347,22 @@ class FulfillmentWorkflow:
     async def do_deliver(self) -> None:
         await self.change(FS.delivered)
 
+    async def do_exception(self, body: ExceptionIn) -> None:
+        # Its units go back to the order, which reships or refunds them (they left the stock when they shipped).
+        await self.change(FS.exception, body.reason + (f": {body.detail}" if body.detail else ""),
+                          unsourced=self.take_lines())
+
+    def paid_for(self) -> bool:
+        """A reshipment whose every unit was paid for with the parcel that was lost: nothing to capture."""
+        return bool(self.inp.prepaid) and all(self.inp.prepaid.get(l.line_id, 0) >= l.qty for l in self.s.lines)
+
     async def capture(self) -> PaymentRecord:
         """Charge the customer for the units this fulfillment hands over (once: the gateway dedupes the key); a
         customer on account is invoiced for them instead."""
         s, inp = self.s, self.inp
-        amount = sum((inp.unit_prices[l.line_id] * l.qty for l in s.lines), Decimal("0"))
+        # A reshipment's units are paid for already (with the parcel that was lost).
+        amount = sum((inp.unit_prices[l.line_id] * max(l.qty - inp.prepaid.get(l.line_id, 0), 0) for l in s.lines),
+                     Decimal("0"))
         kind = "invoice" if inp.on_account else "capture"
         return await activities.payment(PaymentRequest(
             order_id=inp.order_id, idempotency_key=f"{inp.fulfillment_id}:{kind}", kind=kind, amount=amount,

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from sqlalchemy import text
+from temporalio.service import RPCError
 
 import api.answers as A
 from api import idempotency
@@ -18,6 +19,9 @@ from api.schemas import (
 from inventory import service
 from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level_sql
 from inventory.channels import load_channel_view
+from api.processes import start_feeds
+from events.feeds import STOCK_CHANNEL, Feed, channel_available
+from nodal.logging import get_logger
 from models.status import NATIONAL_NODE_TYPES, Role
 
 router = APIRouter(tags=["inventory"])
@@ -226,16 +230,33 @@ async def ledger(node_id: str, sku: str, request: Request, who: Principal = Depe
 
 
 @router.put("/channels/{channel}", summary="How a channel sees the common pool: nodes it sells from, buffer it leaves",
+            description="With `feed`, the channel's available-to-sell of each SKU is published as availability.changed "
+                        "(outbound events) whenever it crosses one of the thresholds or moves by the step; a change of "
+                        "the view re-publishes what it changes.",
             response_model=A.ChannelView, responses=A.errors(403, 422))
 async def put_channel_view(channel: str, body: ChannelViewIn, request: Request, _: Principal = Depends(ADMIN)) -> dict:
+    feed = body.feed.model_dump() if body.feed else None
     async with request.app.state.db.engine.begin() as conn:
+        had_feed = (await conn.execute(text("SELECT feed IS NOT NULL FROM channel_views WHERE channel = :c"),
+                                       {"c": channel})).scalar()
         await conn.execute(text(
-            "INSERT INTO channel_views (channel, node_types, exclude_nodes, buffer_units, buffer_pct, updated_at)"
-            " VALUES (:c, CAST(:t AS jsonb), CAST(:x AS jsonb), :u, :p, now()) ON CONFLICT (channel) DO UPDATE SET"
+            "INSERT INTO channel_views (channel, node_types, exclude_nodes, buffer_units, buffer_pct, feed, updated_at)"
+            " VALUES (:c, CAST(:t AS jsonb), CAST(:x AS jsonb), :u, :p, CAST(:f AS jsonb), now())"
+            " ON CONFLICT (channel) DO UPDATE SET"
             " node_types = EXCLUDED.node_types, exclude_nodes = EXCLUDED.exclude_nodes,"
-            " buffer_units = EXCLUDED.buffer_units, buffer_pct = EXCLUDED.buffer_pct, updated_at = now()"),
+            " buffer_units = EXCLUDED.buffer_units, buffer_pct = EXCLUDED.buffer_pct, feed = EXCLUDED.feed,"
+            " updated_at = now()"),
             dict(c=channel, t=json.dumps([t.value for t in body.node_types]), x=json.dumps(body.exclude_nodes),
-                 u=body.buffer_units, p=body.buffer_pct))
+                 u=body.buffer_units, p=body.buffer_pct, f=json.dumps(feed) if feed else None))
+        if feed is not None:
+            # The view decides every SKU's figure: all of them are looked at again (a channel's edit is rare).
+            await conn.execute(text("INSERT INTO stock_changes (sku) SELECT sku FROM skus"))
+            await conn.execute(text("SELECT pg_notify(:c, '')"), {"c": STOCK_CHANNEL})
+        if feed is not None and not had_feed:
+            try:
+                await start_feeds(request.app.state.temporal, request.app.state.settings)
+            except (RPCError, RuntimeError) as e:  # the recovery loop starts it within minutes
+                get_logger().warning("feeds.start_failed", error=type(e).__name__)
     return {"channel": channel, **body.model_dump(mode="json")}
 
 
@@ -246,8 +267,43 @@ async def get_channel_view(channel: str, request: Request, who: Principal = Depe
         raise HTTPException(403, f"this key sees channel {who.channel} only")
     async with request.app.state.db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
+        feed = (await conn.execute(text("SELECT feed FROM channel_views WHERE channel = :c"), {"c": channel})).scalar()
     return {"channel": channel, "node_types": sorted(view.node_types), "exclude_nodes": sorted(view.exclude_nodes),
-            "buffer_units": view.buffer_units, "buffer_pct": view.buffer_pct}
+            "buffer_units": view.buffer_units, "buffer_pct": view.buffer_pct, "feed": feed}
+
+
+@router.get("/channels/{channel}/feed", summary="A channel's stock feed: a snapshot by pages, or the changes since",
+            description="Without `since`: every SKU's available-to-sell on this channel now (its view and buffers "
+                        "applied), `limit` per page, `cursor` for the next; keep the answer's `since`. With `since`: "
+                        "what the feed published after it (as availability.changed), oldest first; pass the last "
+                        "`seq` (or the answer's `since`) to go on.",
+            response_model=A.FeedPage, responses=A.errors(403, 422))
+async def channel_feed(channel: str, request: Request, who: Principal = Depends(CHANNEL_READERS),
+                       cursor: Optional[str] = Query(None, max_length=64), since: Optional[int] = Query(None, ge=0),
+                       limit: int = Query(500, ge=1, le=5000)) -> dict:
+    if not who.can_see_channel(channel):
+        raise HTTPException(403, f"this key sees channel {who.channel} only")
+    if cursor is not None and since is not None:
+        raise HTTPException(422, "a snapshot page (cursor) or the changes since, not both")
+    async with request.app.state.db.engine.connect() as conn:
+        high = (await conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM channel_availability WHERE channel = :c"),
+                                   {"c": channel})).scalar_one()
+        if since is not None:
+            rows = (await conn.execute(text(
+                "SELECT sku, available, seq, updated_at FROM channel_availability WHERE channel = :c AND seq > :s"
+                " ORDER BY seq LIMIT :l"), {"c": channel, "s": since, "l": limit})).all()
+            return {"channel": channel, "next_cursor": None, "since": rows[-1].seq if rows else max(since, 0),
+                    "items": [{"sku": r.sku, "available": r.available, "seq": r.seq,
+                               "updated_at": r.updated_at.isoformat()} for r in rows]}
+        skus = list((await conn.execute(text(
+            "SELECT sku FROM skus WHERE (CAST(:a AS varchar) IS NULL OR sku > :a) AND NOT digital ORDER BY sku"
+            " LIMIT :l"), {"a": cursor, "l": limit})).scalars())
+        view = await load_channel_view(conn, channel)
+        pool = Feed(channel=channel, node_types=sorted(view.node_types), exclude_nodes=sorted(view.exclude_nodes),
+                    buffer_units=view.buffer_units, buffer_pct=view.buffer_pct)
+        available = await channel_available(conn, pool, skus) if skus else {}
+    return {"channel": channel, "since": high, "next_cursor": skus[-1] if len(skus) == limit else None,
+            "items": [{"sku": k, "available": available.get(k, 0)} for k in skus]}
 
 
 @router.put("/safety-stock-defaults", summary="Safety stock per node type and SKU category (positions without their own)",

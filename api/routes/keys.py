@@ -27,18 +27,20 @@ async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(AD
         raise HTTPException(422, "only client keys are bound to a customer tier")
     if body.role != Role.client and body.approver:
         raise HTTPException(422, "only client keys are approvers (staff approve any order)")
+    if (body.role == Role.carrier) != (body.carrier is not None):
+        raise HTTPException(422, "a carrier key, and only a carrier key, names its carrier")
     async with request.app.state.db.engine.begin() as conn:
         if body.node_id and (await conn.execute(
                 text("SELECT 1 FROM nodes WHERE node_id = :n"), {"n": body.node_id})).first() is None:
             raise HTTPException(422, f"unknown node {body.node_id}")
         key_id, key = new_key()
         await conn.execute(text(
-            "INSERT INTO api_keys (key_id, key_hash, role, channel, node_id, tier, approver, label, created_at)"
-            " VALUES (:i, :h, :r, :c, :n, :t, :a, :l, now())"),
+            "INSERT INTO api_keys (key_id, key_hash, role, channel, node_id, tier, approver, carrier, label, created_at)"
+            " VALUES (:i, :h, :r, :c, :n, :t, :a, :k, :l, now())"),
             dict(i=key_id, h=hash_key(key), r=body.role.value, c=body.channel, n=body.node_id, t=body.tier,
-                 a=body.approver, l=body.label))
+                 a=body.approver, k=body.carrier, l=body.label))
         answer = {"key_id": key_id, "key": key, "role": body.role.value, "channel": body.channel,
-                  "node_id": body.node_id, "tier": body.tier, "approver": body.approver}
+                  "node_id": body.node_id, "tier": body.tier, "approver": body.approver, "carrier": body.carrier}
         # The key is shown in this answer only: a replay by Idempotency-Key answers the rest with key null.
         await idempotency.record(request, conn, answer, secret=["key"])
     return answer
@@ -49,11 +51,11 @@ async def create_key(body: ApiKeyIn, request: Request, _: Principal = Depends(AD
 async def list_keys(request: Request, _: Principal = Depends(ADMIN)) -> dict:
     async with request.app.state.db.engine.connect() as conn:
         rows = (await conn.execute(text(
-            "SELECT key_id, role, channel, node_id, tier, approver, label, created_at, revoked_at FROM api_keys"
+            "SELECT key_id, role, channel, node_id, tier, approver, carrier, label, created_at, revoked_at FROM api_keys"
             " ORDER BY created_at"))).all()
     return {"api_keys": [{
         "key_id": r.key_id, "role": r.role, "channel": r.channel, "node_id": r.node_id, "tier": r.tier,
-        "approver": r.approver, "label": r.label,
+        "approver": r.approver, "carrier": r.carrier, "label": r.label,
         "created_at": r.created_at.isoformat(), "revoked": r.revoked_at is not None} for r in rows]}
 
 

@@ -17,11 +17,12 @@ from sqlalchemy import text
 
 from tests.integration.conftest import ADMIN_KEY, Api, make_network, order_body
 from tests.integration.flow import fulfillment, order_status, release, walk
+from tests.integration.receiver import serving, until
 
 pytestmark = pytest.mark.integration
 
-ROLES = ("admin", "support", "client", "client_other", "partner", "partner_other", "anonymous")
-ALL = set(ROLES) - {"anonymous"}
+ROLES = ("admin", "support", "client", "client_other", "partner", "partner_other", "carrier", "anonymous")
+ALL = set(ROLES) - {"anonymous", "carrier"}  # a carrier's key sends its scans, nothing else
 STAFF = {"admin", "support"}
 OWN_ORDER = {"admin", "support", "client"}  # a client only for its own channel
 OWN_NODE = {"admin", "support", "partner"}  # a partner only for its own node
@@ -64,6 +65,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/inventory/{node_id}/{sku}/ledger"): OWN_NODE,
     ("PUT", "/channels/{channel}"): {"admin"},
     ("GET", "/channels/{channel}"): STAFF | {"client"},  # a client: its own channel's view
+    ("GET", "/channels/{channel}/feed"): STAFF | {"client"},
     ("GET", "/safety-stock-defaults"): ALL,
     ("PUT", "/safety-stock-defaults"): {"admin"},
     ("PUT", "/protected-stock"): {"admin"},
@@ -86,6 +88,15 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/kpis"): STAFF,
     ("GET", "/metrics"): PUBLIC,
     ("POST", "/codec/{operation}"): STAFF,  # workflow payloads hold customers' data
+    # A subscription of the client's channel (a partner subscribes to its own node's: test_webhooks.py).
+    ("PUT", "/webhooks/{name}"): {"admin", "client"},
+    ("GET", "/webhooks"): ALL,  # each its own: a channel's, a node's; staff all
+    ("DELETE", "/webhooks/{name}"): {"admin", "client"},
+    ("POST", "/webhooks/{name}/rotate-secret"): {"admin", "client"},
+    ("POST", "/webhooks/{name}/replay"): {"admin", "client"},
+    ("GET", "/webhooks/{name}/deliveries"): {"admin", "support", "client"},
+    ("POST", "/carriers/{carrier}/events"): {"admin", "carrier"},  # that carrier's key only
+    ("GET", "/track/{order_id}"): PUBLIC,  # the customer's: by the order's email or its signed link
 }
 
 # How an allowed GET's answer depends on who asks; a new GET fails the test until it says. SAME: every allowed role
@@ -120,6 +131,15 @@ def _scorecards(role, body, ctx):
         return "staff read no scorecard"
 
 
+def _own_webhooks(role, body, ctx):
+    hooks = body["webhooks"]
+    own = {"client": ("channel", ctx["channel"]), "client_other": ("channel", ctx["other_channel"]),
+           "partner": ("node_id", ctx["node"]), "partner_other": ("node_id", ctx["other_node"])}.get(role)
+    if own is not None and any(h[own[0]] != own[1] for h in hooks):
+        return f"{role} listed webhooks of others: {[h['name'] for h in hooks]}"
+    return None
+
+
 def _channel_view(role, body, ctx):
     if role == "client" and body != ctx["answers"][("admin", "/availability", ctx["channel"])]:
         return "a client's availability is not its own channel's view"
@@ -140,6 +160,7 @@ SCOPE = {
     ("GET", "/inventory/{node_id}/{sku}/ledger"): SAME,
     ("GET", "/availability"): _channel_view,
     ("GET", "/channels/{channel}"): SAME,
+    ("GET", "/channels/{channel}/feed"): SAME,
     ("GET", "/safety-stock-defaults"): SAME,
     ("GET", "/protected-stock"): SAME,
     ("GET", "/routing-rules"): SAME,
@@ -148,6 +169,9 @@ SCOPE = {
     ("GET", "/carriers"): SAME,
     ("GET", "/api-keys"): SAME,
     ("GET", "/kpis"): SAME,
+    ("GET", "/webhooks"): _own_webhooks,
+    ("GET", "/webhooks/{name}/deliveries"): SAME,
+    ("GET", "/track/{order_id}"): SAME,
     ("GET", "/livez"): "liveness only",
     ("GET", "/healthz"): "the components' health only",
     ("GET", "/metrics"): "process counters, no order, customer or node data",
@@ -155,7 +179,7 @@ SCOPE = {
 # Lists and searches are asked with their filters; the rest of a path's ids come from the resources in play.
 QUERIES = {("GET", "/orders"): "?limit=500", ("GET", "/fulfillments"): "?limit=1000",
            ("GET", "/availability"): "?skus={sku}&postal_code={postal_code}",
-           ("POST", "/orders/import"): "?channel={channel}"}
+           ("POST", "/orders/import"): "?channel={channel}", ("GET", "/track/{order_id}"): "?email=jane.doe@example.com"}
 
 # Every table's rows a denied call must leave as they were, but those the system rewrites on its own: the bid
 # price schedule, Temporal's large payloads (written by workers for any workflow) and Alembic's bookkeeping.
@@ -183,6 +207,12 @@ async def history_length(temporal_env, workflow_id: str) -> int:
 
 
 async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, settings):
+    async with serving() as receiver:
+        name = await every_endpoint_for_every_role(api, db, temporal_env, settings, receiver)
+        await api.call("DELETE", f"/webhooks/{name}")
+
+
+async def every_endpoint_for_every_role(api: Api, db, temporal_env, settings, receiver):
     from api.app import create_app
 
     routes = {(m.upper(), path) for path, ops in create_app(settings).openapi()["paths"].items() for m in ops}
@@ -195,7 +225,8 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
     dc, other_dc = net.node("DC-N"), net.node("DC-S")
     keys = {"admin": ADMIN_KEY, "support": await api.key("support"), "client": net.client_key,
             "client_other": other_channel.client_key, "partner": await api.key("partner", node_id=dc),
-            "partner_other": await api.key("partner", node_id=other_dc), "anonymous": None}
+            "partner_other": await api.key("partner", node_id=other_dc), "carrier": await api.key("carrier", carrier="ups"),
+            "anonymous": None}
     # A delivered order with a return, a live one awaiting its partner, and a hold: the resources in play.
     done = (await api.ok("POST", "/orders", key=net.client_key, expect=201,
                          json=order_body(net, [("SKU1", 1), ("SKU2", 1)])))["order_id"]
@@ -219,7 +250,7 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
     ids = {"order_id": live, "hold_id": hold["hold_id"], "fulfillment_id": f_live["fulfillment_id"],
            "milestone": "accept", "return_id": ret["return_id"], "node_id": dc, "sku": net.skus[0],
            "postal_code": net.postal_code, "channel": net.channel, "carrier": "ups", "key_id": spare_key_id,
-           "operation": "decode"}
+           "operation": "decode", "name": f"{net.prefix}-hook"}
     address = {"postal_code": net.postal_code, "line1": "2 Main St"}
     bodies = {
         ("POST", "/orders"): order_body(net, [("SKU1", 1)]),
@@ -259,6 +290,11 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
         ("PUT", "/carriers/{carrier}/closures"): [{"day": soon[:10], "reason": "storm"}],
         ("POST", "/api-keys"): {"role": "admin"},
         ("POST", "/codec/{operation}"): {"payloads": []},
+        ("PUT", "/webhooks/{name}"): {"url": receiver.url, "events": ["order.*"], "channel": net.channel},
+        ("POST", "/webhooks/{name}/rotate-secret"): {"overlap": "1h"},
+        ("POST", "/webhooks/{name}/replay"): {"since": "2026-01-01T00:00:00Z"},
+        ("POST", "/carriers/{carrier}/events"): [{"tracking": "UPS-NOT-OURS", "event": "in_transit",
+                                                  "at": "2026-12-01T09:00:00Z"}],
     }
 
     # Allowed calls to network-wide settings send what leaves them as the other tests expect them.
@@ -272,6 +308,15 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
         path = (template + QUERIES.get((method, template), "")).format(**ids)
         body = bodies.get((method, template)) if denied else neutral.get((method, template), bodies.get((method, template)))
         return await api.call(method, path, key=keys[role], json=body)
+
+    # The channel's subscription, its deliveries done before the snapshot (they are written as orders change).
+    await api.ok("PUT", f"/webhooks/{ids['name']}", json={"url": receiver.url, "events": ["*"], "channel": net.channel})
+
+    async def settled() -> bool:
+        async with db.engine.connect() as conn:
+            return not (await conn.execute(text("SELECT 1 FROM webhook_deliveries WHERE status = 'pending'"
+                                                " AND webhook = :w LIMIT 1"), {"w": ids["name"]})).first()
+    await until(settled, 30, "the subscription's deliveries")
 
     # Denied calls first, all of them, between two snapshots of the database and the live order's history.
     before, events = await snapshot(db), await history_length(temporal_env, live)
@@ -295,7 +340,7 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
     # Then the allowed ones: past the check (their answer may still be 404, 409 or 422 on these resources), and
     # each read answering with what is the caller's own.
     availability = QUERIES[("GET", "/availability")].format(**ids) + f"&channel={net.channel}"
-    ctx = {"channel": net.channel, "node": dc, "other_node": other_dc, "answers": {
+    ctx = {"channel": net.channel, "other_channel": other_channel.channel, "node": dc, "other_node": other_dc, "answers": {
         ("admin", "/availability", net.channel): await api.ok("GET", "/availability" + availability)}}
     for (method, template), allowed in sorted(MATRIX.items()):
         answers = {}
@@ -316,3 +361,4 @@ async def test_every_endpoint_for_every_role(api: Api, db, temporal_env, setting
         else:
             wrong += [f"GET {template}: {why}" for role, r in answers.items() if (why := scope(role, r.json(), ctx))]
     assert not wrong, "\n".join(wrong)
+    return ids["name"]

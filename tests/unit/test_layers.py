@@ -16,6 +16,7 @@ FORBIDDEN = {
     "promise": {"launcher", "api", "activities", "workflows", "routing", "inventory", "adapters"},
     "routing": {"launcher", "api", "activities", "workflows", "adapters"},
     "inventory": {"launcher", "api", "activities", "workflows", "routing"},
+    "events": {"launcher", "api", "activities", "workflows", "routing", "promise", "adapters"},
     "adapters": {"launcher", "api", "activities", "workflows", "routing"},
     "activities": {"launcher", "api", "workflows"},
     # Workflows reach the world only through activities, by name (workflows/activities.py): never their code.

@@ -56,6 +56,7 @@ class Line:
     uom: str = "each"  # as ordered: qty and the counters stay in eaches
     pack: int = 1  # eaches per uom: the line is allocated in whole packs
     backorder: Optional[str] = None  # its own policy.backorder (None: the order's)
+    prepaid: int = 0  # units paid for with a parcel the carrier lost, waiting to go out again (no charge)
 
     @property
     def live(self) -> int:

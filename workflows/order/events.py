@@ -15,11 +15,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import CancelLines, FulfillmentEvent, LineQty
-    from models.status import FULFILLMENT_DELIVERED, FulfillmentStatus as FS, OrderStatus as OS
+    from models.status import FULFILLMENT_DELIVERED, FULFILLMENT_FAILED, FulfillmentStatus as FS, OrderStatus as OS
     from workflows.fulfillment import FulfillmentWorkflow
+    import workflows.order.exceptions as exceptions
     import workflows.order.money as money
     import workflows.order.sourcing as sourcing
-    from workflows.order.book import Book
+    from workflows.order.book import Book, lines_of
     from workflows.order.mirror import iso, notify, publish
 
 # How long the order waits for fulfillments to answer a cancellation before it answers its caller; a late
@@ -45,6 +46,9 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
                               "promised_by": iso(book.promised_by())})
         await notify(book, "at_risk", f"{f.fulfillment_id}:at_risk:{ev.at_risk}", {"promised_by": iso(book.promised_by())})
     f.at_risk = ev.at_risk
+    if f.prepaid and ev.status != before and ev.status != FS.exception and (
+            ev.status == FS.shipped or ev.status in FULFILLMENT_FAILED):
+        exceptions.give_back_prepaid(book, f, lines_of(f.lines) if ev.status == FS.shipped else {})
     if ev.status == FS.shipped and before != FS.shipped:
         f.shipped_at = ev.at
     if ev.status in FULFILLMENT_DELIVERED and before not in FULFILLMENT_DELIVERED:
@@ -56,7 +60,7 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
         await money.void_units(book, f"{f.fulfillment_id}:{ev.seq}", ev.cancelled)
     if ev.request_id is not None:
         book.answered[ev.request_id] = book.answered.get(ev.request_id, 0) + 1
-    for u in ev.unsourced:
+    for u in ev.unsourced if ev.status != FS.exception else ():  # a carrier's loss is no node's fault
         line = book.lines[u.line_id]
         if ev.node_id not in line.excluded:
             line.excluded.append(ev.node_id)
@@ -71,8 +75,10 @@ async def apply(book: Book, ev: FulfillmentEvent) -> None:
             await notify(book, "shipped", f"{f.fulfillment_id}:shipped", {"carrier": f.carrier, "tracking": f.tracking})
         elif ev.status == FS.delivered:
             await notify(book, "delivered", f"{f.fulfillment_id}:delivered", {})
+    if ev.status == FS.exception and before != FS.exception:
+        await exceptions.handle(book, f, ev.unsourced, ev.reason or "lost")
     # Units handed back on the order's own request (a move) are placed by that request.
-    if ev.unsourced and ev.request_id is None and book.phase == OS.released:
+    elif ev.unsourced and ev.request_id is None and book.phase == OS.released:
         await sourcing.resource(book, f"{ev.status.value} at {ev.node_id}")
     await publish(book)
 

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
 
 RESERVE_ATTEMPTS = 3
 # Ping-pong between failing nodes is capped (Windows.max_reroutes); support's requests and waiting for stock are not.
-UNCAPPED = {"reorchestrate", "backorder_retry", "supply_changed", "b2b_change"}
+UNCAPPED = {"reorchestrate", "backorder_retry", "supply_changed", "b2b_change", "carrier_exception"}
 
 
 # ---------------------------------------------------------------- plan → record → reserve → adopt
@@ -222,11 +222,12 @@ async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> No
         pickup_id = f"{book.order_id}-F{book.ids.fulfillment}"
     if p.fulfillment_id in book.planned:
         book.unplan(p.fulfillment_id)
+    prepaid = take_prepaid(book, p.lines)
     book.start(FulfillmentState(fulfillment_id=p.fulfillment_id, node_id=p.node_id, status=start_status or FS.released,
                                 lines=list(p.lines), ship_by=p.ship_by, promised_by=p.promised_by,
                                 released_at=workflow.now(), requested_units=sum(l.qty for l in p.lines),
                                 kind=kind, method=p.method, to_node_id=p.transfer_to, pickup_id=pickup_id,
-                                wave=p.wave))
+                                wave=p.wave, prepaid=prepaid))
     w = book.order.windows
     what = {FulfillmentKind.transfer: f" to {p.transfer_to} for pickup", FulfillmentKind.pickup: f" for {p.method.value}",
             FulfillmentKind.delivery: ""}[kind]
@@ -240,13 +241,24 @@ async def start(book: Book, p: Planned, start_status: Optional[FS] = None) -> No
             promised_by=p.promised_by, authorization=book.money.authorization, kind=kind, wave=p.wave,
             on_account=book.order.customer.account is not None,
             pickup_hold=w.pickup_hold, pickup_reminder=w.pickup_reminder, to_node_id=p.transfer_to,
-            pickup_id=pickup_id, start_status=start_status,
+            pickup_id=pickup_id, start_status=start_status, prepaid=prepaid,
         ),
         id=p.fulfillment_id,
         # A fulfillment finishes its own last steps even when the order closes (or continues as new) first.
         parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         static_summary=f"{sum(l.qty for l in p.lines)} unit(s) of order {book.order_id} at {p.node_id}{what}",
     )
+
+
+def take_prepaid(book: Book, lines: list[LineQty]) -> dict[str, int]:
+    """The paid units of a lost parcel this fulfillment carries again (its capture leaves them out)."""
+    taken: dict[str, int] = {}
+    for l in lines:
+        line = book.lines[l.line_id]
+        if line.prepaid and (n := min(line.prepaid, l.qty)):
+            line.prepaid -= n
+            taken[l.line_id] = n
+    return taken
 
 
 async def pickup_after_transfer(book: Book, transfer: FulfillmentState) -> None:

@@ -51,6 +51,11 @@ class PickupWorkflow(FulfillmentWorkflow):
     async def run(self, inp: FulfillmentInput) -> FulfillmentState:
         return await super().run(inp)
 
+    @workflow.query
+    def pickup_code(self) -> Optional[str]:
+        """The code, while the pickup waits at the counter: for the customer's own tracking page (its signed link)."""
+        return self.code if self.s.status == FS.ready_for_pickup else None
+
     # ------------------------------------------------------------------ milestones
     @workflow.update
     async def ready(self) -> MilestoneResult:
