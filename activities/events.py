@@ -21,7 +21,7 @@ class EventActivities:
         policy = Policy(timeout=s.webhook_timeout.total_seconds(), backoff=s.webhook_backoff.total_seconds(),
                         backoff_cap=s.webhook_backoff_cap.total_seconds(), retry_for=s.webhook_retry_for,
                         concurrency=max(s.webhook_concurrency, 1), keep=s.event_retention)
-        return await Dispatcher(self.deps.db.engine, self.deps.db.url, job.name, job.generation, policy,
+        return await Dispatcher(self.deps.db.url, job.name, job.generation, policy,
                                 heartbeat=activity.heartbeat).run(job.run_for.total_seconds())
 
     @activity.defn(name="feeds.watch")

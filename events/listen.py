@@ -12,18 +12,25 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-async def listen(database_url: str, channel: str, woken: asyncio.Event, payload: Optional[str] = None) -> None:
-    """Set ``woken`` on each notification on ``channel`` (with this payload, if given), and on every (re)connection:
-    whatever was written while nobody listened is looked at. Runs until cancelled; the callers poll besides."""
+async def listen(database_url: str, channel: str, woken: asyncio.Event, payload: Optional[str] = None,
+                 others: Optional[dict[str, asyncio.Event]] = None) -> None:
+    """Set ``woken`` on each notification on ``channel`` (with this payload, if given; ``others`` maps other payloads
+    to their own events), and on every (re)connection: whatever was written while nobody listened is looked at.
+    Runs until cancelled; the callers poll besides."""
     import psycopg
 
+    others = others or {}
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as conn:
                 await conn.execute(f"LISTEN {channel}")
                 woken.set()
+                for e in others.values():
+                    e.set()
                 async for n in conn.notifies():
-                    if payload is None or n.payload == payload:
+                    if n.payload in others:
+                        others[n.payload].set()
+                    elif payload is None or n.payload == payload:
                         woken.set()
         except asyncio.CancelledError:
             raise

@@ -18,6 +18,11 @@ from events.catalogue import MATCH_SQL, NewEvent
 
 DELIVERIES_CHANNEL = "nodal_deliveries"
 
+
+def changed(name: str) -> str:
+    """The notification payload that tells a subscription's delivery process its settings changed."""
+    return f"{name}#changed"
+
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(s, 7)) FROM unnest(CAST(:streams AS varchar[])) AS s"
              " ORDER BY s")
 

@@ -20,6 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Optional
 
 import httpx
@@ -28,6 +29,8 @@ from api.routes.imports import CSV_COLUMNS
 from launcher.seed import CASED, DEMO_AREAS, demo_skus
 
 CHANNELS = ["web", "marketplace", "b2b-portal"]
+SCAN_PLACES = ["Newark, NJ hub", "Chicago, IL hub", "Memphis, TN hub", "Louisville, KY hub", "Dallas, TX hub",
+               "Ontario, CA hub", "local delivery station"]
 
 
 class DemoDriver:
@@ -37,7 +40,8 @@ class DemoDriver:
                  inbox: Optional[Callable[[str, str], Awaitable[Optional[dict]]]] = None, no_show_rate: float = 0.03,
                  refuse_rate: float = 0.08, wrong_code_rate: float = 0.05, in_store_return_rate: float = 0.4,
                  exchange_rate: float = 0.25, keep_rate: float = 0.1, pace: float = 1.0,
-                 curbside_rate: float = 0.08, pickup_rate: float = 0.12,
+                 curbside_rate: float = 0.08, pickup_rate: float = 0.12, lost_rate: float = 0.02,
+                 damaged_rate: float = 0.01, refused_rate: float = 0.01,
                  transport: Optional[httpx.AsyncBaseTransport] = None):
         self.api_url = api_url
         self.admin = admin_key
@@ -65,6 +69,11 @@ class DemoDriver:
         self.channel_of: dict[str, str] = {}  # order → channel, for the customer's check-in
         self.arrived: set[str] = set()
         self.stats: Counter = Counter()
+        # The carriers' own side: what becomes of each parcel once it left the node, and how far its scans are.
+        self.lost_rate, self.damaged_rate, self.refused_rate = lost_rate, damaged_rate, refused_rate
+        self.carrier_keys: dict[str, str] = {}
+        self.parcels: dict[str, list[str]] = {}  # fulfillment → the scans still to come
+        self.handed: dict[str, dict] = {}  # parcels the carriers have, until their last scan
 
     async def _call(self, http: httpx.AsyncClient, method: str, path: str, key: str, **kw) -> Optional[httpx.Response]:
         try:
@@ -88,6 +97,11 @@ class DemoDriver:
             r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "partner", "node_id": n["node_id"],
                                                                                 "label": "demo partner"})
             self.partner_keys[n["node_id"]] = r.json()["key"]
+        for carrier in (await self._call(http, "GET", "/carriers", self.admin)).json()["carriers"]:
+            name = carrier["carrier"]
+            r = await self._call(http, "POST", "/api-keys", self.admin, json={"role": "carrier", "carrier": name,
+                                                                                "label": "demo carrier"})
+            self.carrier_keys[name] = r.json()["key"]
         self.pickup_nodes = [n["node_id"] for n in nodes if "pickup" in n["capabilities"]]
         self.curbside_nodes = [n["node_id"] for n in nodes if "curbside" in n["capabilities"]]
         self.return_counters = [n["node_id"] for n in nodes if "returns" in n["capabilities"]]
@@ -213,9 +227,51 @@ class DemoDriver:
                 r = await self._call(http, "POST", f"{path}/receive", key)
                 if r is not None and r.status_code == 200:
                     self.stats["received_at_store"] += 1
-        elif status in ("picked", "packed", "shipped"):
+        elif status in ("picked", "packed") or (status == "shipped" and f.get("carrier") not in self.carrier_keys):
+            # A parcel the carriers scan is theirs to deliver (play_carriers); a node's own van, the node's word.
             step = {"picked": "pack", "packed": "ship", "shipped": "deliver"}[status]
             await self._call(http, "POST", f"{path}/{step}", key)
+
+    async def play_carriers(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """The carriers scan the parcels they were given (the shipped ones) on their own timeline, with transit
+        noise: in transit, out for delivery, delivered; a few are lost, damaged or refused (and come back)."""
+        while not stop.is_set():
+            r = await self._call(http, "GET", "/fulfillments?status=shipped&limit=1000", self.admin)
+            for f in r.json()["fulfillments"] if r is not None and r.status_code == 200 else []:
+                if f["kind"] == "delivery" and f.get("carrier") in self.carrier_keys and f.get("tracking"):
+                    self.handed.setdefault(f["fulfillment_id"], f)
+            for fid, f in list(self.handed.items()):  # a parcel that went wrong still has its scans to come
+                await self._scan(http, f)
+                if not self.parcels.get(fid, True):
+                    del self.handed[fid]
+            await asyncio.sleep(self.pace)
+
+    def _route(self) -> list[str]:
+        roll = self.rng.random()
+        if roll < self.lost_rate:
+            return ["in_transit", "exception:lost"]
+        if roll < self.lost_rate + self.damaged_rate:
+            return ["in_transit", "exception:damaged", "returned_to_sender"]
+        if roll < self.lost_rate + self.damaged_rate + self.refused_rate:
+            return ["in_transit", "out_for_delivery", "exception:refused", "returned_to_sender"]
+        return ["in_transit", "out_for_delivery", "delivered"]
+
+    async def _scan(self, http: httpx.AsyncClient, f: dict) -> None:
+        fid = f["fulfillment_id"]
+        todo = self.parcels.setdefault(fid, self._route())
+        if not todo or not self._due(f"{fid}:scan:{len(todo)}", 1.0, 5.0):  # transit noise between scans
+            return
+        event, _, reason = todo[0].partition(":")
+        body = {"tracking": f["tracking"], "event": event, "at": datetime.now(timezone.utc).isoformat(),
+                "detail": {"location": self.rng.choice(SCAN_PLACES)}, **({"reason": reason} if reason else {})}
+        if event == "delivered":
+            body["detail"]["proof"] = f"POD-{fid[-6:]}"
+        r = await self._call(http, "POST", f"/carriers/{f['carrier']}/events", self.carrier_keys[f["carrier"]],
+                             json=[body])
+        if r is not None and r.status_code == 200:
+            todo.pop(0)
+            self.stats["carrier_scans"] += 1
+            self.stats[f"carrier_{reason or event}"] += 1
 
     async def _counter(self, http: httpx.AsyncClient, key: str, f: dict) -> None:
         """A pickup: the store makes it ready; the customer comes (curbside: checks in first) with their code."""
@@ -339,4 +395,4 @@ class DemoDriver:
         async with httpx.AsyncClient(base_url=self.api_url, timeout=30, transport=self.transport) as http:
             await self.setup(http)
             await asyncio.gather(self.place_orders(http, stop), self.play_partners(http, stop), self.report(http, stop),
-                                 self.import_files(http, stop))
+                                 self.import_files(http, stop), self.play_carriers(http, stop))

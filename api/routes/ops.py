@@ -131,7 +131,66 @@ async def store_kpis(conn, channel: Optional[str] = None) -> dict:
             "median_arrival_to_collection_minutes": minutes(r.wait_s)}
 
 
+class _Families:
+    """Metric families read from the database for one scrape (the delivery processes run in the workers: their
+    record is the database, whichever process answers)."""
+
+    def __init__(self, families: list):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+_WEBHOOKS = text("""
+SELECT w.name, w.delivered, w.failed, w.failed_attempts, COALESCE(p.pending, 0) AS pending,
+       EXTRACT(EPOCH FROM now() - p.oldest) AS oldest, l.p50, l.p99, COALESCE(l.n, 0) AS recent
+FROM webhooks w
+LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM webhook_deliveries d
+                   WHERE d.webhook = w.name AND d.status = 'pending') p ON TRUE
+LEFT JOIN LATERAL (
+  SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM d.delivered_at - e.created_at)) AS p50,
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM d.delivered_at - e.created_at)) AS p99,
+         COUNT(*) AS n
+  FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq
+  WHERE d.webhook = w.name AND d.delivered_at > now() - interval '5 minutes') l ON TRUE
+ORDER BY w.name
+""")
+
+
+async def event_metrics(conn) -> list:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    delivered = CounterMetricFamily("nodal_webhook_deliveries", "Events delivered (2xx) or given up (failed) per "
+                                    "subscription", labels=["webhook", "outcome"])
+    attempts = CounterMetricFamily("nodal_webhook_failed_attempts", "POSTs that got no 2xx (each retried)",
+                                   labels=["webhook"])
+    pending = GaugeMetricFamily("nodal_webhook_pending", "Events not yet delivered", labels=["webhook"])
+    oldest = GaugeMetricFamily("nodal_webhook_oldest_pending_seconds", "Age of the oldest undelivered event",
+                               labels=["webhook"])
+    latency = GaugeMetricFamily("nodal_webhook_delivery_latency_seconds", "From the event's write to its 2xx, over "
+                                "the last 5 minutes", labels=["webhook", "quantile"])
+    for r in await conn.execute(_WEBHOOKS):
+        delivered.add_metric([r.name, "delivered"], r.delivered)
+        delivered.add_metric([r.name, "failed"], r.failed)
+        attempts.add_metric([r.name], r.failed_attempts)
+        pending.add_metric([r.name], r.pending)
+        oldest.add_metric([r.name], float(r.oldest or 0))
+        if r.recent:
+            latency.add_metric([r.name, "0.5"], float(r.p50))
+            latency.add_metric([r.name, "0.99"], float(r.p99))
+    return [delivered, attempts, pending, oldest, latency]
+
+
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}, **A.PUBLIC})
-async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    body = generate_latest(REGISTRY)
+    try:
+        async with request.app.state.db.engine.connect() as conn:
+            families = await event_metrics(conn)
+    except Exception:  # the process's own metrics still answer when the database does not
+        families = []
+    scrape = CollectorRegistry()
+    scrape.register(_Families(families))
+    return Response(body + generate_latest(scrape), media_type=CONTENT_TYPE_LATEST)

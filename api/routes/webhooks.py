@@ -23,7 +23,7 @@ from api.auth import Principal, require
 from api.processes import start_webhook
 from api.schemas import ReplayIn, RotateIn, WebhookIn
 from events.catalogue import MATCH_SQL
-from events.outbox import DELIVERIES_CHANNEL
+from events.outbox import DELIVERIES_CHANNEL, changed
 from models.status import Role
 from nodal.durations import parse_duration
 
@@ -111,9 +111,9 @@ async def _row(conn, name: str, who: Principal, lock: bool = False) -> Any:
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
-async def _tell(conn, name: str) -> None:
-    """Wake the subscription's delivery process at commit: its settings changed, or deliveries are due."""
-    await conn.execute(text("SELECT pg_notify(:c, :n)"), {"c": DELIVERIES_CHANNEL, "n": name})
+async def _tell(conn, name: str, settings: bool = False) -> None:
+    """Wake the subscription's delivery process at commit: deliveries are due, or its settings changed."""
+    await conn.execute(text("SELECT pg_notify(:c, :n)"), {"c": DELIVERIES_CHANNEL, "n": changed(name) if settings else name})
 
 
 @router.put("/webhooks/{name}", summary="Subscribe an endpoint to events (or change a subscription)",
@@ -136,7 +136,7 @@ async def put_webhook(body: WebhookIn, request: Request, response: Response,
             await conn.execute(text(
                 "UPDATE webhooks SET url = :u, events = :e, channel = :c, node_id = :nd, updated_at = now()"
                 " WHERE name = :n"), {"n": name, "u": body.url, "e": body.events, "c": channel, "nd": node_id})
-            await _tell(conn, name)
+            await _tell(conn, name, settings=True)
             generation = existing.generation
         else:
             secret, generation = new_secret(), uuid.uuid4().hex[:16]
@@ -189,7 +189,7 @@ async def rotate_secret(request: Request, body: RotateIn = RotateIn(), name: str
             "UPDATE webhooks SET previous_secret = secret, secret = :s, previous_until = now() + CAST(:o AS interval),"
             " updated_at = now() WHERE name = :n RETURNING previous_until"),
             {"n": name, "s": secret, "o": parse_duration(body.overlap)})).scalar_one()
-        await _tell(conn, name)
+        await _tell(conn, name, settings=True)
         answer = {"name": name, "secret": secret, "previous_secret_until": until.isoformat()}
         await idempotency.record(request, conn, answer, secret=["secret"])
     return answer

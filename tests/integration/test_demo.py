@@ -52,7 +52,7 @@ async def test_demo_plays_the_store_flows_and_exchanges(temporal_env, demo_db):
         driver = DemoDriver("http://nodal", ADMIN_KEY, orders_per_minute=400, seed=11, inbox=inbox(db),
                             transport=app, reject_rate=0.0, ignore_rate=0.0, no_show_rate=0.0,
                             in_store_return_rate=0.7, return_rate=0.6, exchange_rate=0.4, pace=0.3,
-                            curbside_rate=0.25, pickup_rate=0.25)
+                            curbside_rate=0.25, pickup_rate=0.25, lost_rate=0.2)
         stop = asyncio.Event()
         running = asyncio.create_task(driver.run(stop))
 
@@ -70,7 +70,8 @@ async def test_demo_plays_the_store_flows_and_exchanges(temporal_env, demo_db):
                     FROM fulfillments"""))).one()
             # The driver counts what it did once the API answered it: both sides have seen each flow.
             seen = (driver.stats["received_at_store"] >= 1 and driver.stats["collected"] >= 2
-                    and driver.stats["approved"] >= 1 and driver.stats["imported"] >= 1)
+                    and driver.stats["approved"] >= 1 and driver.stats["imported"] >= 1
+                    and driver.stats["carrier_delivered"] >= 1 and driver.stats["carrier_lost"] >= 1)
             return r if seen and r.pickup and r.curbside and r.boris and r.transfers and r.exchanges and r.cases \
                 and r.on_account else None
 
