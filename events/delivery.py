@@ -26,7 +26,7 @@ from typing import Callable, Optional
 from standardwebhooks import Webhook
 
 from events.listen import libpq_url, listen
-from events.outbox import DELIVERIES_CHANNEL, changed
+from events.outbox import CHANGED, deliveries_channel
 from nodal.logging import get_logger
 
 GONE, DONE = True, False
@@ -34,7 +34,8 @@ USER_AGENT = "Nodal-Webhooks/1.0"
 RUN_LENGTH = 20  # a stream's deliveries sent in one go
 RELOAD_EVERY = 5.0  # the subscription's url and secrets are read again this often (and when it is changed)
 POLL_EVERY = 1.0
-GATHER = 0.02  # after a wake with nothing to do, this long for the rest of the burst
+GATHER = 0.1  # after a wake with nothing to do, this long for the rest of the burst (and of the next ones)
+COUNT_EVERY = 2.0  # the subscription's counters (delivered, failed) are written this often
 PURGE_EVERY = 60.0
 
 _LOAD = ("SELECT generation, url, secret, previous_secret, previous_until > now() AS previous_valid"
@@ -134,6 +135,7 @@ class Dispatcher:
         self.changed = asyncio.Event()  # the subscription's url or secrets changed
         self.log = get_logger(webhook=name)
         self.conn = None  # its own connection, autocommit, statements prepared: the hot loop's few round trips
+        self.counts = {"d": 0, "f": 0, "a": 0}  # delivered, failed, failed attempts not yet on the subscription
 
     async def run(self, run_for: float) -> bool:
         """Deliver for ``run_for`` seconds; GONE as soon as the subscription (this generation of it) is deleted."""
@@ -147,11 +149,13 @@ class Dispatcher:
             timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
             connector=aiohttp.TCPConnector(limit=self.policy.concurrency, ttl_dns_cache=60),
             headers={"user-agent": USER_AGENT}, auto_decompress=False)
-        listener = asyncio.create_task(listen(self.database_url, DELIVERIES_CHANNEL, self.woken, self.name,
-                                              {changed(self.name): self.changed}))
+        listener = asyncio.create_task(listen(self.database_url, deliveries_channel(self.name), self.woken,
+                                              others={CHANGED: self.changed}))
         inflight: dict[asyncio.Task, str] = {}  # a run → its stream
         try:
-            return await self._loop(session, inflight, run_for)
+            gone = await self._loop(session, inflight, run_for)
+            await self._count()
+            return gone
         finally:
             for t in list(inflight) + [listener]:
                 t.cancel()
@@ -165,6 +169,7 @@ class Dispatcher:
         target, reload_at, purge_at = await self._load(), loop.time() + RELOAD_EVERY, loop.time()
         look, polled, saturated = True, True, False
         retry_at = float("inf")  # when a delivery that failed here is due again
+        count_at = loop.time() + COUNT_EVERY
         while True:
             self.heartbeat()
             now = loop.time()
@@ -180,6 +185,9 @@ class Dispatcher:
             if now >= purge_at:
                 await self._purge()
                 purge_at = now + PURGE_EVERY
+            if now >= count_at:
+                await self._count()
+                count_at = now + COUNT_EVERY
             if now >= end and not inflight:
                 return DONE
             wait = min(POLL_EVERY, max(retry_at - now, 0.0))
@@ -262,15 +270,22 @@ class Dispatcher:
         return row.id, False, self.policy.delay(row.attempts + 1, self.rng), code, error
     async def _record(self, results: list[tuple]) -> None:
         ids, ok, delay, code, error = (list(c) for c in zip(*results))
-        # Two statements, each its own transaction: the deliveries, then the subscription's counters (never both
+        # The deliveries alone: the subscription's counters go in their own statement now and then (never both
         # locked at once, as a deletion locks the subscription, then its deliveries).
         rows = await (await self.conn.execute(_RECORD, {"id": ids, "ok": ok, "delay": delay, "code": code,
                                                         "error": error, "retry_for": self.policy.retry_for})).fetchall()
         statuses = [r.status for r in rows]
-        await self.conn.execute(_COUNT, {"w": self.name, "d": statuses.count("delivered"),
-                                         "f": statuses.count("failed"), "a": ok.count(False)})
-        if "failed" in statuses:
+        self.counts["d"] += statuses.count("delivered")
+        self.counts["f"] += statuses.count("failed")
+        self.counts["a"] += ok.count(False)
+        if "failed" in statuses:  # rare, and worth seeing at once
             self.log.warning("webhook.delivery_failed", deliveries=statuses.count("failed"))
+            await self._count()
+
+    async def _count(self) -> None:
+        if any(self.counts.values()):
+            await self.conn.execute(_COUNT, {"w": self.name, **self.counts})
+            self.counts = {"d": 0, "f": 0, "a": 0}
 
     async def _purge(self) -> None:
         await self.conn.execute(_PURGE, {"w": self.name, "keep": self.policy.keep})

@@ -3,11 +3,12 @@
 Events of one stream (an order) are written under that stream's transaction-level advisory lock, so their
 sequence numbers follow their commit order: a delivery process that sends each stream's lowest pending sequence
 first never lets a later event overtake an earlier one. Written once per id (a retried write adds nothing).
-Subscriptions hear of new deliveries by a notification at commit (``nodal_deliveries``, the subscription's name).
+Subscriptions hear of new deliveries by a notification at commit, each on a channel of its own (deliveries_channel).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Iterable
 
@@ -16,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.catalogue import MATCH_SQL, NewEvent
 
-DELIVERIES_CHANNEL = "nodal_deliveries"
+CHANGED = "changed"  # the payload that tells a subscription's delivery process its settings changed
+_CHANNEL_SQL = "'nodal_d_' || left(md5({}), 16)"
 
 
-def changed(name: str) -> str:
-    """The notification payload that tells a subscription's delivery process its settings changed."""
-    return f"{name}#changed"
+def deliveries_channel(name: str) -> str:
+    """The notification channel of one subscription's delivery process (the same as _CHANNEL_SQL makes)."""
+    return "nodal_d_" + hashlib.md5(name.encode()).hexdigest()[:16]
 
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(s, 7)) FROM unnest(CAST(:streams AS varchar[])) AS s"
              " ORDER BY s")
@@ -48,7 +50,7 @@ WITH ev AS (
   ON CONFLICT (webhook, event_seq) DO NOTHING
   RETURNING webhook
 )
-SELECT pg_notify('{DELIVERIES_CHANNEL}', webhook) FROM (SELECT DISTINCT webhook FROM d) x
+SELECT pg_notify({_CHANNEL_SQL.format("webhook")}, '') FROM (SELECT DISTINCT webhook FROM d) x
 """)
 
 

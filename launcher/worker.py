@@ -54,9 +54,11 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=interceptors,
     )
+    # Its activities never finish on their own: on shutdown they are cancelled at once (their state is in
+    # PostgreSQL; another worker takes over).
     events = Worker(client, task_queue=events_queue(queue), workflows=[WebhookDeliveryWorkflow, ChannelFeedsWorkflow],
                     activities=acts.event_processes(), max_concurrent_activities=1000,
-                    graceful_shutdown_timeout=timedelta(seconds=5))
+                    graceful_shutdown_timeout=timedelta(0))
     return Workers(orders, events)
 
 

@@ -240,9 +240,10 @@ async def postal_coordinates(conn: AsyncConnection, postal_codes: list[str]) -> 
 
 
 # A pickup made ready, collected or left uncollected, and a transfer on its way or received, were accepted and
-# picked like a parcel: the store's scorecard counts them.
+# picked like a parcel: the store's scorecard counts them. So does a parcel a carrier lost (exception): the node
+# did its part.
 _PICKED = ("picked", "packed", "shipped", "delivered", "ready_for_pickup", "collected", "expired", "in_transit",
-           "received_at_store")
+           "received_at_store", "exception")
 _ACCEPTED = ("accepted",) + _PICKED
 
 

@@ -92,7 +92,7 @@ async def kpis(request: Request, channel: Optional[str] = None, _: Principal = D
                                                AND l.delivered_qty < l.qty - l.cancelled_qty)) AS complete_on_time,
               COUNT(*) FILTER (WHERE (SELECT COUNT(*) FROM fulfillments f WHERE f.order_id = o.order_id
                                       AND f.kind <> 'transfer'
-                                      AND f.status NOT IN ('rejected', 'timed_out', 'cancelled', 'expired')) > 1) AS split,
+                                      AND f.status NOT IN ('rejected', 'timed_out', 'cancelled', 'expired', 'exception')) > 1) AS split,
               COUNT(*) FILTER (WHERE EXISTS (SELECT 1 FROM fulfillments f WHERE f.order_id = o.order_id)) AS released
             FROM orders o {where}"""), {"c": channel})).one()
         cards = await load_scorecards(conn, channel=channel)

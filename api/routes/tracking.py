@@ -86,7 +86,7 @@ async def _apply(request: Request, carrier: str, o) -> tuple[Optional[str], Opti
     try:
         if o.scan.event == "delivered":
             result = await run_update(lambda: handle.execute_update(workflow.deliver, id=update_id))
-            return ("delivered" if result.changed or result.status.value == "delivered" else None), None
+            return ("delivered", None) if result.changed else (None, f"the fulfillment is {result.status.value}")
         reason = "returned_to_sender" if o.scan.event == "returned_to_sender" else o.scan.detail.get("reason", "lost")
         body = ExceptionIn(reason=reason, detail=o.scan.detail.get("location"), at=o.scan.at)
         await run_update(lambda: handle.execute_update(workflow.exception, body, id=update_id))

@@ -23,7 +23,7 @@ from api.auth import Principal, require
 from api.processes import start_webhook
 from api.schemas import ReplayIn, RotateIn, WebhookIn
 from events.catalogue import MATCH_SQL
-from events.outbox import DELIVERIES_CHANNEL, changed
+from events.outbox import CHANGED, deliveries_channel
 from models.status import Role
 from nodal.durations import parse_duration
 
@@ -113,7 +113,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 async def _tell(conn, name: str, settings: bool = False) -> None:
     """Wake the subscription's delivery process at commit: deliveries are due, or its settings changed."""
-    await conn.execute(text("SELECT pg_notify(:c, :n)"), {"c": DELIVERIES_CHANNEL, "n": changed(name) if settings else name})
+    await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": deliveries_channel(name), "p": CHANGED if settings else ""})
 
 
 @router.put("/webhooks/{name}", summary="Subscribe an endpoint to events (or change a subscription)",

@@ -49,7 +49,8 @@ async def _keys(api: Api) -> list[tuple[str, str]]:
             ("client", await api.key("client", channel=CHANNEL)),
             ("client_other", await api.key("client", channel="fuzz-marketplace")),
             ("partner", await api.key("partner", node_id="DC-EAST")),
-            ("partner_other", await api.key("partner", node_id="ST-NYC"))]
+            ("partner_other", await api.key("partner", node_id="ST-NYC")),
+            ("carrier", await api.key("carrier", carrier="ups"))]
 
 
 async def test_no_generated_request_or_sequence_gets_a_5xx_and_every_4xx_says_why(pg_url, temporal_env, tmp_path):
