@@ -1,6 +1,7 @@
 """Starting the outbound events' long-running workflows (workflows/events.py): a subscription's deliveries when it
 is created, the channel feeds when a channel first has one; and, from the recovery loop, any that should run and
-does not (a crash between the row and the start)."""
+does not (a crash between the row and the start). The feeds' process also drops events past their retention, so
+the recovery loop keeps it running whether or not a channel has a feed (idle, it costs a poll every few seconds)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,10 @@ async def start_feeds(client: Client, settings: Settings) -> None:
 
 
 async def ensure_event_processes(db, client: Client, settings: Settings) -> int:
-    """Start what should run: every subscription's deliveries, and the feeds while a channel has one."""
+    """Start what should run: every subscription's deliveries, and the feeds (with the events' retention)."""
     async with db.engine.connect() as conn:
         hooks = (await conn.execute(text("SELECT name, generation FROM webhooks"))).all()
-        feeds = (await conn.execute(text("SELECT 1 FROM channel_views WHERE feed IS NOT NULL LIMIT 1"))).first()
     for h in hooks:
         await start_webhook(client, settings, h.name, h.generation)
-    if feeds:
-        await start_feeds(client, settings)
-    return len(hooks) + bool(feeds)
+    await start_feeds(client, settings)
+    return len(hooks) + 1

@@ -51,6 +51,9 @@ def build_worker(client: Client, settings: Settings, db, task_queue: str | None 
         activities=acts.all(),
         max_concurrent_activities=50,
         max_concurrent_workflow_tasks=settings.workflow_task_slots,
+        # A worker that died leaves its orders' next tasks on its own (sticky) queue until this passes; then any
+        # worker takes them (replaying the history). A live worker takes its sticky tasks in milliseconds.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=interceptors,
     )

@@ -112,8 +112,11 @@ async def test_a_lost_parcel_is_reshipped_at_no_charge(api: Api, temporal_env, s
 
 async def test_a_damaged_parcel_is_refunded_by_policy_and_a_returned_one_restocked(api: Api, temporal_env, settings, db):
     net = await make_network(api)
-    oid, f, _ = await shipped(api, temporal_env, settings, net, lines=(("SKU1", 1), ("SKU2", 1)),
-                              policy={"carrier_exception": "refund"})
+    # Three parcels on their way side by side: damaged (refund by policy), refused, returned to sender.
+    (oid, f, _), (oid2, f2, _), (oid3, f3, _) = await asyncio.gather(
+        shipped(api, temporal_env, settings, net, lines=(("SKU1", 1), ("SKU2", 1)), policy={"carrier_exception": "refund"}),
+        shipped(api, temporal_env, settings, net, lines=(("SKU3", 2),)),
+        shipped(api, temporal_env, settings, net, lines=(("SKU3", 1),)))
     key = await api.key("carrier", carrier=f["carrier"])
     await api.ok("POST", f"/carriers/{f['carrier']}/events", key=key, json=[scan(f["tracking"], "exception", 30,
                                                                                 reason="damaged")])
@@ -131,12 +134,10 @@ async def test_a_damaged_parcel_is_refunded_by_policy_and_a_returned_one_restock
     assert [t["detail"]["reason"] for t in order["timeline"] if t["event"] == "refunded"] == ["damaged"]
 
     # Refused at the door: refunded whatever the policy; the parcel comes back to the node, for inspection.
-    oid2, f2, _ = await shipped(api, temporal_env, settings, net, lines=(("SKU3", 2),))
     await api.ok("POST", f"/carriers/{f2['carrier']}/events", key=await api.key("carrier", carrier=f2["carrier"]),
                  json=[scan(f2["tracking"], "exception", 30, reason="refused")])
     await order_status(api, oid2, "cancelled")
     assert ("refund", "20.00") in await payments(api, oid2)
-    oid3, f3, _ = await shipped(api, temporal_env, settings, net, lines=(("SKU3", 1),))
     await api.ok("POST", f"/carriers/{f3['carrier']}/events", key=await api.key("carrier", carrier=f3["carrier"]),
                  json=[scan(f3["tracking"], "returned_to_sender", 30)])
     await order_status(api, oid3, "cancelled")

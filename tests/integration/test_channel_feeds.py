@@ -88,3 +88,21 @@ async def test_a_marketplace_sees_stock_fall_under_its_threshold(api: Api, tempo
 async def _no_marks(db) -> bool:
     async with db.engine.connect() as conn:
         return (await conn.execute(text("SELECT COUNT(*) FROM stock_changes"))).scalar() == 0
+
+
+async def test_events_past_their_retention_are_dropped(db):
+    """The feeds' process keeps the outbox to NODAL_EVENT_RETENTION (what replay reaches): older events go."""
+    from datetime import timedelta
+
+    from events.feeds import FeedWatcher
+
+    old, fresh = f"old-{uuid.uuid4().hex[:8]}", f"fresh-{uuid.uuid4().hex[:8]}"
+    async with db.engine.begin() as conn:
+        for eid, age in ((old, "8 days"), (fresh, "6 days")):
+            await conn.execute(text(
+                "INSERT INTO events (id, type, stream, at, data, created_at) VALUES (:i, 'order.received', :i, now(),"
+                " '{}', now() - CAST(:a AS interval))"), {"i": eid, "a": age})
+    await FeedWatcher(db.engine, db.url, retention=timedelta(days=7))._purge()
+    async with db.engine.connect() as conn:
+        left = {r[0] for r in await conn.execute(text("SELECT id FROM events WHERE id = ANY(:i)"), {"i": [old, fresh]})}
+    assert left == {fresh}
