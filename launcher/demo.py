@@ -41,7 +41,7 @@ class DemoDriver:
                  refuse_rate: float = 0.08, wrong_code_rate: float = 0.05, in_store_return_rate: float = 0.4,
                  exchange_rate: float = 0.25, keep_rate: float = 0.1, pace: float = 1.0,
                  curbside_rate: float = 0.08, pickup_rate: float = 0.12, lost_rate: float = 0.02,
-                 damaged_rate: float = 0.01, refused_rate: float = 0.01,
+                 damaged_rate: float = 0.01, refused_rate: float = 0.01, transit: float = 1.0,
                  transport: Optional[httpx.AsyncBaseTransport] = None):
         self.api_url = api_url
         self.admin = admin_key
@@ -71,6 +71,7 @@ class DemoDriver:
         self.stats: Counter = Counter()
         # The carriers' own side: what becomes of each parcel once it left the node, and how far its scans are.
         self.lost_rate, self.damaged_rate, self.refused_rate = lost_rate, damaged_rate, refused_rate
+        self.transit = transit  # how long parcels take between scans, as a multiple of the demo's
         self.carrier_keys: dict[str, str] = {}
         self.parcels: dict[str, list[str]] = {}  # fulfillment → the scans still to come
         self.handed: dict[str, dict] = {}  # parcels the carriers have, until their last scan
@@ -259,7 +260,7 @@ class DemoDriver:
     async def _scan(self, http: httpx.AsyncClient, f: dict) -> None:
         fid = f["fulfillment_id"]
         todo = self.parcels.setdefault(fid, self._route())
-        if not todo or not self._due(f"{fid}:scan:{len(todo)}", 1.0, 5.0):  # transit noise between scans
+        if not todo or not self._due(f"{fid}:scan:{len(todo)}", 1.0 * self.transit, 5.0 * self.transit):  # transit noise
             return
         event, _, reason = todo[0].partition(":")
         body = {"tracking": f["tracking"], "event": event, "at": datetime.now(timezone.utc).isoformat(),

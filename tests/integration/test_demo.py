@@ -52,7 +52,7 @@ async def test_demo_plays_the_store_flows_and_exchanges(temporal_env, demo_db):
         driver = DemoDriver("http://nodal", ADMIN_KEY, orders_per_minute=400, seed=11, inbox=inbox(db),
                             transport=app, reject_rate=0.0, ignore_rate=0.0, no_show_rate=0.0,
                             in_store_return_rate=0.7, return_rate=0.6, exchange_rate=0.4, pace=0.3,
-                            curbside_rate=0.25, pickup_rate=0.25, lost_rate=0.2)
+                            curbside_rate=0.25, pickup_rate=0.25, lost_rate=0.3, transit=0.2)
         stop = asyncio.Event()
         running = asyncio.create_task(driver.run(stop))
 
