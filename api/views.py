@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from models.messages import Address
 
 
-def _iso(v: Any) -> Any:
+def iso(v: Any) -> Any:
     return v.isoformat() if hasattr(v, "isoformat") else v
 
 
@@ -40,11 +40,11 @@ async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str,
         "order_id": o.order_id, "external_id": o.external_id, "channel": o.channel,
         "customer": {"id": o.customer_id, "tier": o.customer_tier, "terms": o.credit_terms},
         "status": o.status, "currency": o.currency, "total": _money(o.total), "policy": o.policy,
-        "requested_delivery_date": _iso(o.requested_delivery_date), "promised_by": _iso(o.promised_by),
-        "return_deadline": _iso(o.return_deadline), "created_at": _iso(o.created_at), "at_risk": o.at_risk,
+        "requested_delivery_date": iso(o.requested_delivery_date), "promised_by": iso(o.promised_by),
+        "return_deadline": iso(o.return_deadline), "created_at": iso(o.created_at), "at_risk": o.at_risk,
         "lines": [{
             "line_id": l.line_id, "sku": l.sku, "qty": l.qty // l.pack, "uom": l.uom, "pack": l.pack, "eaches": l.qty,
-            "unit_price": _money(l.unit_price), "status": l.status, "promised_by": _iso(l.promised_by),
+            "unit_price": _money(l.unit_price), "status": l.status, "promised_by": iso(l.promised_by),
             "delivery": l.delivery, "cancelled_qty": l.cancelled_qty, "shipped_qty": l.shipped_qty,
             "delivered_qty": l.delivered_qty, "returned_qty": l.returned_qty, "digital": l.digital,
         } for l in lines],
@@ -52,9 +52,9 @@ async def order_view(conn: AsyncConnection, order_id: str) -> Optional[dict[str,
         "returns": [return_view(r) for r in returns],
         "payments": [{
             "payment_id": p.payment_id, "kind": p.kind, "amount": _money(p.amount), "currency": p.currency,
-            "status": p.status, "fulfillment_id": p.fulfillment_id, "return_id": p.return_id, "at": _iso(p.at),
+            "status": p.status, "fulfillment_id": p.fulfillment_id, "return_id": p.return_id, "at": iso(p.at),
         } for p in payments],
-        "timeline": [{"at": _iso(t.at), "event": t.event, "detail": t.detail} for t in timeline],
+        "timeline": [{"at": iso(t.at), "event": t.event, "detail": t.detail} for t in timeline],
         "ship_tos": ship_tos(lines, fulfillments),
     }
 
@@ -82,7 +82,7 @@ def ship_tos(lines: Any, fulfillments: Any) -> list[dict[str, Any]]:
     for f in fulfillments:
         for key in dict.fromkeys(where[x["line_id"]] for x in (f.lines or []) if x["line_id"] in where):
             groups[key]["fulfillments"].append(f.fulfillment_id)
-    return [{**g, "promised_by": _iso(g["promised_by"])} for g in groups.values()]
+    return [{**g, "promised_by": iso(g["promised_by"])} for g in groups.values()]
 
 
 Packs = dict[tuple[str, str], tuple[str, int]]  # (order_id, line_id) → (uom, eaches per uom), lines not in eaches
@@ -104,12 +104,12 @@ def in_packs(order_id: str, line: dict[str, Any], packs: Packs) -> dict[str, Any
 def fulfillment_view(f: Any, packs: Packs) -> dict[str, Any]:
     return {
         "fulfillment_id": f.fulfillment_id, "order_id": f.order_id, "node_id": f.node_id, "status": f.status,
-        "lines": [in_packs(f.order_id, l, packs) for l in f.lines], "carrier": f.carrier, "tracking": f.tracking, "ship_by": _iso(f.ship_by),
+        "lines": [in_packs(f.order_id, l, packs) for l in f.lines], "carrier": f.carrier, "tracking": f.tracking, "ship_by": iso(f.ship_by),
         "at_risk": f.at_risk,
-        "reason": f.reason, "kind": f.kind, "method": f.method, "promised_by": _iso(f.promised_by),
-        "due_at": _iso(f.ship_by or f.promised_by), "ready_at": _iso(f.ready_at), "hold_until": _iso(f.hold_until),
-        "arrival": {"at": _iso(f.arrived_at), "bay": f.bay, "note": f.arrival_note} if f.arrived_at else None,
-        "delivered_at": _iso(f.delivered_at), "to_node_id": f.to_node_id, "wave": _iso(f.wave),
+        "reason": f.reason, "kind": f.kind, "method": f.method, "promised_by": iso(f.promised_by),
+        "due_at": iso(f.ship_by or f.promised_by), "ready_at": iso(f.ready_at), "hold_until": iso(f.hold_until),
+        "arrival": {"at": iso(f.arrived_at), "bay": f.bay, "note": f.arrival_note} if f.arrived_at else None,
+        "delivered_at": iso(f.delivered_at), "to_node_id": f.to_node_id, "wave": iso(f.wave),
     }
 
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 import api.answers as A
 from api.auth import Principal, require
 from api.placement import start_options
-from api.routes.orders import Refused, admit
+from api.routes.orders import admit
 from api.schemas import OrderCreate
 from models.status import Role
 from nodal import x12

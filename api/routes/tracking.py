@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
@@ -11,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 import api.answers as A
+from api.views import iso
 from api.auth import Principal, require
 from api.guard import RateLimiter
 from api.temporal_errors import WorkflowClosed, run_update
@@ -154,9 +154,6 @@ class TrackAnswer(A.Answer):
     returns: list[dict[str, str]]
 
 
-def _iso(v: Optional[datetime]) -> Optional[str]:
-    return v.isoformat() if v is not None else None
-
 
 NOT_FOUND = "no order with this id for these details"
 
@@ -203,15 +200,15 @@ async def track(request: Request, order_id: str = Path(max_length=64),
         if f.kind == FulfillmentKind.pickup.value:
             code = await _pickup_code(request, f.fulfillment_id) if by_link and f.status == "ready_for_pickup" else None
             pickups.append({"fulfillment_id": f.fulfillment_id, "status": f.status, "store": f.store,
-                            "store_postal_code": f.store_postal_code, "ready_at": _iso(f.ready_at),
-                            "hold_until": _iso(f.hold_until), "pickup_code": code})
+                            "store_postal_code": f.store_postal_code, "ready_at": iso(f.ready_at),
+                            "hold_until": iso(f.hold_until), "pickup_code": code})
         else:
             shipments.append({"fulfillment_id": f.fulfillment_id, "status": f.status, "carrier": f.carrier,
-                              "tracking": f.tracking, "shipped_at": _iso(f.shipped_at),
-                              "delivered_at": _iso(f.delivered_at), "promised_by": _iso(f.promised_by),
+                              "tracking": f.tracking, "shipped_at": iso(f.shipped_at),
+                              "delivered_at": iso(f.delivered_at), "promised_by": iso(f.promised_by),
                               "scans": by_parcel.get(f.fulfillment_id, [])})
     return {"order_id": o.order_id, "external_id": o.external_id, "status": o.status, "placed_at": o.created_at.isoformat(),
-            "promised_by": _iso(o.promised_by), "delivered_at": _iso(o.delivered_at),
+            "promised_by": iso(o.promised_by), "delivered_at": iso(o.delivered_at),
             "lines": [{"line_id": l.line_id, "sku": l.sku, "qty": l.qty // max(l.pack, 1), "uom": l.uom,
                        "status": l.status} for l in lines],
             "shipments": shipments, "pickups": pickups,

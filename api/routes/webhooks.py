@@ -18,6 +18,7 @@ from sqlalchemy import text
 from temporalio.service import RPCError
 
 import api.answers as A
+from api.views import iso
 from api import idempotency
 from api.auth import Principal, require
 from api.processes import start_webhook
@@ -85,17 +86,14 @@ LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(d.created_at) AS oldest FROM 
 """
 
 
-def _iso(v: Optional[datetime]) -> Optional[str]:
-    return v.isoformat() if v is not None else None
-
 
 def _view(row: Any) -> dict[str, Any]:
     rotating = row.previous_until if row.previous_secret and row.previous_until and \
         row.previous_until > datetime.now(timezone.utc) else None
     return {"name": row.name, "url": row.url, "events": list(row.events), "channel": row.channel,
             "node_id": row.node_id, "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
-            "previous_secret_until": _iso(rotating), "delivered": row.delivered, "failed": row.failed,
-            "failed_attempts": row.failed_attempts, "pending": row.pending or 0, "oldest_pending_at": _iso(row.oldest)}
+            "previous_secret_until": iso(rotating), "delivered": row.delivered, "failed": row.failed,
+            "failed_attempts": row.failed_attempts, "pending": row.pending or 0, "oldest_pending_at": iso(row.oldest)}
 
 
 async def _row(conn, name: str, who: Principal, lock: bool = False) -> Any:
@@ -212,7 +210,7 @@ async def deliveries(request: Request, name: str = Path(pattern=NAME), who: Prin
         "status": r.status, "attempts": r.attempts,
         "next_attempt_at": r.next_attempt_at.isoformat() if r.status == "pending" else None,
         "last_status_code": r.last_status_code, "last_error": r.last_error, "created_at": r.created_at.isoformat(),
-        "delivered_at": _iso(r.delivered_at)} for r in rows],
+        "delivered_at": iso(r.delivered_at)} for r in rows],
         "next_cursor": rows[-1].id if len(rows) == limit else None}
 
 
