@@ -25,6 +25,7 @@ from nodal.codec import codec_from
 from nodal.db import Database, resolve_database_url
 from nodal.logging import configure_logging
 from nodal.settings import Settings, get_settings
+from nodal.telemetry import instrument_app, start_tracing
 from nodal.client import connect
 
 
@@ -38,6 +39,7 @@ async def _invalid_value(request: Request, exc: DataError) -> JSONResponse:
 def create_app(settings: Optional[Settings] = None, db: Optional[Database] = None,
                temporal: Optional[Client] = None) -> FastAPI:
     settings = settings or get_settings()
+    start_tracing("nodal-api")  # before the engines and the client: they are instrumented as they are made
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -72,6 +74,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.include_router(ops.router)  # public but /kpis, which says so itself
     app.include_router(tracking.public_router)  # a customer's own order: by email or signed link
     add_event_docs(app)
+    instrument_app(app)
     generate = app.openapi
 
     def openapi() -> dict:

@@ -47,9 +47,11 @@ def worker() -> None:
     from nodal.settings import Settings
     from launcher.worker import build_worker, ensure_schedules
     from nodal.client import connect
+    from nodal.telemetry import start_tracing
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    start_tracing("nodal-worker")  # off unless the OTEL_ variables ask for it
 
     async def main() -> None:
         # No pre-ping per checkout: a stale connection fails the activity, which is retried on a fresh one.

@@ -148,6 +148,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
     from launcher.seed import seed_demo
     from launcher.worker import build_worker, ensure_schedules
     from nodal.client import connect
+    from nodal.telemetry import start_tracing
 
     console = Console()
     settings.admin_key = admin_key(settings)
@@ -156,6 +157,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
     board = console.is_terminal and not show_logs and settings.log_json is None
     log_file = settings.home / "logs" / "nodal.log"
     configure_logging(settings.log_level, settings.log_json, file=log_file if board else None)
+    start_tracing("nodal")  # one process: API and worker (off unless the OTEL_ variables ask for it)
     stack = EmbeddedStack(settings)
     with console.status("starting PostgreSQL and the Temporal dev server…"):
         url = stack.start_postgres()

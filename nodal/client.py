@@ -6,6 +6,7 @@ from temporalio.client import Client
 
 from nodal.codec import data_converter
 from nodal.settings import Settings
+from nodal.telemetry import client_interceptors
 
 
 async def connect(settings: Settings, lazy: bool = False, db=None) -> Client:
@@ -14,4 +15,4 @@ async def connect(settings: Settings, lazy: bool = False, db=None) -> Client:
     worker that starts, signals or runs orders passes it."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                 data_converter=data_converter(settings, db.engine if db is not None else None),
-                                lazy=lazy)
+                                lazy=lazy, interceptors=client_interceptors())

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from nodal.settings import Settings
+from nodal.telemetry import instrument_engine
 
 
 def embedded_postgres(datadir: Path, keep_running: bool = True):
@@ -50,6 +51,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True):
         self.url = sqlalchemy_url(url)
         self.engine = make_engine(self.url, pool_size, max_overflow, pre_ping)
+        instrument_engine(self.engine)  # its statements in the traces, when tracing is on
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @asynccontextmanager
