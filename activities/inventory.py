@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.deps import Deps
 from inventory import service
 from models.messages import (
@@ -56,7 +57,10 @@ class InventoryActivities:
 
     @activity.defn(name="inventory.reserve")
     async def reserve(self, req: ReserveRequest) -> ReserveResult:
-        return await reserve_request(self.deps.db, req)
+        result = await reserve_request(self.deps.db, req)
+        if not result.ok:
+            metrics.reservation_conflict()
+        return result
 
     @activity.defn(name="inventory.release")
     async def set_reservations(self, targets: list[ReservationTarget]) -> int:

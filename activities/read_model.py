@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities import metrics
 from activities.deps import Deps
 from events import outbox
 from events.catalogue import from_status, from_timeline
@@ -30,15 +31,17 @@ from nodal.logging import get_logger
 
 
 async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> list[dict]:
-    """Write the entries once (by key); returns them as written (JSON details)."""
+    """Write the entries once (by key); returns those new here (a retried write finds the others), as written."""
     if not entries:
         return []
     rows = [dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
             for e in entries]
+    new: set[str] = set()
+    table = TimelineEvent.__table__
     for i in range(0, len(rows), LINE_BATCH):
-        await conn.execute(insert(TimelineEvent.__table__).values(rows[i:i + LINE_BATCH])
-                           .on_conflict_do_nothing(index_elements=["order_id", "key"]))
-    return rows
+        new.update((await conn.execute(insert(table).values(rows[i:i + LINE_BATCH]).on_conflict_do_nothing(
+            index_elements=["order_id", "key"]).returning(table.c.key))).scalars())
+    return [r for r in rows if r["key"] in new]
 
 
 class _Entry:
@@ -182,9 +185,12 @@ class ReadModelActivities:
                 ], ["return_id"]))
             written = await _timeline(conn, s.order_id, snap.timeline)
             at = snap.timeline[-1].at if snap.timeline else snap.created_at
-            await outbox.write(conn, from_timeline(s.order_id, map(_Entry, written)) + from_status(
+            new = await outbox.write(conn, from_timeline(s.order_id, map(_Entry, written)) + from_status(
                 s.order_id, s.version, res[1], s.status, at, promised_by=s.promised_by and s.promised_by.isoformat(),
                 reason=s.reason if s.status.value in ("cancelled", "rejected") else None))
+        metrics.events((e.type, e.channel, e.node_id, e.data) for e in new)
+        metrics.reroutes(r["detail"].get("reason", "") for r in written if r["event"] == "routing_decision"
+                         and r["detail"].get("attempt", 1) == 1)
 
     @activity.defn(name="read_model.record_fulfillment")
     async def record_fulfillment(self, snap: FulfillmentSnapshot) -> None:
@@ -211,7 +217,8 @@ class ReadModelActivities:
         async with self.deps.db.engine.begin() as conn:
             await conn.execute(write)
             written = await _timeline(conn, snap.order_id, snap.timeline)
-            await outbox.write(conn, from_timeline(snap.order_id, map(_Entry, written)))
+            new = await outbox.write(conn, from_timeline(snap.order_id, map(_Entry, written)))
+        metrics.events((e.type, e.channel, e.node_id, e.data) for e in new)
         get_logger(order_id=snap.order_id, fulfillment_id=f.fulfillment_id).info(
             "fulfillment.recorded", status=f.status.value, node_id=f.node_id)
 

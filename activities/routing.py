@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from temporalio import activity
 
+from activities import metrics
 from activities.deps import Deps
 from sqlalchemy import text
 
@@ -20,7 +22,10 @@ class RoutingActivities:
 
     @activity.defn(name="routing.plan")
     async def plan(self, req: PlanRequest) -> Plan:
-        return await plan_request(self.deps.db, req, self.deps.routing_budget_ms)
+        started = time.perf_counter()
+        plan = await plan_request(self.deps.db, req, self.deps.routing_budget_ms)
+        metrics.routing_seconds(time.perf_counter() - started, plan.feasible)
+        return plan
 
     @activity.defn(name="routing.return_destination")
     async def return_destination(self, req: ReturnRouteRequest) -> ReturnRouteAnswer:

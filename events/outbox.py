@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Iterable
 
 from sqlalchemy import text
@@ -43,26 +44,31 @@ WITH ev AS (
   LEFT JOIN orders o ON o.order_id = e.order_id
   ORDER BY e.n
   ON CONFLICT (id) DO NOTHING
-  RETURNING seq, type, stream, channel, node_id
+  RETURNING seq, id, type, stream, channel, node_id
 ), d AS (
   INSERT INTO webhook_deliveries (webhook, event_seq, stream, status, attempts, next_attempt_at, created_at)
   SELECT w.name, ev.seq, ev.stream, 'pending', 0, now(), now() FROM ev JOIN webhooks w ON {MATCH_SQL}
   ON CONFLICT (webhook, event_seq) DO NOTHING
   RETURNING webhook
+), n AS (
+  SELECT count(*) AS told FROM (SELECT pg_notify({_CHANNEL_SQL.format("webhook")}, '')
+                                FROM (SELECT DISTINCT webhook FROM d) x) y
 )
-SELECT pg_notify({_CHANNEL_SQL.format("webhook")}, '') FROM (SELECT DISTINCT webhook FROM d) x
+SELECT ev.id, ev.channel, n.told FROM ev, n
 """)
 
 
-async def write(conn: AsyncConnection, events: Iterable[NewEvent]) -> int:
-    """Write these events (and their deliveries) in the caller's transaction; returns how many were given."""
+async def write(conn: AsyncConnection, events: Iterable[NewEvent]) -> list[NewEvent]:
+    """Write these events (and their deliveries) in the caller's transaction; returns those that were new (a retried
+    write finds its events there already)."""
     batch = list(events)
     if not batch:
-        return 0
+        return []
     await conn.execute(_LOCK, {"streams": sorted({e.stream for e in batch})})
-    await conn.execute(_WRITE, {
+    rows = await conn.execute(_WRITE, {
         "id": [e.id for e in batch], "type": [e.type for e in batch], "stream": [e.stream for e in batch],
         "order_id": [e.order_id for e in batch], "channel": [e.channel for e in batch],
         "node_id": [e.node_id for e in batch], "at": [e.at for e in batch],
         "data": [json.dumps(e.data, default=str) for e in batch]})
-    return len(batch)
+    written = {r.id: r.channel for r in rows}
+    return [replace(e, channel=written[e.id]) for e in batch if e.id in written]

@@ -46,7 +46,7 @@ def worker() -> None:
     from nodal.logging import configure_logging, get_logger
     from nodal.settings import Settings
     from launcher.worker import build_worker, ensure_schedules
-    from nodal.client import connect
+    from nodal.client import connect, metrics_runtime
     from nodal.telemetry import start_tracing
 
     settings = Settings()
@@ -56,7 +56,8 @@ def worker() -> None:
     async def main() -> None:
         # No pre-ping per checkout: a stale connection fails the activity, which is retried on a fresh one.
         db = Database(resolve_database_url(settings), pre_ping=False)
-        client = await connect(settings, db=db)
+        runtime = metrics_runtime(settings.worker_metrics_address) if settings.worker_metrics_address else None
+        client = await connect(settings, db=db, runtime=runtime)
         w = build_worker(client, settings, db)
         await ensure_schedules(client, settings)
         get_logger().info("worker.started", task_queue=settings.task_queue)

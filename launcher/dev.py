@@ -147,7 +147,7 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
     from nodal.migrate import upgrade
     from launcher.seed import seed_demo
     from launcher.worker import build_worker, ensure_schedules
-    from nodal.client import connect
+    from nodal.client import connect, metrics_runtime
     from nodal.telemetry import start_tracing
 
     console = Console()
@@ -165,7 +165,8 @@ async def run_dev(settings: Settings, demo: bool, orders_per_minute: int, show_l
         upgrade(url)
     settings.database_url = url
     db = Database(url)
-    client = await connect(settings, db=db)
+    runtime = metrics_runtime(settings.worker_metrics_address) if settings.worker_metrics_address else None
+    client = await connect(settings, db=db, runtime=runtime)
     seeded = await seed_demo(db)
     worker = build_worker(client, settings, db)
     await ensure_schedules(client, settings)

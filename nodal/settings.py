@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     event_heartbeat: Duration = timedelta(seconds=15)
     # Channel feeds gather a burst of stock changes this long before they publish.
     feed_debounce: Duration = timedelta(seconds=1)
+    # A worker's Prometheus endpoint (e.g. 0.0.0.0:9464): the Temporal SDK's metrics and the business ones its
+    # activities record (activities/metrics.py). Empty: none.
+    worker_metrics_address: str = ""
     # GET /track/{order_id}: lookups per minute per client address (and per order, against guessing its email).
     track_per_minute: float = 30.0
 

@@ -172,3 +172,14 @@ async def test_a_payload_sealed_for_one_workflow_is_refused_in_another():
     relabelled = Payload(metadata={**sealed[0].metadata, BOUND_TO: b"ORD-B"}, data=sealed[0].data)
     with pytest.raises(Exception):
         await b.decode([relabelled])  # the binding is sealed in: changing the label breaks the seal
+
+
+def test_prometheus_scrapes_what_the_services_serve():
+    """deploy/prometheus.yml: the API's port and each worker's metrics port as the compose file sets them."""
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
+    assert jobs["nodal-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    assert "8000:8000" in SERVICES["api"]["ports"]
+    worker = jobs["nodal-worker"]["dns_sd_configs"][0]
+    address = SERVICES["worker"]["environment"]["NODAL_WORKER_METRICS_ADDRESS"]
+    assert worker["names"] == ["worker"] and str(worker["port"]) == address.rsplit(":", 1)[1]
