@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
@@ -99,9 +99,11 @@ def _line_arrays(order_id: str, lines) -> dict:
             "digital": [l.digital for l in lines], "uom": [l.uom for l in lines], "pack": [l.pack for l in lines]}
 
 
-def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None):
+def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None, first: tuple[str, ...] = ()):
+    """Insert or update; ``first``: columns that keep the first value they were given."""
     stmt = insert(table).values(rows)
-    update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    update = {c: func.coalesce(table.c[c], stmt.excluded[c]) if c in first else stmt.excluded[c]
+              for c in rows[0] if c not in keys}
     where = None
     if guard:
         where = table.c[guard] <= stmt.excluded[guard]
@@ -154,12 +156,15 @@ class ReadModelActivities:
             requested_delivery_date=s.requested_delivery_date, promised_by=s.promised_by,
             delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version, at_risk=s.at_risk,
             created_at=snap.created_at, updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at,
+            first_promised_by=s.promised_by,
+            cancel_cause=metrics.cause(s.reason) if s.status.value == "cancelled" else None,
         )
         table, before = Order.__table__, Order.__table__.alias("before")
         async with self.deps.db.engine.begin() as conn:
             # The API may have written the intake row first; the version guard keeps the newest state. The status
             # it had comes back too (a subquery in RETURNING reads the row as it was before this statement).
-            res = (await conn.execute(_upsert(table, [order_row], ["order_id"], guard="version").returning(
+            res = (await conn.execute(_upsert(table, [order_row], ["order_id"], guard="version",
+                                              first=("first_promised_by",)).returning(
                 table.c.order_id, select(before.c.status).where(before.c.order_id == s.order_id).scalar_subquery()
             ))).first()
             if res is None:
@@ -199,7 +204,7 @@ class ReadModelActivities:
             fulfillment_id=f.fulfillment_id, order_id=snap.order_id, node_id=f.node_id, status=f.status.value,
             lines=[l.model_dump(mode="json") for l in f.lines], carrier=f.carrier, tracking=f.tracking,
             ship_by=f.ship_by, reason=f.reason, version=snap.version, released_at=f.released_at,
-            accepted_at=f.accepted_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
+            accepted_at=f.accepted_at, picked_at=f.picked_at, shipped_at=f.shipped_at, requested_units=f.requested_units,
             short_units=f.short_units, at_risk=f.at_risk, kind=f.kind.value,
             method=f.method.value if f.method else None, promised_by=f.promised_by, ready_at=f.ready_at,
             hold_until=f.hold_until, arrived_at=f.arrived_at, bay=f.bay, arrival_note=f.arrival_note,

@@ -673,15 +673,37 @@ class PickupKpis(Answer):
         description="the customer's check-in to collection: how long they waited outside")
 
 
+class KpiDay(Answer):
+    day: Day
+    orders: int = Field(description="placed that day")
+    cancelled: int
+    delivered: int
+    on_time: int = Field(description="delivered by their first promise")
+
+
 class Kpis(Answer):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     channel: Optional[str]
+    from_: Optional[Day] = Field(alias="from", description="first day of the range (UTC); null: from the start")
+    to: Optional[Day] = Field(description="last day of the range (UTC), included; null: to now")
     orders: int
-    order_fulfillment_rate: Rate
+    order_fulfillment_rate: Rate = Field(description="delivered complete and on time against the first promise, of "
+                                                     "those delivered or cancelled")
     cancellation_rate: Rate
+    cancellation_by_cause: dict[str, Rate] = Field(description="requested, payment, approval, unavailable, "
+                                                               "carrier_exception, exchange: each of all orders")
     split_rate: Rate
-    on_time_rate: Rate
+    on_time_rate: Rate = Field(description="delivered by the first promise, of those delivered")
+    on_time_rate_latest_promise: Rate = Field(description="the same against the latest (re-)promise: how much "
+                                                          "re-promising flatters it")
+    median_promise_slack_days: Optional[float] = Field(description="first promise minus delivery, in days (negative: "
+                                                                   "late)")
+    median_minutes_to_release: Optional[float] = Field(description="placed to the first fulfillment at a node")
+    median_hours_pick_to_ship: Optional[float]
+    cost_per_order: Optional[Money] = Field(description="the landed cost the router priced for each order's sourcing")
     nodes: list[NodeKpis]
     pickup: PickupKpis
+    series: list[KpiDay] = Field(description="per day of placing, for trend charts")
 
 
 def add_schemas(schema: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:

@@ -703,6 +703,7 @@ class FulfillmentState(Msg):
     # For the node's partner scorecard.
     released_at: Optional[datetime] = None
     accepted_at: Optional[datetime] = None
+    picked_at: Optional[datetime] = None
     requested_units: int = 0
     short_units: int = 0  # asked for, not found at pick
     at_risk: Optional[str] = None  # the missed milestone (ship-by or promised delivery), until it is met

@@ -300,6 +300,9 @@ class Order(SQLModel, table=True):
     policy: dict[str, Any] = _json({})
     requested_delivery_date: Optional[date] = None
     promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The first date the order was promised for: KPIs count "on time" against it, not against a later re-promise.
+    first_promised_by: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    cancel_cause: Optional[str] = Field(default=None, max_length=32)  # a cancelled order's cause (activities/metrics)
     delivered_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     return_deadline: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # The order as it was placed (the workflow input), so an interrupted placement can be started again.
@@ -353,6 +356,7 @@ class Fulfillment(SQLModel, table=True):
     # The partner scorecard's raw material.
     released_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     accepted_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    picked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     shipped_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     requested_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     short_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))

@@ -316,6 +316,7 @@ class FulfillmentWorkflow:
             await activities.set_reservations(targets, "short pick")
         s.lines = kept
         s.short_units += sum(l.qty for l in short)
+        s.picked_at = workflow.now()
         if not kept:
             await self.change(FS.rejected, "nothing found at pick", unsourced=short)
         else:

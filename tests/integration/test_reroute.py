@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from tests.integration.conftest import Api, eventually, make_network, temporal_cli
 from tests.integration.flow import fulfillment, order_status, place, release, released_to, walk
@@ -16,7 +17,7 @@ async def inventory(api: Api, node: str) -> dict:
     return {i["sku"]: i for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
 
 
-async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, settings):
+async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, settings, db):
     net = await make_network(api)
     oid = (await place(api, net, [("SKU1", 2)]))["order_id"]
     await release(api, temporal_env, oid, settings)
@@ -39,6 +40,11 @@ async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, se
     assert chosen["outcome"] == "chosen" and "after the promise" in chosen["reason"]
     moved = next(t["detail"] for t in order["timeline"] if t["event"] == "repromised")
     assert moved["lines"] == ["L1"] and moved["old"] < moved["new"] and moved["reason"].startswith("rejected")
+    # The read model keeps the first promise beside the latest (the KPIs count "on time" against the first).
+    async with db.engine.connect() as conn:
+        first, latest = (await conn.execute(text("SELECT first_promised_by, promised_by FROM orders WHERE order_id = :o"),
+                                            {"o": oid})).one()
+    assert first.isoformat() == moved["old"] and latest.isoformat() == moved["new"]
     # Rejecting again is a no-op; the old node cannot act on the lost fulfillment any more.
     again = await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/reject", key=partner_n, json={"reason": "x"})
     assert again["changed"] is False
