@@ -87,13 +87,16 @@ async def api(temporal_env, db, settings, worker):
 
 
 @asynccontextmanager
-async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), **over: Any) -> AsyncIterator["Api"]:
-    """A worker (with these interceptors and settings) and an API of its own, on their own task queue."""
+async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), client=None,
+                    **over: Any) -> AsyncIterator["Api"]:
+    """A worker (with these interceptors and settings) and an API of its own, on their own task queue; ``client``:
+    a Temporal client of the test's own (a runtime, interceptors) instead of the environment's."""
     settings = settings_for(pg_url, task_queue=queue, **over)
-    worker = build_worker(temporal_env.client, settings, db, interceptors=list(interceptors))
+    client = client or temporal_env.client
+    worker = build_worker(client, settings, db, interceptors=list(interceptors))
     running = asyncio.create_task(worker.run())
-    app = create_app(settings, db=db, temporal=temporal_env.client)
-    app.state.db, app.state.temporal = db, temporal_env.client
+    app = create_app(settings, db=db, temporal=client)
+    app.state.db, app.state.temporal = db, client
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
                                      timeout=60) as client:

@@ -4,16 +4,13 @@ outcome, reroutes by cause, routing time, reservation conflicts); the API's /met
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import httpx
 import pytest
 
-from api.app import create_app
-from launcher.worker import build_worker
 from nodal.client import metrics_runtime
-from tests.integration.conftest import Api, make_network, settings_for
+from tests.integration.conftest import make_network, own_stack
 from tests.integration.flow import place, release, fulfillment
 from tests.integration.receiver import free_port, until
 
@@ -37,37 +34,27 @@ async def test_the_worker_and_the_api_export_business_and_engine_metrics(tempora
     env_client = temporal_env.client
     client = await Client.connect(env_client.service_client.config.target_host, namespace=env_client.namespace,
                                   data_converter=env_client.data_converter, runtime=metrics_runtime(f"127.0.0.1:{port}"))
-    settings = settings_for(pg_url, task_queue="nodal-metrics")
-    worker = build_worker(client, settings, db)
-    running = asyncio.create_task(worker.run())
-    app = create_app(settings, db=db, temporal=client)
-    app.state.db, app.state.temporal = db, client
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal", timeout=60) as h:
-            api = Api(h, settings)
-            net = await make_network(api)
-            oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
-            await release(api, temporal_env, oid, settings)
-            f = await fulfillment(api, oid, net.node("DC-N"))
-            await api.ok("POST", f"/fulfillments/{f['fulfillment_id']}/reject",
-                         key=await api.key("partner", node_id=net.node("DC-N")), json={"reason": "flooded"})
-            await fulfillment(api, oid, net.node("DC-S"))  # rerouted
-            cancelled = (await place(api, net, [("SKU2", 1)]))["order_id"]
-            await api.ok("POST", f"/orders/{cancelled}/cancel", key=net.client_key, json={"reason": "changed my mind"})
-            await api.ok("POST", "/promise", key=net.client_key, json={
-                "channel": net.channel, "destination": {"postal_code": net.postal_code},
-                "lines": [{"sku": net.skus[2], "qty": 1}]})
-            api_scrape = (await api.call("GET", "/metrics", key=None)).text
-            async with httpx.AsyncClient() as plain:
-                async def scraped() -> bool:
-                    nonlocal worker_scrape
-                    worker_scrape = (await plain.get(f"http://127.0.0.1:{port}/metrics")).text
-                    return value(worker_scrape, "nodal_order_events_total", event="cancelled", cause="requested") >= 1
-                worker_scrape = ""
-                await until(scraped, 20, "the cancellation counted")
-    finally:
-        await worker.shutdown()
-        await asyncio.gather(running, return_exceptions=True)
+    async with own_stack(temporal_env, db, pg_url, "nodal-metrics", client=client) as api:
+        net = await make_network(api)
+        oid = (await place(api, net, [("SKU1", 1)]))["order_id"]
+        await release(api, temporal_env, oid, api.settings)
+        f = await fulfillment(api, oid, net.node("DC-N"))
+        await api.ok("POST", f"/fulfillments/{f['fulfillment_id']}/reject",
+                     key=await api.key("partner", node_id=net.node("DC-N")), json={"reason": "flooded"})
+        await fulfillment(api, oid, net.node("DC-S"))  # rerouted
+        cancelled = (await place(api, net, [("SKU2", 1)]))["order_id"]
+        await api.ok("POST", f"/orders/{cancelled}/cancel", key=net.client_key, json={"reason": "changed my mind"})
+        await api.ok("POST", "/promise", key=net.client_key, json={
+            "channel": net.channel, "destination": {"postal_code": net.postal_code},
+            "lines": [{"sku": net.skus[2], "qty": 1}]})
+        api_scrape = (await api.call("GET", "/metrics", key=None)).text
+        async with httpx.AsyncClient() as plain:
+            async def scraped() -> bool:
+                nonlocal worker_scrape
+                worker_scrape = (await plain.get(f"http://127.0.0.1:{port}/metrics")).text
+                return value(worker_scrape, "nodal_order_events_total", event="cancelled", cause="requested") >= 1
+            worker_scrape = ""
+            await until(scraped, 20, "the cancellation counted")
 
     ch = net.channel
     assert value(worker_scrape, "nodal_order_events_total", event="received", channel=ch) == 2
