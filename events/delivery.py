@@ -38,6 +38,9 @@ GATHER = 0.1  # after a wake with nothing to do, this long for the rest of the b
 COUNT_EVERY = 2.0  # the subscription's counters (delivered, failed) are written this often
 PURGE_EVERY = 60.0
 
+# Per subscription row ``w``: its undelivered events and when the oldest was written (GET /webhooks, /metrics).
+PENDING_SQL = ("LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(d.created_at) AS oldest FROM webhook_deliveries d"
+               " WHERE d.webhook = w.name AND d.status = 'pending') p ON TRUE")
 _LOAD = ("SELECT generation, url, secret, previous_secret, previous_until > now() AS previous_valid"
          " FROM webhooks WHERE name = %(w)s")
 # The due streams (their head, the lowest pending event, is due) and up to k pending deliveries of each, in order.

@@ -24,7 +24,8 @@ from events import outbox
 from events.catalogue import NewEvent
 from inventory import service
 
-EFFECTS = {"delivered": "deliver", "exception": "exception", "returned_to_sender": "exception"}
+# Scans that change the fulfillment (the delivered milestone, or its end as an exception); the others are only kept.
+EFFECTS = frozenset({"delivered", "exception", "returned_to_sender"})
 # What of a scan's detail goes out in events and on the timeline: not a signer's name (personal data).
 SHARED_DETAIL = ("location", "reason", "proof")
 

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
+from events.delivery import PENDING_SQL
 from routing.store import load_scorecards
 
 import api.answers as A
@@ -217,12 +218,11 @@ class _Families:
         return self.families
 
 
-_WEBHOOKS = text("""
+_WEBHOOKS = text(f"""
 SELECT w.name, w.delivered, w.failed, w.failed_attempts, COALESCE(p.pending, 0) AS pending,
        EXTRACT(EPOCH FROM now() - p.oldest) AS oldest, l.p50, l.p99, COALESCE(l.n, 0) AS recent
 FROM webhooks w
-LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM webhook_deliveries d
-                   WHERE d.webhook = w.name AND d.status = 'pending') p ON TRUE
+{PENDING_SQL}
 LEFT JOIN LATERAL (
   SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM d.delivered_at - e.created_at)) AS p50,
          percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM d.delivered_at - e.created_at)) AS p99,

@@ -24,6 +24,7 @@ from api.auth import Principal, require
 from api.processes import start_webhook
 from api.schemas import ReplayIn, RotateIn, WebhookIn
 from events.catalogue import MATCH_SQL
+from events.delivery import PENDING_SQL
 from events.outbox import CHANGED, deliveries_channel
 from models.status import Role
 from nodal.durations import parse_duration
@@ -79,10 +80,9 @@ async def _public_url(url: str, request: Request, who: Principal) -> None:
             raise HTTPException(422, f"the url's host {host} is a private address ({ip}); an admin may subscribe it")
 
 
-_VIEW = """
+_VIEW = f"""
 SELECT w.*, p.pending, p.oldest FROM webhooks w
-LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(d.created_at) AS oldest FROM webhook_deliveries d
-                   WHERE d.webhook = w.name AND d.status = 'pending') p ON TRUE
+{PENDING_SQL}
 """
 
 
