@@ -15,7 +15,7 @@ from temporalio import activity
 # A cancellation's cause, from the reason the order recorded (customers' own words count as "requested").
 _CAUSES = (("payment", "payment"), ("carrier exception", "carrier_exception"), ("exchanged units", "exchange"),
            ("approval", "approval"), ("declined", "approval"), ("cancel_remaining", "unavailable"),
-           ("never came", "exchange"))
+           ("never came", "exchange"), ("by support", "support"))
 
 
 def cause(reason: Optional[str]) -> str:

@@ -679,6 +679,14 @@ class KpiDay(Answer):
     cancelled: int
     delivered: int
     on_time: int = Field(description="delivered by their first promise")
+    complete_on_time: int = Field(description="delivered complete by their first promise")
+    order_fulfillment_rate: Rate
+    cancellation_rate: Rate
+    split_rate: Rate
+    median_promise_slack_days: Optional[float]
+    median_minutes_to_release: Optional[float]
+    median_hours_pick_to_ship: Optional[float]
+    cost_per_order: Optional[Money]
 
 
 class Kpis(Answer):
@@ -691,7 +699,7 @@ class Kpis(Answer):
                                                      "those delivered or cancelled")
     cancellation_rate: Rate
     cancellation_by_cause: dict[str, Rate] = Field(description="requested, payment, approval, unavailable, "
-                                                               "carrier_exception, exchange: each of all orders")
+                                                               "carrier_exception, exchange, support: each of all orders")
     split_rate: Rate
     on_time_rate: Rate = Field(description="delivered by the first promise, of those delivered")
     on_time_rate_latest_promise: Rate = Field(description="the same against the latest (re-)promise: how much "

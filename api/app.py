@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError
 from temporalio.client import Client
 
 from api.auth import KeyCache, ensure_admin_key
-from api import answers
+from api import answers, console
 from api.guard import RateLimiter, RequestGuard
 from api.event_docs import add_event_docs, tidy as tidy_event_docs
 from api.links import add_links
@@ -64,6 +64,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
                        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                        per_address=RateLimiter(settings.rate_limit_per_address, settings.rate_limit_address_burst),
                        bad_key_cost=settings.rate_limit_bad_key_cost)
+    app.add_middleware(console.ConsoleSession)  # the control tower's cookie, as the guard and the routes read keys
     app.add_middleware(ops.MetricsMiddleware)  # outermost but CORS, so refused requests are counted too
     app.add_middleware(codec.CodecCors, origins=[o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()])
     app.state.codec = codec_from(settings)
@@ -73,6 +74,7 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
         app.include_router(r, responses=answers.COMMON)  # every keyed route may answer 401 and 429
     app.include_router(ops.router)  # public but /kpis, which says so itself
     app.include_router(tracking.public_router)  # a customer's own order: by email or signed link
+    console.mount(app)  # the control tower's pages (not in the OpenAPI: they are HTML for staff)
     add_event_docs(app)
     instrument_app(app)
     generate = app.openapi

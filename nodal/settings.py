@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # at the server instead. Scale out with worker processes.
     workflow_task_slots: int = 4
     ui_port: int = 8233
+    # Where staff open the Temporal UI (the control tower links each order's workflow there); default: the dev
+    # server's UI on ui_port.
+    temporal_ui_url: str = ""
     log_level: str = "INFO"
     log_json: Optional[bool] = None  # None: JSON unless stderr is a terminal
 

@@ -248,12 +248,16 @@ _ACCEPTED = ("accepted",) + _PICKED
 
 
 async def load_scorecards(conn: AsyncConnection, node_ids: list[str] | None = None,
-                          channel: str | None = None) -> dict[str, Scorecard]:
-    """Each node's partner scorecard from its fulfillments (all nodes or these; all orders or one channel's)."""
+                          channel: str | None = None, since: datetime | None = None,
+                          until: datetime | None = None) -> dict[str, Scorecard]:
+    """Each node's partner scorecard from its fulfillments (all nodes or these; all orders or one channel's; of
+    orders placed from ``since`` until before ``until``, or all time)."""
     scope = ("SELECT f.* FROM fulfillments f JOIN orders o USING (order_id)"
              " WHERE (CAST(:n AS varchar[]) IS NULL OR f.node_id = ANY(CAST(:n AS varchar[])))"
-             " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar))")
-    params = {"n": node_ids, "c": channel}
+             " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar))"
+             " AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f)"
+             " AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)")
+    params = {"n": node_ids, "c": channel, "f": since, "t": until}
     rows = (await conn.execute(text(
         f"WITH f AS ({scope}) SELECT node_id, count(*) AS n,"
         f" count(*) FILTER (WHERE status IN {_ACCEPTED} OR status IN ('rejected', 'timed_out')) AS decided,"
@@ -273,7 +277,9 @@ async def load_scorecards(conn: AsyncConnection, node_ids: list[str] | None = No
     returns = {r.node_id: r.n for r in (await conn.execute(text(
         "SELECT r.node_id, count(*) AS n FROM returns r JOIN orders o USING (order_id)"
         " WHERE r.node_id IS NOT NULL AND (CAST(:n AS varchar[]) IS NULL OR r.node_id = ANY(CAST(:n AS varchar[])))"
-        " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar)) GROUP BY r.node_id"), params)).all()}
+        " AND (CAST(:c AS varchar) IS NULL OR o.channel = CAST(:c AS varchar))"
+        " AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f)"
+        " AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t) GROUP BY r.node_id"), params)).all()}
 
     def ratio(a, b):
         return round(a / b, 4) if b else None

@@ -129,14 +129,40 @@ SELECT AVG(c) FROM (
   GROUP BY t.order_id) x
 """)
 _SERIES = text("""
-SELECT CAST(date_trunc('day', o.created_at AT TIME ZONE 'UTC') AS date) AS day, COUNT(*) AS orders,
+WITH o AS (
+  SELECT o.*, COALESCE(o.first_promised_by, o.promised_by) AS first_promise,
+         CAST(date_trunc('day', o.created_at AT TIME ZONE 'UTC') AS date) AS day FROM orders o
+  WHERE (CAST(:c AS varchar) IS NULL OR o.channel = :c)
+    AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f) AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)
+), r AS (
+  SELECT f.order_id, MIN(f.released_at) AS at,
+         COUNT(*) FILTER (WHERE f.kind <> 'transfer'
+                          AND f.status NOT IN ('rejected', 'timed_out', 'cancelled', 'expired', 'exception')) AS kept,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM f.shipped_at - f.picked_at))
+           FILTER (WHERE f.shipped_at IS NOT NULL AND f.picked_at IS NOT NULL) AS pick_to_ship
+  FROM fulfillments f JOIN o USING (order_id) GROUP BY f.order_id
+), cost AS (
+  SELECT t.order_id, SUM(CAST(t.detail->>'total_cost' AS numeric)) AS c FROM timeline_events t JOIN o USING (order_id)
+  WHERE t.event = 'routing_decision' AND t.detail->>'feasible' = 'true' AND t.detail->>'attempt' = '1'
+    AND t.detail->>'reason' = 'initial' GROUP BY t.order_id
+)
+SELECT o.day, COUNT(*) AS orders,
   COUNT(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
   COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
-  COUNT(*) FILTER (WHERE o.delivered_at <= COALESCE(o.first_promised_by, o.promised_by)) AS on_time
-FROM orders o WHERE (CAST(:c AS varchar) IS NULL OR o.channel = :c)
-  AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f) AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)
+  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise) AS on_time,
+  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise AND NOT EXISTS (
+    SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id AND l.delivered_qty < l.qty - l.cancelled_qty))
+    AS complete_on_time,
+  COUNT(*) FILTER (WHERE r.kept > 1) AS split, COUNT(r.order_id) AS released,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.at - o.created_at)) AS to_release_s,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY r.pick_to_ship) AS pick_to_ship_s,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM o.first_promise - o.delivered_at))
+    FILTER (WHERE o.delivered_at IS NOT NULL AND o.first_promise IS NOT NULL) AS slack_s,
+  AVG(cost.c) AS cost
+FROM o LEFT JOIN r USING (order_id) LEFT JOIN cost USING (order_id)
 GROUP BY 1 ORDER BY 1
 """)
+
 
 
 @router.get("/kpis", summary="Fulfillment KPIs from the read model: a date range, a channel",
@@ -151,15 +177,20 @@ async def kpis(request: Request, channel: Optional[str] = None,
                _: Principal = Depends(STAFF)) -> dict:
     if since and until and until < since:
         raise HTTPException(422, "`to` is before `from`")
-    args = {"c": channel, "f": _day(since), "t": _day(until + timedelta(days=1)) if until else None}
     async with request.app.state.db.engine.connect() as conn:
-        o = (await conn.execute(_KPIS, args)).one()
-        causes = {r.cause: r.n for r in await conn.execute(_CAUSES, args)}
-        pick_to_ship = (await conn.execute(_PICK_TO_SHIP, args)).scalar()
-        cost = (await conn.execute(_COST, args)).scalar()
-        series = (await conn.execute(_SERIES, args)).all()
-        cards = await load_scorecards(conn, channel=channel)
-        counter = await store_kpis(conn, channel)
+        return await kpi_report(conn, channel, since, until)
+
+
+async def kpi_report(conn, channel: Optional[str], since: Optional[date], until: Optional[date]) -> dict:
+    """The KPIs of orders placed from ``since`` to ``until`` (days, UTC, both included) on a channel (or all)."""
+    args = {"c": channel, "f": _day(since), "t": _day(until + timedelta(days=1)) if until else None}
+    o = (await conn.execute(_KPIS, args)).one()
+    causes = {r.cause: r.n for r in await conn.execute(_CAUSES, args)}
+    pick_to_ship = (await conn.execute(_PICK_TO_SHIP, args)).scalar()
+    cost = (await conn.execute(_COST, args)).scalar()
+    series = (await conn.execute(_SERIES, args)).all()
+    cards = await load_scorecards(conn, channel=channel, since=args["f"], until=args["t"])
+    counter = await store_kpis(conn, channel, args["f"], args["t"])
     return {
         "channel": channel, "from": since.isoformat() if since else None, "to": until.isoformat() if until else None,
         "orders": o.orders,
@@ -178,18 +209,32 @@ async def kpis(request: Request, channel: Optional[str] = None,
                    "on_time_ship_rate": c.on_time_ship_rate} for node_id, c in cards.items()],
         "pickup": counter,
         "series": [{"day": r.day.isoformat(), "orders": r.orders, "cancelled": r.cancelled, "delivered": r.delivered,
-                    "on_time": r.on_time} for r in series],
+                    "on_time": r.on_time, "complete_on_time": r.complete_on_time,
+                    "order_fulfillment_rate": _rate(r.complete_on_time, r.delivered + r.cancelled),
+                    "cancellation_rate": _rate(r.cancelled, r.orders), "split_rate": _rate(r.split, r.released),
+                    "median_promise_slack_days": _scaled(r.slack_s, 86400),
+                    "median_minutes_to_release": _scaled(r.to_release_s, 60),
+                    "median_hours_pick_to_ship": _scaled(r.pick_to_ship_s, 3600),
+                    "cost_per_order": None if r.cost is None else f"{Decimal(r.cost).quantize(Decimal('0.01'))}"}
+                   for r in series],
     }
+
+
+def _scaled(seconds, unit: float) -> Optional[float]:
+    return None if seconds is None else round(float(seconds) / unit, 2)
 
 
 def _day(d: Optional[date]) -> Optional[datetime]:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc) if d else None
 
 
-async def store_kpis(conn, channel: Optional[str] = None) -> dict:
+async def store_kpis(conn, channel: Optional[str] = None, since: Optional[datetime] = None,
+                     until: Optional[datetime] = None) -> dict:
     """Pickups at the counter: how long a store takes to make one ready, how long a customer who checked in waits
-    for it, and how many are never collected."""
+    for it, and how many are never collected (of orders placed from ``since`` until before ``until``)."""
     where = "AND o.channel = :c" if channel else ""
+    where += (" AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f)"
+              " AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)")
     r = (await conn.execute(text(f"""
         SELECT COUNT(*) AS pickups,
           COUNT(*) FILTER (WHERE f.status = 'collected') AS collected,
@@ -200,7 +245,7 @@ async def store_kpis(conn, channel: Optional[str] = None) -> dict:
             FILTER (WHERE f.status = 'collected' AND f.arrived_at IS NOT NULL) AS wait_s,
           COUNT(*) FILTER (WHERE f.status = 'collected' AND f.arrived_at IS NOT NULL) AS arrivals
         FROM fulfillments f JOIN orders o USING (order_id) WHERE f.kind = 'pickup' {where}"""),
-        {"c": channel})).one()
+        {"c": channel, "f": since, "t": until})).one()
     minutes = lambda s: None if s is None else round(float(s) / 60, 1)  # noqa: E731
     return {"pickups": r.pickups, "collected": r.collected, "expired_rate": _rate(r.expired, r.collected + r.expired),
             "median_ready_minutes": minutes(r.ready_s), "curbside_arrivals": r.arrivals,

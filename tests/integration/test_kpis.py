@@ -72,8 +72,14 @@ async def test_kpis_over_a_range_against_the_first_promise(api: Api, db):
     assert k["median_minutes_to_release"] == 20.0 and k["median_hours_pick_to_ship"] == 2.0
     assert k["median_promise_slack_days"] == -0.5  # A one day early, B two days late
     assert k["cost_per_order"] == "10.00"
-    assert k["series"] == [{"day": "2026-03-10", "orders": 4, "cancelled": 2, "delivered": 2, "on_time": 1},
-                           {"day": "2026-03-11", "orders": 1, "cancelled": 0, "delivered": 0, "on_time": 0}]
+    # Per day, for the trend charts: the 10th holds A-D (B split, released after 30 min; A after 10), the 11th E.
+    assert k["series"] == [
+        {"day": "2026-03-10", "orders": 4, "cancelled": 2, "delivered": 2, "on_time": 1, "complete_on_time": 1,
+         "order_fulfillment_rate": 0.25, "cancellation_rate": 0.5, "split_rate": 0.5, "median_promise_slack_days": -0.5,
+         "median_minutes_to_release": 20.0, "median_hours_pick_to_ship": 2.0, "cost_per_order": "10.00"},
+        {"day": "2026-03-11", "orders": 1, "cancelled": 0, "delivered": 0, "on_time": 0, "complete_on_time": 0,
+         "order_fulfillment_rate": None, "cancellation_rate": 0.0, "split_rate": 0.0, "median_promise_slack_days": None,
+         "median_minutes_to_release": 20.0, "median_hours_pick_to_ship": None, "cost_per_order": None}]
     one_day = await api.ok("GET", f"/kpis?channel={ch}&from=2026-03-10&to=2026-03-10")
     assert one_day["orders"] == 4
     everything = await api.ok("GET", f"/kpis?channel={ch}")
