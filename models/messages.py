@@ -87,6 +87,9 @@ class Policy(Msg):
     # A parcel the carrier lost or damaged: "reship" sends its units again from whichever node has them (at no
     # charge; what no node has now is refunded), "refund" pays them back. A refused parcel is always refunded.
     carrier_exception: Literal["reship", "refund"] = "reship"
+    # A re-sourced shipment (after a rejection, a timeout, a short pick, a lost parcel) that would arrive after the
+    # promise by ground goes express when express arrives sooner; the brand pays the difference.
+    expedite: bool = True
 
 
 class Account(Msg):
@@ -229,6 +232,7 @@ class Allocation(Msg):
     # Ship to store: this node sends the units to the pickup store, which hands them over.
     transfer_to: Optional[str] = None
     wave: Optional[datetime] = None  # released in the node's wave of this instant (policy.release: wave)
+    expedited: bool = False  # sent express instead of ground to keep a re-sourced line's promise (policy.expedite)
 
 
 class SupplyClaimLine(Msg):

@@ -10,9 +10,10 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Optional
 
 from sqlalchemy import text
 from nodal.db import Database
@@ -23,7 +24,7 @@ from models.messages import Allocation, BidPriceRefresh, Candidate, LineQty, Pla
 from models.status import DeliveryMethod
 from nodal.logging import get_logger
 from promise import CarrierCalendar, promised_by, release_start
-from promise.dates import COUNTER, PRODUCT_BUFFER, next_wave
+from promise.dates import COUNTER, PRODUCT_BUFFER, Quote, next_wave
 from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
@@ -66,6 +67,17 @@ async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0) 
     return RoutingView(net, rules_version, coords)
 
 
+def _expedite(node, line: RouteLine, net: NetworkView, at: datetime, dated: Optional[Quote], due,
+              allowed: bool, held) -> Optional[Quote]:
+    """A re-sourced ground shipment that would arrive after the line's promise goes express when express arrives
+    sooner: the brand pays the faster service to keep (or come closest to) the date it sold. None: as planned."""
+    if (not allowed or due is None or dated is None or held is not None or line.method != DeliveryMethod.ship_standard
+            or dated.promised_by.date() <= due):
+        return None
+    quick = quote_line(node, replace(line, method=DeliveryMethod.ship_express.value), net, at, None)
+    return quick if quick is not None and quick.promised_by < dated.promised_by else None
+
+
 async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None = None,
                        view: RoutingView | None = None, explain: bool = True) -> Plan:
     """Route a request and date the result; ``view`` is read for it when not given. A quote does not
@@ -101,6 +113,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         route, net, COSTS)
 
     by_line = {l.line_id: l for l in route_lines}
+    due = {l.line_id: l.due for l in req.lines}  # a line's own promise (a reroute's), not a B2B requested date
     # One shipment per node, method and place: two ship-tos in one postal code are two parcels.
     ship_to = {l.line_id: l.delivery.address.ship_to() if l.delivery.address else None for l in req.lines}
     groups: dict[tuple[str, str, str | None, str | None, str | None], list[LineQty]] = defaultdict(list)
@@ -123,10 +136,15 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         if wave is not None and wave != hold_until:
             hold_until = wave
             dated = quote_line(node, line, net, wave, None)
+        faster = _expedite(node, line, net, start_at, dated, due.get(line.line_id), req.policy.expedite, hold_until)
+        if faster is not None:
+            m, dated = DeliveryMethod.ship_express, faster
+        priced = {q.line_id: replace(by_line[q.line_id], method=m.value) for q in lines}
         allocations.append(Allocation(
             node_id=node_id, method=m, postal_code=postal_code, ship_to=place, lines=lines, distance_km=round(km, 1),
-            cost=Decimal(str(round(package_cost(line, COSTS) + sum(
-                q.qty * unit_cost(node, by_line[q.line_id], COSTS) for q in lines), 2))),
+            cost=Decimal(str(round(package_cost(priced[line.line_id], COSTS) + sum(
+                q.qty * unit_cost(node, priced[q.line_id], COSTS) for q in lines), 2))),
+            expedited=faster is not None,
             ship_by=dated.ship_by if dated else None,
             promised_by=dated.promised_by if dated else None, hold_until=hold_until,
             carrier=dated.carrier if dated else None, service=dated.service if dated else None,

@@ -11,16 +11,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import httpx
 from sqlalchemy import text
 import pytest
-from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
 from api.app import create_app
 from api.auth import ensure_admin_key
-from nodal.codec import data_converter
 from nodal.db import Database, make_engine
 from nodal.settings import Settings
+from launcher.skipping import start_skipping_server
 from launcher.worker import build_worker
-from tests.conftest import temporal_binary
-from workflows.common import SEARCH_ATTRIBUTES
 
 ADMIN_KEY = "test-admin-7Kq2xW9mZr4TnV8cLp3J"
 TASK_QUEUE = "nodal-test"
@@ -40,16 +37,7 @@ async def temporal_env(pg_url):
     # Large payloads go to the test database, as in production (nodal/payloads.py).
     payloads = make_engine(pg_url, pool_size=2, max_overflow=4)
     # Workflows start with their clock stopped; a test moves one with env.fast_forward(handle, d).
-    # Children never inherit skipping, so a parent's fast-forward cannot eat a child's timeout.
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        ts_config=TimeSkippingConfig(enabled=False, disable_propagation=True),
-        dev_server_existing_path=temporal_binary(),
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-                               "--log-level", "error"],
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=data_converter(settings_for(pg_url), payloads),
-        ui=False,
-    )
+    env = await start_skipping_server(settings_for(pg_url), payloads)
     yield env
     await env.shutdown()
     await payloads.dispose()
@@ -163,7 +151,7 @@ async def temporal_cli(temporal_env, *args: str) -> tuple[int, dict]:
     """The Temporal CLI as support staff run it, against the test's server, answering JSON (-o json)."""
     import json
 
-    from tests.conftest import temporal_binary
+    from launcher.skipping import temporal_binary
     proc = await asyncio.create_subprocess_exec(
         temporal_binary(), *args, "--address", temporal_env.client.service_client.config.target_host, "-o", "json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -17,9 +17,30 @@ async def inventory(api: Api, node: str) -> dict:
     return {i["sku"]: i for i in (await api.ok("GET", f"/inventory/{node}"))["items"]}
 
 
-async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, settings, db):
+async def test_a_replacement_that_would_miss_the_promise_by_ground_goes_express(api: Api, temporal_env, settings):
     net = await make_network(api)
     oid = (await place(api, net, [("SKU1", 2)]))["order_id"]
+    await release(api, temporal_env, oid, settings)
+    north, south = net.node("DC-N"), net.node("DC-S")
+    f1 = await fulfillment(api, oid, north)
+    first = f1["promised_by"]
+    await api.ok("POST", f"/fulfillments/{f1['fulfillment_id']}/reject", key=await api.key("partner", node_id=north),
+                 json={"reason": "damaged stock"})
+    f2 = await fulfillment(api, oid, south)
+    # Dallas by ground would arrive days late (the previous test); by express it keeps Chicago's date.
+    assert f1["method"] == "ship_standard" and f2["method"] == "ship_express"
+    assert f2["promised_by"] <= first
+    order = await api.ok("GET", f"/orders/{oid}")
+    reroute = [t for t in order["timeline"] if t["event"] == "routing_decision"][-1]["detail"]
+    assert reroute["allocations"][0]["node_id"] == south and reroute["allocations"][0]["expedited"] == "ship_express"
+    assert not any(t["event"] == "repromised" for t in order["timeline"])
+    assert order["promised_by"] <= first and order["lines"][0]["delivery"]["method"] == "ship_standard"
+
+
+async def test_reroute_on_rejection_excludes_the_node(api: Api, temporal_env, settings, db):
+    net = await make_network(api)
+    # Not expedited (the next test): the replacement goes by ground, and its date moves.
+    oid = (await place(api, net, [("SKU1", 2)], policy={"expedite": False}))["order_id"]
     await release(api, temporal_env, oid, settings)
     north, south = net.node("DC-N"), net.node("DC-S")
     f1 = await fulfillment(api, oid, north)

@@ -91,7 +91,8 @@ def record_decision(book: Book, plan: Plan, reason: str, attempt: int) -> None:
         "reason": reason, "attempt": attempt, "feasible": plan.feasible, "why": plan.reason,
         "rules_version": plan.rules_version, "exact": plan.exact, "lower_bound": str(plan.lower_bound),
         "search_cost": str(plan.search_cost), "future_cost": str(plan.future_cost), "total_cost": str(plan.total_cost),
-        "allocations": [{"node_id": a.node_id, "cost": str(a.cost), **listed(a.lines)} for a in plan.allocations],
+        "allocations": [{"node_id": a.node_id, "cost": str(a.cost), **listed(a.lines),
+                         **({"expedited": a.method.value} if a.expedited else {})} for a in plan.allocations],
         "candidates": [c.model_dump(mode="json") for c in plan.candidates] if attempt == 1 else "as in attempt 1",
         "unfilled": listed(plan.unfilled)["lines"] if len(plan.unfilled) <= LISTED_LINES else listed(plan.unfilled),
     })
