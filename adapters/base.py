@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from typing import Any, Awaitable, Callable
 
 from sqlalchemy import text
+from temporalio import activity
 
 from nodal.db import Database
+
+
+def _record(system: str, outcome: str, seconds: float) -> None:
+    """nodal_adapter_calls_total{system, outcome} and nodal_adapter_call_seconds{system}, through the activity's
+    metric meter (the worker's Prometheus endpoint); nothing outside an activity."""
+    try:
+        meter = activity.metric_meter()
+    except RuntimeError:
+        return
+    meter.create_counter("nodal_adapter_calls", "Calls to external systems (carrier, payment gateway, notifications) "
+                         "by outcome: ok, replayed (answered from its idempotency key), failed, timed_out").add(
+        1, {"system": system, "outcome": outcome})
+    meter.create_histogram_float("nodal_adapter_call", "External system call time", "seconds").record(
+        seconds, {"system": system})
 
 
 class ExternalSystemError(Exception):
@@ -29,14 +45,26 @@ class SimulatedSystem:
         self._rng = random.Random(seed)
 
     async def _idempotent(self, key: str, produce: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        """Answer a call once per key, as a gateway with idempotency keys does."""
+        """Answer a call once per key, as a gateway with idempotency keys does; counted by outcome (metrics)."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            response, outcome = await self._answer(key, produce)
+            return response
+        except ExternalSystemError as e:
+            outcome = "timed_out" if "timed out" in str(e) else "failed"
+            raise
+        finally:
+            _record(self.system, outcome, time.perf_counter() - started)
+
+    async def _answer(self, key: str, produce: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[dict[str, Any], str]:
         async with self.db.engine.begin() as conn:
             row = (await conn.execute(
                 text("SELECT response FROM adapter_calls WHERE system = :s AND idempotency_key = :k"),
                 dict(s=self.system, k=key),
             )).first()
         if row is not None:
-            return dict(row.response)
+            return dict(row.response), "replayed"
         if self.latency_ms:
             await asyncio.sleep(self._rng.uniform(0.5, 1.5) * self.latency_ms / 1000)
         if self._rng.random() < self.failure_rate:
@@ -51,7 +79,7 @@ class SimulatedSystem:
         if timed_out:
             await asyncio.sleep(self.timeout_ms / 1000)
             raise ExternalSystemError(f"{self.system} timed out after {self.timeout_ms} ms (simulated)")
-        return response
+        return response, "ok"
 
     async def _store(self, key: str, response: dict[str, Any]) -> dict[str, Any]:
         async with self.db.engine.begin() as conn:

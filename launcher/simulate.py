@@ -155,6 +155,7 @@ class Simulation:
         self.outcomes: list[Outcome] = []
         self.stats: Counter = Counter()
         self.timing: Counter = Counter()  # seconds spent, summed over orders: where the wall time goes
+        self.replenishments = 0
         self.start = date.today()
         self.nodes = {n["node_id"]: n for n in scenario["network"]["nodes"]}
         self.postal = {a["postal_code"]: (a["lat"], a["lon"]) for a in scenario["network"]["service_areas"]}
@@ -220,6 +221,7 @@ class Simulation:
         for i in range(0, len(adjustments), 500):
             await self.call("POST", "/inventory/adjustments", self.admin, json=adjustments[i:i + 500])
         self.stats["replenished_units"] += sum(a["delta"] for a in adjustments)
+        self.replenishments += 1
 
     def arrival(self, f: dict, shipped: datetime, body: dict, r: random.Random) -> datetime:
         """When a parcel handed to the carrier at ``shipped`` is delivered: the service's zone days for the
@@ -278,6 +280,14 @@ class Simulation:
                 rng = random.Random(self.rng.getrandbits(64))  # each order's fate its own, whatever the interleaving
                 body = self.order_body()
                 tasks.append(asyncio.create_task(self._order(day, body, rng)))
+        # The last orders still wait for stock: the DCs are replenished again while any order is open.
+        extra = 0
+        while True:
+            done, pending = await asyncio.wait(tasks, timeout=3)
+            if not pending:
+                break
+            extra += 1
+            await self.replenish(self.days + extra)
         await asyncio.gather(*tasks)
 
     async def _order(self, day: int, body: dict, rng: random.Random) -> None:
@@ -378,14 +388,26 @@ class OrderLife:
                     self.plans[f["fulfillment_id"]] = await self.plan(f)
             due = [(steps[0][0], fid) for fid, steps in self.plans.items() if steps]
             if not due:
-                if self.view["status"] == "backordered":
-                    # Waiting for stock: tomorrow morning's replenishment wakes it (wall time, not virtual).
-                    await self.refresh(lambda v: v["status"] != "backordered", timeout=30)
-                    if self.view["status"] == "backordered":
-                        out.unfinished = "backordered at the end of the run"
-                        break
-                    continue
-                break
+                # Units wait for stock (backordered, or the rest of a partly shipped order): the next replenishment
+                # wakes the order (it comes in wall time, every morning of the run and then while orders wait).
+                known = {f["fulfillment_id"] for f in self.view["fulfillments"]}
+                until = sim.replenishments + 2  # a whole replenishment and the wake-up after it
+                await self.refresh(lambda v: sim.replenishments >= until or v["status"] in TERMINAL_ORDER or any(
+                    f["fulfillment_id"] not in known and f["status"] in OPEN_FULFILLMENT for f in v["fulfillments"]),
+                    timeout=600)
+                if self.view["status"] not in TERMINAL_ORDER and not any(
+                        f["fulfillment_id"] not in known for f in self.view["fulfillments"]):
+                    out.unfinished = f"{self.view['status']}: waiting for stock at the end of the run"
+                    if os.environ.get("NODAL_SIM_DEBUG"):
+                        v = self.view
+                        print("WAITING", out.order_id, [(l["line_id"], l["sku"], l["eaches"], l["status"],
+                                                         l["shipped_qty"], l["cancelled_qty"]) for l in v["lines"]],
+                              [(f["fulfillment_id"], f["node_id"], f["status"], [(x["line_id"], x["qty"]) for x in f["lines"]])
+                               for f in v["fulfillments"]],
+                              [(t["event"], {k: x for k, x in t["detail"].items() if k != "candidates"})
+                               for t in v["timeline"][-5:]], file=sys.stderr)
+                    break
+                continue
             at, fid = min(due)
             _, action = self.plans[fid].pop(0)
             if action != "ship":  # the ship step moves the clock itself, against the ship-by

@@ -17,7 +17,10 @@ def metrics_runtime(address: str) -> Runtime:
     served at ``address`` for Prometheus, named the Prometheus way (counters _total, durations in seconds)."""
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
         bind_address=address, counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True,
-        histogram_bucket_overrides={"nodal_routing_plan": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]})))
+        histogram_bucket_overrides={name: SECONDS_BUCKETS for name in ("nodal_routing_plan", "nodal_adapter_call")})))
+
+
+SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 
 async def connect(settings: Settings, lazy: bool = False, db=None, runtime: Optional[Runtime] = None) -> Client:

@@ -82,11 +82,13 @@ def _rate(num: int, den: int):
 
 _KPIS = text("""
 WITH o AS (
-  SELECT o.*, COALESCE(o.first_promised_by, o.promised_by) AS first_promise FROM orders o
+  SELECT o.*, COALESCE(o.first_promised_by, o.promised_by) AS first_promise,
+         -- delivered: the order's whole delivery is done (one parcel of an order still in transit is not)
+         CASE WHEN o.status IN ('delivered', 'partially_returned', 'returned') THEN o.delivered_at END AS done_at FROM orders o
   WHERE (CAST(:c AS varchar) IS NULL OR o.channel = :c)
     AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f) AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)
 ), complete AS (  -- delivered whole: no live unit undelivered
-  SELECT o.order_id FROM o WHERE o.delivered_at IS NOT NULL AND NOT EXISTS (
+  SELECT o.order_id FROM o WHERE o.done_at IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id AND l.delivered_qty < l.qty - l.cancelled_qty)
 ), released AS (
   SELECT f.order_id, MIN(f.released_at) AS at,
@@ -96,15 +98,15 @@ WITH o AS (
 )
 SELECT COUNT(*) AS orders,
   COUNT(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
-  COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
-  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise) AS on_time,
-  COUNT(*) FILTER (WHERE o.delivered_at <= o.promised_by) AS on_time_latest,
-  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise AND o.order_id IN (SELECT order_id FROM complete))
+  COUNT(*) FILTER (WHERE o.done_at IS NOT NULL) AS delivered,
+  COUNT(*) FILTER (WHERE o.done_at <= o.first_promise) AS on_time,
+  COUNT(*) FILTER (WHERE o.done_at <= o.promised_by) AS on_time_latest,
+  COUNT(*) FILTER (WHERE o.done_at <= o.first_promise AND o.order_id IN (SELECT order_id FROM complete))
     AS complete_on_time,
   COUNT(*) FILTER (WHERE r.kept > 1) AS split, COUNT(r.order_id) AS released,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.at - o.created_at)) AS to_release_s,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM o.first_promise - o.delivered_at))
-    FILTER (WHERE o.delivered_at IS NOT NULL AND o.first_promise IS NOT NULL) AS slack_s
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM o.first_promise - o.done_at))
+    FILTER (WHERE o.done_at IS NOT NULL AND o.first_promise IS NOT NULL) AS slack_s
 FROM o LEFT JOIN released r USING (order_id)
 """)
 _CAUSES = text("""
@@ -131,6 +133,8 @@ SELECT AVG(c) FROM (
 _SERIES = text("""
 WITH o AS (
   SELECT o.*, COALESCE(o.first_promised_by, o.promised_by) AS first_promise,
+         -- delivered: the order's whole delivery is done (one parcel of an order still in transit is not)
+         CASE WHEN o.status IN ('delivered', 'partially_returned', 'returned') THEN o.delivered_at END AS done_at,
          CAST(date_trunc('day', o.created_at AT TIME ZONE 'UTC') AS date) AS day FROM orders o
   WHERE (CAST(:c AS varchar) IS NULL OR o.channel = :c)
     AND (CAST(:f AS timestamptz) IS NULL OR o.created_at >= :f) AND (CAST(:t AS timestamptz) IS NULL OR o.created_at < :t)
@@ -148,16 +152,16 @@ WITH o AS (
 )
 SELECT o.day, COUNT(*) AS orders,
   COUNT(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
-  COUNT(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
-  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise) AS on_time,
-  COUNT(*) FILTER (WHERE o.delivered_at <= o.first_promise AND NOT EXISTS (
+  COUNT(*) FILTER (WHERE o.done_at IS NOT NULL) AS delivered,
+  COUNT(*) FILTER (WHERE o.done_at <= o.first_promise) AS on_time,
+  COUNT(*) FILTER (WHERE o.done_at <= o.first_promise AND NOT EXISTS (
     SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id AND l.delivered_qty < l.qty - l.cancelled_qty))
     AS complete_on_time,
   COUNT(*) FILTER (WHERE r.kept > 1) AS split, COUNT(r.order_id) AS released,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.at - o.created_at)) AS to_release_s,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY r.pick_to_ship) AS pick_to_ship_s,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM o.first_promise - o.delivered_at))
-    FILTER (WHERE o.delivered_at IS NOT NULL AND o.first_promise IS NOT NULL) AS slack_s,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM o.first_promise - o.done_at))
+    FILTER (WHERE o.done_at IS NOT NULL AND o.first_promise IS NOT NULL) AS slack_s,
   AVG(cost.c) AS cost
 FROM o LEFT JOIN r USING (order_id) LEFT JOIN cost USING (order_id)
 GROUP BY 1 ORDER BY 1

@@ -149,7 +149,7 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
             await page.screenshot(path=str(shots / "console-order.png"), full_page=True)
             await page.get_by_role("link", name="Network").click()
             await expect(page.locator(f"#node-{dc_s}")).to_be_visible()
-            await page.wait_for_function("() => Chart.getChart('map') !== undefined")
+            await page.wait_for_function("() => window.Chart && Chart.getChart('map') !== undefined")
             await page.screenshot(path=str(shots / "console-network.png"), full_page=True)
             # A support key may not switch a node off: the page says why and the switch stays as it was.
             switch = page.get_by_label(f"{dc_s} takes new work")
@@ -160,7 +160,7 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
             await page.get_by_label("Channel", exact=True).select_option(net.channel)
             await page.get_by_role("button", name="Show").click()
             await expect(page.locator("#tiles")).to_contain_text("Orders")
-            await page.wait_for_function("() => Chart.getChart('c-rates') !== undefined")
+            await page.wait_for_function("() => window.Chart && Chart.getChart('c-rates') !== undefined")
             await page.screenshot(path=str(shots / "console-kpis.png"), full_page=True)
         finally:
             await browser.close()
@@ -185,3 +185,42 @@ async def test_bad_requests_change_nothing(api: Api):
     assert r.status_code == 422
     async with httpx.AsyncClient(transport=api.client._transport, base_url="http://nodal") as c:
         assert (await c.get("/console/search?q=" + "x" * 201, cookies=jar)).status_code == 422
+
+
+async def test_the_attention_list_says_why_and_leaves_the_rest_out(api: Api, db, settings):
+    """Written as the workflows leave the read model: stuck past the norm, waiting for support after the reroute
+    limit, on a payment hold (and one whose hold was released), and orders that need nothing."""
+    import json
+    import uuid
+
+    from sqlalchemy import text
+
+    from api.console import attention
+    from tests.integration.test_kpis import _order
+
+    ch = f"att-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    stuck, support, hold, released, fine, done = (f"{ch}-{x}" for x in ("stuck", "support", "hold", "released",
+                                                                        "fine", "done"))
+
+    async def event(conn, oid, n, name, detail, at):
+        await conn.execute(text("INSERT INTO timeline_events (order_id, key, at, event, detail) VALUES (:o, :k, :at, :e,"
+                                " CAST(:d AS jsonb))"), {"o": oid, "k": f"o{n}", "at": at, "e": name,
+                                                          "d": json.dumps(detail)})
+    async with db.engine.begin() as conn:
+        await _order(conn, ch, stuck, now - timedelta(days=2), "released")
+        await _order(conn, ch, support, now - timedelta(hours=1), "backordered")
+        await event(conn, support, 1, "backordered", {"reason": "reroute limit reached: waiting for support"}, now)
+        await _order(conn, ch, hold, now - timedelta(minutes=5), "released")
+        await event(conn, hold, 1, "payment_hold", {"until": (now + timedelta(days=3)).isoformat()}, now)
+        await _order(conn, ch, released, now - timedelta(minutes=5), "released")
+        await event(conn, released, 1, "payment_hold", {"until": now.isoformat()}, now - timedelta(minutes=2))
+        await event(conn, released, 2, "payment_hold_released", {}, now - timedelta(minutes=1))
+        await _order(conn, ch, fine, now - timedelta(minutes=5), "awaiting_release")
+        await _order(conn, ch, done, now - timedelta(days=9), "delivered")
+    async with db.engine.connect() as conn:
+        items = {i["order_id"]: [kind for kind, _ in i["reasons"]] for i in await attention(conn, settings, ch)}
+    assert items == {stuck: ["stuck"], support: ["support"], hold: ["payment_hold"]}
+    r = await api.client.get(f"/console/attention?channel={ch}", cookies={"nodal_console": ADMIN_KEY})
+    assert "released for 2.0 d" in r.text and "waiting for support: reroute limit reached" in r.text
+    assert "Retry payment" in r.text and r.text.count("Retry payment") == 1

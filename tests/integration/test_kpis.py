@@ -86,3 +86,14 @@ async def test_kpis_over_a_range_against_the_first_promise(api: Api, db):
     assert everything["orders"] == 6 and everything["from"] is None
     r = await api.call("GET", f"/kpis?channel={ch}&from=2026-03-11&to=2026-03-10")
     assert r.status_code == 422
+
+
+async def test_an_order_with_one_parcel_delivered_and_another_on_its_way_is_not_counted_yet(api: Api, db):
+    """Its delivered_at is its first parcel's: until the order is delivered it is neither on time nor late."""
+    ch = f"kpi-{uuid.uuid4().hex[:8]}"
+    async with db.engine.begin() as conn:
+        await _order(conn, ch, f"{ch}-whole", D, "delivered", first=D + 48 * H, delivered=D + 24 * H)
+        await _order(conn, ch, f"{ch}-half", D, "partially_shipped", first=D + 48 * H, delivered=D + 24 * H)
+    k = await api.ok("GET", f"/kpis?channel={ch}")
+    assert (k["orders"], k["on_time_rate"], k["order_fulfillment_rate"]) == (2, 1.0, 1.0)
+    assert k["series"][0]["delivered"] == 1 and k["series"][0]["order_fulfillment_rate"] == 1.0

@@ -62,6 +62,9 @@ async def test_the_worker_and_the_api_export_business_and_engine_metrics(tempora
     assert value(worker_scrape, "nodal_fulfillment_events_total", outcome="rejected", node=net.node("DC-N")) == 1
     assert value(worker_scrape, "nodal_fulfillment_events_total", outcome="released", node=net.node("DC-S")) == 1
     assert value(worker_scrape, "nodal_reroutes_total", cause="rejected") >= 1
+    assert value(worker_scrape, "nodal_adapter_calls_total", system="payments", outcome="ok") >= 2  # authorizations
+    assert value(worker_scrape, "nodal_adapter_calls_total", system="notifications", outcome="ok") >= 2
+    assert value(worker_scrape, "nodal_adapter_call_seconds_count", system="payments") >= 2
     assert value(worker_scrape, "nodal_routing_plan_seconds_count") >= 3, [l for l in worker_scrape.splitlines() if "routing" in l][:5]
     # The SDK's own, from the same endpoint.
     names = sorted({l.split("{")[0] for l in worker_scrape.splitlines() if l.startswith(("temporal", "nodal"))})
@@ -79,6 +82,6 @@ async def test_the_worker_and_the_api_export_business_and_engine_metrics(tempora
     served = {l.split("{")[0].split(" ")[0] for l in (worker_scrape + api_scrape).splitlines() if l.startswith("nodal_")}
     # Series that show once something happened (a reservation conflict, a subscription): declared in the code.
     root = Path(__file__).parents[2]
-    declared = (root / "activities" / "metrics.py").read_text() + (root / "api" / "routes" / "ops.py").read_text()
+    declared = "".join((root / f).read_text() for f in ("activities/metrics.py", "api/routes/ops.py", "adapters/base.py"))
     missing = [m for m in asked - served if f'"{re.sub(r"_(total|bucket)$", "", m)}"' not in declared]
     assert asked and not missing, missing
