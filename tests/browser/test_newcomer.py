@@ -109,6 +109,26 @@ async def test_the_api_docs_work_with_no_network(dev_stack):
     assert refused == [], refused
 
 
+async def test_the_control_tower_is_served_by_nodal_dev(dev_stack):
+    """The staff's page on the stack a newcomer runs: sign in with the printed admin key, the demo network on its
+    map, the orders needing attention (none yet: nothing is late on a fresh stack)."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            await page.goto(f"{dev_stack.api}/console/network")
+            await page.get_by_label("API key").fill(dev_stack.admin_key)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.locator("#node-DC-EAST").wait_for(timeout=30_000)
+            assert await page.locator("#nodes tbody tr").count() == 12
+            await page.wait_for_function("() => window.Chart && Chart.getChart('map') !== undefined")
+            await page.screenshot(path=str(screenshots() / "console-dev-network.png"), full_page=True)
+            await page.get_by_role("link", name="Needs attention").click()
+            await page.get_by_role("heading", name="Orders needing attention").wait_for(timeout=30_000)
+        finally:
+            await browser.close()
+
+
 def test_ctrl_c_stops_everything_and_says_so(dev_stack):
     assert dev_stack.stop() == 0, dev_stack.screen()[-2000:]
     screen = dev_stack.screen()

@@ -83,15 +83,28 @@ function networkMap() {
   if (!canvas) return;
   const points = JSON.parse(canvas.dataset.points);
   const colour = (p) => p.load === null ? "#8a93a6" : p.load < 0.7 ? "#1b7f3b" : p.load < 0.95 ? "#d08a00" : "#b3261e";
+  // Each node's id beside its bubble (Chart.js draws no point labels of its own).
+  const labels = { id: "nodeLabels", afterDatasetsDraw(chart) {
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.fillStyle = "#1d2330";
+    chart.getDatasetMeta(0).data.forEach((el, i) => {
+      ctx.fillText(points[i].id, el.x + (el.options.radius || 5) + 3, el.y + 4);
+    });
+    ctx.restore();
+  } };
   new Chart(canvas, {
     type: "bubble",
+    plugins: [labels],
     data: { datasets: [{ label: "nodes", data: points.map((p) => ({ x: p.x, y: p.y, r: 5 + Math.min(Math.sqrt(p.backlog) * 3, 25), p })),
       backgroundColor: points.map((p) => p.enabled ? colour(p) + "b0" : "transparent"),
       borderColor: points.map(colour), borderWidth: 2 }] },
     options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false },
       tooltip: { callbacks: { label: (c) => { const p = c.raw.p;
         return `${p.id} (${p.type}) · backlog ${p.backlog} · load ${p.load === null ? "no limit" : Math.round(p.load * 100) + "%"}${p.enabled ? "" : " · disabled"}`; } } } },
-      scales: { x: { title: { display: true, text: "longitude" } }, y: { title: { display: true, text: "latitude" } } } },
+      scales: { x: { grace: "6%", title: { display: true, text: "longitude" } },
+                y: { grace: "4%", title: { display: true, text: "latitude" } } } },
   });
 }
 
