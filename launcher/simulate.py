@@ -14,6 +14,9 @@ What the clocks cannot do is start a workflow at a chosen virtual time: every or
 clock of the run. The calendar of the scenario (weekdays, the promotion peak) therefore sets how many orders are
 placed and compete for stock each simulated day, while each node's daily capacity counts all the run's work against
 one calendar day: the simulator gives each node its daily capacity times the days simulated.
+
+NODAL_SIM_DEBUG=1 prints why each late order was late (its routing decisions and fulfillments), why an order still
+waits at the end, and where the wall time went (kpis.json "notes").
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -95,6 +98,7 @@ def default_scenario() -> dict[str, Any]:
         },
         "demand": {
             "orders_per_day": 45, "weekday_factors": [1.0, 0.95, 0.95, 1.0, 1.1, 1.25, 1.15],  # Monday first
+            "first_weekday": 0,
             "peak": {"day": 9, "days": 2, "factor": 2.2},  # a promotion on the 10th and 11th day
             "channels": {"web": 0.7, "marketplace": 0.3}, "express_share": 0.2, "lines": [1, 3], "qty": [1, 2],
             "postal_codes": {pc: (3 if served else 1) for pc, (_, _, served) in DEMO_AREAS.items()},
@@ -156,7 +160,6 @@ class Simulation:
         self.stats: Counter = Counter()
         self.timing: Counter = Counter()  # seconds spent, summed over orders: where the wall time goes
         self.replenishments = 0
-        self.start = date.today()
         self.nodes = {n["node_id"]: n for n in scenario["network"]["nodes"]}
         self.postal = {a["postal_code"]: (a["lat"], a["lon"]) for a in scenario["network"]["service_areas"]}
 
@@ -247,12 +250,12 @@ class Simulation:
     # ------------------------------------------------------------ demand
     def orders_on(self, day: int) -> int:
         d = self.s["demand"]
-        weekday = (self.start + timedelta(days=day)).weekday()
+        weekday = (d.get("first_weekday", 0) + day) % 7  # the first simulated day is a Monday unless it says
         mean = d["orders_per_day"] * d["weekday_factors"][weekday]
         peak = d.get("peak") or {}
         if peak and peak["day"] <= day < peak["day"] + peak.get("days", 1):
             mean *= peak["factor"]
-        # Poisson by inversion of the normal approximation (mean is tens).
+        # Poisson, by its normal approximation (the mean is tens).
         return max(0, round(self.rng.gauss(mean, math.sqrt(mean))))
 
     def order_body(self) -> dict[str, Any]:
@@ -337,7 +340,7 @@ class OrderLife:
             self.sim.timing[f"skip:{why}"] += time.monotonic() - started
             self.sim.stats[f"skips:{why}"] += 1
 
-    async def refresh(self, until=None, timeout: float = 15.0) -> dict:
+    async def refresh(self, until=None, timeout: float = 15.0, what: str = "") -> dict:
         """The order as the read model has it; with ``until``, once it says so (the read model follows the
         workflows by a few milliseconds)."""
         started = time.monotonic()
@@ -350,7 +353,7 @@ class OrderLife:
                     self.sim.timing["read_model"] += time.monotonic() - started
                     return view
             if time.monotonic() > deadline:
-                self.sim.stats["read_model_waits_timed_out"] += 1
+                self.sim.stats[f"read_model_waits_timed_out:{what}"] += 1
                 self.sim.timing["read_model"] += time.monotonic() - started
                 return self.view
             await asyncio.sleep(0.1)
@@ -379,7 +382,7 @@ class OrderLife:
         until = _at(waiting["detail"]["until"]) if waiting and waiting["detail"].get("until") else created + remorse
         await self.move(out.order_id, until, "remorse")
         await self.refresh(lambda v: v["status"] != "awaiting_release" and (
-            v["fulfillments"] or v["status"] in TERMINAL_ORDER or v["status"] == "backordered"))
+            v["fulfillments"] or v["status"] in TERMINAL_ORDER or v["status"] == "backordered"), what="release")
         for _ in range(80):
             if self.view["status"] in TERMINAL_ORDER:
                 break
@@ -481,7 +484,7 @@ class OrderLife:
             when = now
         await self.move(fid, when, "ship")
         await self.sim.call("POST", f"/fulfillments/{fid}/ship", key, json={})
-        shipped = await self.refresh(lambda v: _status(v, fid) in ("shipped", "delivered"))
+        shipped = await self.refresh(lambda v: _status(v, fid) in ("shipped", "delivered"), what="shipped")
         f = next(x for x in shipped["fulfillments"] if x["fulfillment_id"] == fid)
         # The carrier's service and zone days are what the promise counted on (promise.carriers); reality is
         # that plus noise, counted on the carrier's delivery days from the day it really left.
@@ -513,16 +516,17 @@ class OrderLife:
         """A rejection, a timeout, a short pick or a lost parcel: the order re-sources what is missing (or
         backorders or cancels it). Wait until the read model shows what it did."""
         before = {f["fulfillment_id"] for f in self.view["fulfillments"]}
+        seen = len(self.view["timeline"])
 
         def settled(v):
             if v["status"] in TERMINAL_ORDER or v["status"] == "backordered":
                 return True
+            later = v["timeline"][seen:]
+            if any(t["event"] in ("backordered", "unavailable_cancelled", "lines_cancelled") for t in later):
+                return True  # nothing to release now: the units wait (or are gone)
             new = {f["fulfillment_id"] for f in v["fulfillments"]} - before
-            if short:
-                return bool(new) or any(t["event"] in ("backordered", "lines_cancelled", "unavailable_cancelled")
-                                        for t in v["timeline"][-6:])
-            return _status(v, fid) in FAILED_FULFILLMENT and bool(new)
-        await self.refresh(settled)
+            return bool(new) and (short or _status(v, fid) in FAILED_FULFILLMENT)
+        await self.refresh(settled, what="after a failure")
         if not short:
             self.plans.pop(fid, None)
 
@@ -530,7 +534,7 @@ class OrderLife:
         def closed(v):  # the order closes a moment after its last fulfillment (its own record follows)
             return v["status"] in TERMINAL_ORDER or v["status"] == "backordered" or any(
                 f["status"] in OPEN_FULFILLMENT for f in v["fulfillments"])
-        v = await self.refresh(closed, timeout=10)
+        v = await self.refresh(None if self.out.unfinished else closed, timeout=10, what="order closing")
         out, sim = self.out, self.sim
         out.status = v["status"]
         kept = [f for f in v["fulfillments"] if f["status"] not in FAILED_FULFILLMENT and f["kind"] != "transfer"]

@@ -20,8 +20,8 @@ NODAL = str(Path(sys.executable).parent / "nodal")
 
 def test_a_day_of_orders_runs_through_the_product_and_is_reported(tmp_path):
     demand = default_scenario()["demand"]
-    demand["orders_per_day"] = 12
-    partners = {**default_scenario()["partners"], "reject_rate": 0.3}  # some reroutes even in a dozen orders
+    demand["orders_per_day"] = 8
+    partners = {**default_scenario()["partners"], "reject_rate": 0.35}  # some reroutes even in a few orders
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps({"demand": demand, "partners": partners}))
     out = tmp_path / "out"
@@ -30,9 +30,9 @@ def test_a_day_of_orders_runs_through_the_product_and_is_reported(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     k = json.loads((out / "kpis.json").read_text())
     rows = list(csv.DictReader((out / "orders.csv").open()))
-    assert k["orders"] == len(rows) >= 6
+    assert k["orders"] == len(rows) >= 4
     # Every order ran its whole life: placed, released, accepted (or rerouted), shipped, delivered; but one whose
-    # every node with the stock refused it (30% do here) waits for stock from another, past the run's end.
+    # every node with the stock refused it (35% do here) waits for stock from another, past the run's end.
     waiting = [r for r in rows if r["unfinished"]]
     assert all("waiting for stock" in r["unfinished"] for r in waiting) and len(waiting) <= 2, waiting
     assert k["finished"] == k["orders"] - len(waiting)
@@ -55,10 +55,14 @@ def test_a_day_of_orders_runs_through_the_product_and_is_reported(tmp_path):
     assert "fulfillment_rate" in run.stdout and "report:" in run.stderr
 
 
-def test_a_scenario_with_an_unknown_section_is_refused(tmp_path):
+def test_a_scenario_with_an_unknown_section_is_refused_before_anything_starts(tmp_path):
+    from launcher.simulate import load_scenario
+
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"netwrok": {}}))
-    run = subprocess.run([NODAL, "simulate", "--days", "1", "--network", str(bad), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode != 0 and "unknown sections ['netwrok']" in run.stderr + run.stdout
-    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit, match=r"unknown sections \['netwrok'\]"):
+        load_scenario(bad)
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"returns": {"rate": 0.5, "after_days": [1, 2]}}))
+    scenario = load_scenario(partial)
+    assert scenario["returns"]["rate"] == 0.5 and scenario["partners"] == default_scenario()["partners"]
