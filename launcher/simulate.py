@@ -483,7 +483,9 @@ class OrderLife:
         else:
             when = now
         await self.move(fid, when, "ship")
-        await self.sim.call("POST", f"/fulfillments/{fid}/ship", key, json={})
+        if await self.sim.call("POST", f"/fulfillments/{fid}/ship", key, json={}) is None:
+            self.plans.pop(fid, None)  # it was moved or cancelled meanwhile (a 409): nothing left to ship
+            return
         shipped = await self.refresh(lambda v: _status(v, fid) in ("shipped", "delivered"), what="shipped")
         f = next(x for x in shipped["fulfillments"] if x["fulfillment_id"] == fid)
         # The carrier's service and zone days are what the promise counted on (promise.carriers); reality is
