@@ -1,6 +1,7 @@
 """The control tower (/console): staff sign in with a key, see the orders needing attention and act on them through
 the public API, read the network, the KPIs and one order's life. The browser test drives Debian's chromium with
-Playwright against the API served by uvicorn on the test stack; screenshots of each page are kept."""
+Playwright against the API served by uvicorn on the test stack; screenshots of each page are kept, and axe-core
+checks each page against WCAG 2 A and AA."""
 
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ async def test_pages_render_what_the_read_model_holds(api: Api, temporal_env, se
         assert (await api.client.get(f"/console/static/{asset}")).status_code == 200
 
 
+async def _axe_problems(page, name: str) -> list[str]:
+    """What axe-core (the accessibility engine, run in the page) finds against WCAG 2 A and AA, serious or worse."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]},
+                                             "resultTypes": ["violations"]})
+    return [f"{name}: {v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes'][:3]]}"
+            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -124,12 +135,14 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
             await page.goto(f"{served}/console")
             await expect(page.get_by_role("heading", name="Sign in to the control tower")).to_be_visible()
             await page.screenshot(path=str(shots / "console-login.png"))
+            problems = await _axe_problems(page, "login")
             await page.get_by_label("API key").fill(support)
             await page.get_by_role("button", name="Sign in").click()
             row = page.locator(f"#row-{oid}")
             await expect(row).to_contain_text("at risk")
             await expect(row).to_contain_text(f"{f['fulfillment_id']} · {dc_n} · accepted")
             await page.screenshot(path=str(shots / "console-attention.png"), full_page=True)
+            problems += await _axe_problems(page, "attention")
             # Move the late fulfillment to the far DC, from the row.
             await row.get_by_label("Fulfillment to move").select_option(f["fulfillment_id"])
             await row.get_by_label("To node").select_option(dc_s)
@@ -147,10 +160,12 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
             await expect(page.locator("#fulfillments")).to_contain_text(moved["fulfillment_id"])
             await expect(page.locator("#fulfillments")).to_contain_text(dc_s)
             await page.screenshot(path=str(shots / "console-order.png"), full_page=True)
+            problems += await _axe_problems(page, "order")
             await page.get_by_role("link", name="Network").click()
             await expect(page.locator(f"#node-{dc_s}")).to_be_visible()
             await page.wait_for_function("() => window.Chart && Chart.getChart('map') !== undefined")
             await page.screenshot(path=str(shots / "console-network.png"), full_page=True)
+            problems += await _axe_problems(page, "network")
             # A support key may not switch a node off: the page says why and the switch stays as it was.
             switch = page.get_by_label(f"{dc_s} takes new work")
             await switch.click()
@@ -162,9 +177,11 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
             await expect(page.locator("#tiles")).to_contain_text("Orders")
             await page.wait_for_function("() => window.Chart && Chart.getChart('c-rates') !== undefined")
             await page.screenshot(path=str(shots / "console-kpis.png"), full_page=True)
+            problems += await _axe_problems(page, "kpis")
         finally:
             await browser.close()
     assert refused == [], refused
+    assert problems == [], "\n".join(problems)  # accessible: no serious WCAG 2 A/AA problem on any page
 
 
 async def _at_risk(api: Api, oid: str):
