@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
@@ -76,17 +77,23 @@ def _cookie(header: str) -> Optional[str]:
     return None
 
 
+async def _holder(request: Request, key: str):
+    """The staff member a key belongs to, or None and why not (unknown or revoked, or not staff's)."""
+    try:
+        who = await principal(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key))
+    except HTTPException:
+        return None, "This key is unknown or revoked."
+    if who.role not in (Role.admin, Role.support):
+        return None, "This key is not a staff key: the control tower takes an admin or support key."
+    return who, None
+
+
 async def _staff(request: Request):
     """The signed-in staff member, or None (no cookie, a revoked key, a key that is not staff's)."""
     creds = request.headers.get("authorization", "")
     if not creds.lower().startswith("bearer "):
         return None
-    from fastapi.security import HTTPAuthorizationCredentials
-    try:
-        who = await principal(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=creds[7:].strip()))
-    except HTTPException:
-        return None
-    return who if who.role in (Role.admin, Role.support) else None
+    return (await _holder(request, creds[7:].strip()))[0]
 
 
 def _page(request: Request, name: str, who, **context) -> HTMLResponse:
@@ -124,14 +131,7 @@ async def login_form(request: Request, then: str = "/console") -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request, key: str = Form(..., max_length=200), then: str = Form("/console")) -> Response:
-    from fastapi.security import HTTPAuthorizationCredentials
-    problem = None
-    try:
-        who = await principal(request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key.strip()))
-        if who.role not in (Role.admin, Role.support):
-            problem = "This key is not a staff key: the control tower takes an admin or support key."
-    except HTTPException:
-        problem = "This key is unknown or revoked."
+    _, problem = await _holder(request, key.strip())
     if problem:
         response = _page(request, "login.html", None, then=_local(then), problem=problem)
         response.status_code = 401

@@ -32,6 +32,17 @@ def screenshots() -> Path:
     return path
 
 
+def local_only(refused: list[str]):
+    """A Playwright route handler that lets requests to this machine through and refuses (and notes) any other."""
+    async def route(r):
+        if r.request.url.split("/")[2].split(":")[0] in ("127.0.0.1", "localhost"):
+            await r.continue_()
+        else:
+            refused.append(r.request.url)
+            await r.abort()
+    return route
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, screenshots
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, local_only, screenshots
 
 pytestmark = pytest.mark.integration
 
@@ -88,19 +88,11 @@ async def test_the_api_docs_work_with_no_network(dev_stack):
     the operations."""
     refused: list[str] = []
 
-    async def local_only(route):
-        host = route.request.url.split("/")[2].split(":")[0]
-        if host in ("127.0.0.1", "localhost"):
-            await route.continue_()
-        else:
-            refused.append(route.request.url)
-            await route.abort()
-
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-            await page.route("**/*", local_only)
+            await page.route("**/*", local_only(refused))
             await page.goto(f"{dev_stack.api}/docs")
             await page.get_by_text("Place an order (idempotent by channel + external_id)").wait_for(timeout=30_000)
             await page.screenshot(path=str(screenshots() / "api-docs-offline.png"))

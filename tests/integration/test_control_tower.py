@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, browser_ready, screenshots  # noqa: F401 (a fixture)
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, local_only, browser_ready, screenshots  # noqa: F401 (a fixture)
 from tests.integration.conftest import ADMIN_KEY, Api, eventually, make_network
 from tests.integration.flow import released_to, walk
 
@@ -120,18 +120,11 @@ async def test_support_sees_an_at_risk_order_and_reorchestrates_it_from_the_page
     shots = screenshots()
     refused: list[str] = []
 
-    async def local_only(route):
-        if route.request.url.split("/")[2].split(":")[0] in ("127.0.0.1", "localhost"):
-            await route.continue_()
-        else:
-            refused.append(route.request.url)
-            await route.abort()
-
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1440, "height": 900})
-            await page.route("**/*", local_only)
+            await page.route("**/*", local_only(refused))
             await page.goto(f"{served}/console")
             await expect(page.get_by_role("heading", name="Sign in to the control tower")).to_be_visible()
             await page.screenshot(path=str(shots / "console-login.png"))
