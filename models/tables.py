@@ -125,6 +125,9 @@ class InventoryPosition(SQLModel, table=True):
     safety_stock_override: Optional[int] = None
     as_of: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     updated_at: datetime = _ts()
+    # Set by a trigger on every write (inventory_change_seq): the availability index keeps, for each position, the
+    # figures of the highest number it has seen, whatever order the announcements and its loads arrive in.
+    change_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
 
 
 class IncomingSupply(SQLModel, table=True):

@@ -1,0 +1,127 @@
+"""The availability index: loaded from PostgreSQL, kept current by its announcements, in every process that holds
+one; a reservation's effect reaches each within a bound, and a reload loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from inventory import service
+from inventory.channels import load_channel_view
+from inventory.index import AvailabilityIndex, Positions
+from tests.integration.conftest import make_network
+
+pytestmark = pytest.mark.integration
+
+
+async def _live(db, skus: list[str], channel=None, tier=None) -> dict:
+    """Available-to-sell per position as the database computes it (the reservation's own rule)."""
+    from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
+
+    async with db.engine.connect() as conn:
+        view = await load_channel_view(conn, channel)
+        rows = (await conn.execute(text(
+            f"SELECT node_id, sku, {channel_ats_sql(protected=protected_for_others_sql('p.node_id', 'p.sku', 'CAST(:t AS varchar)'))}"
+            " AS ats FROM inventory_positions p WHERE p.sku = ANY(:s)"), {"s": skus, "t": tier, **view.params()})).all()
+    return {(r.node_id, r.sku): r.ats for r in rows}
+
+
+async def _index_view(db, index: AvailabilityIndex, skus, channel=None, tier=None) -> dict:
+    async with db.engine.connect() as conn:
+        view = await load_channel_view(conn, channel)
+    return index.available(skus, view, tier)
+
+
+async def test_every_process_index_sees_a_reservation_within_a_bound(api, db, pg_url):
+    net = await make_network(api)
+    # Two indexes: two API processes, each with its own listening connection.
+    first, second = AvailabilityIndex(pg_url), AvailabilityIndex(pg_url)
+    await asyncio.gather(first.start(), second.start())
+    try:
+        assert first.ready and second.ready
+        assert await _index_view(db, first, net.skus) == await _live(db, net.skus)
+        dc = net.node("DC-N")
+        seen = []
+        for i in range(9):
+            at = datetime.now(timezone.utc)
+            async with db.engine.begin() as conn:
+                short = await service.reserve(conn, f"IDX-{net.prefix}-{i}", [
+                    service.Hold(f"IDX-{net.prefix}-{i}", "1", dc, net.skus[0], 1)], at)
+            assert not short
+            committed = time.perf_counter()
+            want = 10 - (i + 1)
+            for index in (first, second):
+                while index.available([net.skus[0]], None, None)[(dc, net.skus[0])] != want:
+                    assert time.perf_counter() - committed < 2.0, "a reservation did not reach an index in 2 s"
+                    await asyncio.sleep(0.001)
+            seen.append(time.perf_counter() - committed)
+        seen.sort()
+        print(f"reservation → both indexes: median {seen[4] * 1000:.2f} ms, max {seen[-1] * 1000:.2f} ms")
+        assert seen[-1] < 1.0
+        # Freshness: the ping bounds how old what a reader sees can be.
+        await asyncio.sleep(0.5)
+        fresh = first.freshness()
+        assert fresh.seq >= first.positions.seq > 0 and fresh.age_ms < 1000
+    finally:
+        await asyncio.gather(first.stop(), second.stop())
+
+
+async def test_a_reload_and_late_announcements_keep_the_newest_figures(api, db, pg_url):
+    net = await make_network(api)
+    index = AvailabilityIndex(pg_url)
+    await index.start()
+    try:
+        dc, sku = net.node("DC-S"), net.skus[1]
+        before = index.resyncs
+        # A statement too big to announce, or a deleted position, makes every reader load again.
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('nodal_positions', 'resync')")
+        deadline = time.perf_counter() + 10
+        while index.resyncs == before:
+            assert time.perf_counter() < deadline
+            await asyncio.sleep(0.01)
+        async with db.engine.begin() as conn:
+            await service.adjust(conn, dc, sku, 5, "cycle_count", f"idx-{net.prefix}", actor="test")
+        deadline = time.perf_counter() + 5
+        while index.available([sku], None, None)[(dc, sku)] != 15:
+            assert time.perf_counter() < deadline
+            await asyncio.sleep(0.005)
+        # An announcement older than what a position holds (a load that overtook it) changes nothing.
+        on_hand, reserved, safety = index.positions.figures(sku, dc)
+        stale = int(index.positions.rows[sku].seq.min()) - 1
+        assert index.positions.apply([[stale, dc, sku, 999, 0, 0]]) == 0
+        assert index.positions.figures(sku, dc) == (on_hand, reserved, safety)
+    finally:
+        await index.stop()
+
+
+async def test_channel_buffers_and_protected_stock_as_the_reservation_counts_them(api, db, pg_url):
+    net = await make_network(api)
+    await api.ok("PUT", f"/channels/{net.channel}", json={"buffer_units": 1, "buffer_pct": 15})
+    await api.ok("PUT", "/protected-stock", json=[{"node_id": net.node("DC-N"), "sku": net.skus[2], "tier": "gold",
+                                                   "qty": 4}])
+    index = AvailabilityIndex(pg_url)
+    await index.start()
+    try:
+        for channel, tier in ((None, None), (net.channel, None), (net.channel, "gold"), (None, "silver")):
+            want = await _live(db, net.skus, channel, tier)
+            got = await _index_view(db, index, net.skus, channel, tier)
+            assert got == want, (channel, tier, {k: (v, got.get(k)) for k, v in want.items() if got.get(k) != v})
+    finally:
+        await index.stop()
+
+
+def test_positions_apply_in_any_order():
+    """Announcements may reach a reader before or after a load that already holds them: the highest change number
+    wins, per position."""
+    p = Positions().load([("S1", ["A", "B"], [5, 7], [0, 1], [0, 0], [10, 11])])
+    assert p.apply([[12, "A", "S1", 4, 0, 0], [9, "B", "S1", 100, 0, 0], [13, "C", "S1", 2, 0, 0],
+                    [14, "A", "S2", 1, 0, 0]]) == 3
+    assert p.figures("S1", "A") == (4, 0, 0) and p.figures("S1", "B") == (7, 1, 0)
+    assert p.figures("S1", "C") == (2, 0, 0) and p.figures("S2", "A") == (1, 0, 0) and p.count == 4 and p.seq == 14
+
