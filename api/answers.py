@@ -419,6 +419,7 @@ class AvailabilityView(Answer):
     postal_code: Optional[str]
     channel: Optional[str]
     skus: list[SkuAvailability]
+    freshness: Freshness
 
 
 class LedgerPosition(Answer):
@@ -572,10 +573,23 @@ class Unavailable(Answer):
     reason: str
 
 
+class Freshness(Answer):
+    """How current the stock behind an answer is."""
+
+    source: Literal["index", "database"] = Field(
+        description="index: this API process's availability index, kept current by the database's change "
+                    "announcements; database: read live (the index is off or not loaded)")
+    seq: int = Field(description="the highest inventory change number the index has applied (0: a database read); "
+                                 "comparable across API processes")
+    as_of: Timestamp = Field(description="every stock change committed before this instant is in the answer")
+    age_ms: float = Field(description="now − as_of when answered: how stale the answer can be at most")
+
+
 class PromiseAnswer(Answer):
     quoted_at: Timestamp
     options: list[PromiseOption]
     unavailable: list[Unavailable]
+    freshness: Freshness
 
 
 class Zone(Answer):

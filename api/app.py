@@ -17,6 +17,7 @@ from api import answers, console
 from api.guard import RateLimiter, RequestGuard
 from api.event_docs import add_event_docs, tidy as tidy_event_docs
 from api.links import add_links
+from api.index import start_index, stop_index
 from api.placement import recovery_loop
 from api.routes import codec, fulfillments, holds, imports, inventory, keys, network, ops, orders, promise, routing, tracking, webhooks
 from models.messages import PickIn, RejectIn, ShipIn
@@ -50,8 +51,10 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
         if settings.admin_key:
             await ensure_admin_key(app.state.db, settings.admin_key)
         recovery = asyncio.create_task(recovery_loop(app.state.db, app.state.temporal, settings))
+        await start_index(app.state)
         yield
         recovery.cancel()
+        await stop_index(app.state)
         if own_db:
             await app.state.db.dispose()
 

@@ -24,19 +24,58 @@ import json
 import os
 import secrets
 import threading
+import weakref
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
 from inventory.channels import ChannelView
 from nodal.logging import get_logger
 
 POSITIONS_CHANNEL = "nodal_positions"
+# Every index of this process, for /metrics.
+LIVE: "weakref.WeakSet[AvailabilityIndex]" = weakref.WeakSet()
 NETWORK_CHANNEL = "nodal_network"
 _LOAD_SQL = ("SELECT sku, array_agg(node_id) AS nodes, array_agg(on_hand) AS on_hand, array_agg(reserved) AS reserved,"
              " array_agg(safety_stock) AS safety, array_agg(change_seq) AS seq FROM inventory_positions GROUP BY sku")
+
+
+# When this process last committed a write to inventory_positions (epoch seconds). A reader in this process waits
+# for its index to pass it (AvailabilityIndex.caught_up): what a process wrote, it reads back.
+_written_at = 0.0
+
+
+def note_written(conn) -> None:
+    """A write to positions in this transaction (for statements run on the driver connection, which the engine's
+    events do not see); ``conn``: a SQLAlchemy (async) connection."""
+    conn.info["positions_written"] = True
+
+
+_INDEXED_TABLES = ("inventory_positions", "protected_stock", "incoming_supply", "supply_claims")
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _note_positions_write(conn, cursor, statement, parameters, context, executemany) -> None:
+    head = statement[:400]
+    if head.lstrip()[:6].upper() != "SELECT" and any(t in head for t in _INDEXED_TABLES):
+        conn.info["positions_written"] = True
+
+
+@event.listens_for(Engine, "commit")
+def _positions_committed(conn) -> None:
+    global _written_at
+    if conn.info.pop("positions_written", False):
+        _written_at = time.time()
+
+
+@event.listens_for(Engine, "rollback")
+def _positions_not_written(conn) -> None:
+    conn.info.pop("positions_written", None)
 
 
 class SkuRow:
@@ -157,11 +196,13 @@ class Freshness:
     as_of: float  # epoch seconds: every change committed before it is in
     age_ms: float
 
-    def answer(self) -> dict:
+    def answer(self, now: float) -> dict:
+        """As an API answer carries it; a database read is as of ``now`` (epoch seconds)."""
         from datetime import datetime, timezone
 
+        as_of = self.as_of if self.source == "index" else now
         return {"source": self.source, "seq": self.seq,
-                "as_of": datetime.fromtimestamp(self.as_of, timezone.utc).isoformat().replace("+00:00", "Z"),
+                "as_of": datetime.fromtimestamp(as_of, timezone.utc).isoformat().replace("+00:00", "Z"),
                 "age_ms": round(self.age_ms, 1)}
 
 
@@ -185,12 +226,16 @@ class AvailabilityIndex:
         self.resyncs = 0
         self.applied = 0
         self._ping_channel = f"nodal_index_{os.getpid()}_{secrets.token_hex(4)}"
-        self._want_load = self._want_side = False
+        self._want_load = self._want_side = self._side_loading = False
+        self._last_ping = 0.0
         self._wake = asyncio.Event()
         self._loading = False
         self._buffer: list[list] = []
         self._tasks: list[asyncio.Task] = []
+        self._ping_now = asyncio.Event()
+        self._waiters: list[tuple[float, asyncio.Future]] = []
         self.log = get_logger()
+        LIVE.add(self)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -200,6 +245,34 @@ class AvailabilityIndex:
     def freshness(self) -> Freshness:
         now = time.time()
         return Freshness("index", self.positions.seq, self.as_of, max(now - self.as_of, 0.0) * 1000)
+
+    async def caught_up(self, timeout: float = 0.1) -> bool:
+        """Wait (at most ``timeout``) until every position write this process committed is in; False: still not."""
+        target = _written_at
+        if self.as_of >= target:
+            return True
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        self._ping_now.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _advance(self, as_of: float) -> None:
+        if as_of <= self.as_of:
+            return
+        self.as_of = as_of
+        if self._waiters:
+            waiting = []
+            for target, future in self._waiters:
+                if target <= as_of:
+                    if not future.done():
+                        future.set_result(True)
+                elif not future.done():
+                    waiting.append((target, future))
+            self._waiters = waiting
 
     def protected_for_others(self, sku: str, row: SkuRow, tier: Optional[str]) -> Optional[np.ndarray]:
         """Units protected for tiers other than ``tier`` per position of the row (None: none)."""
@@ -265,7 +338,10 @@ class AvailabilityIndex:
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == self._ping_channel:
-            self.as_of = max(self.as_of, float(payload)) if self.ready and not self._loading else self.as_of
+            self._last_ping = float(payload)
+            # Held back while a load or a reload of protected stock or supply is due: those are not in yet.
+            if self.ready and not self._loading and not self._want_side and not self._side_loading:
+                self._advance(self._last_ping)
         elif channel == POSITIONS_CHANNEL:
             if payload == "resync":
                 self._request(load=True)
@@ -324,7 +400,7 @@ class AvailabilityIndex:
         finally:
             self._loading = False
         # The load saw every change committed before it started.
-        self.as_of = max(self.as_of, sent)
+        self._advance(sent)
         self.resyncs += 1
         if not self.ready:
             await self._load_side()
@@ -339,6 +415,15 @@ class AvailabilityIndex:
             return self.positions.fresh().load(conn.execute(_LOAD_SQL))
 
     async def _load_side(self) -> None:
+        started, self._side_loading = time.time(), True
+        try:
+            await self._read_side()
+        finally:
+            self._side_loading = False
+        if not self._want_side and self._last_ping:
+            self._advance(min(self._last_ping, started))
+
+    async def _read_side(self) -> None:
         import psycopg
 
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -359,8 +444,12 @@ class AvailabilityIndex:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     while True:
+                        self._ping_now.clear()
                         await conn.execute("SELECT pg_notify(%s, %s)", (self._ping_channel, repr(time.time())))
-                        await asyncio.sleep(self.ping_every)
+                        try:
+                            await asyncio.wait_for(self._ping_now.wait(), self.ping_every)
+                        except asyncio.TimeoutError:
+                            pass
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
+from inventory.index import note_written
 
 
 # Reservations that hold stock; consumed and released ones no longer do.
@@ -191,6 +192,7 @@ async def reserve(conn: AsyncConnection, order_id: str, holds: Iterable[Hold], a
     short: list[Hold] = []
     savepoint = await conn.begin_nested() if len(holds) > 1 else None
     driver = (await conn.get_raw_connection()).driver_connection
+    note_written(conn)
     for h in holds:
         cur = await driver.execute(_RESERVE, dict(
             r=reservation_id(h.fulfillment_id, h.line_id), o=order_id, f=h.fulfillment_id, l=h.line_id,
@@ -260,6 +262,7 @@ async def _reserve_many(conn: AsyncConnection, order_id: str, holds: list[Hold],
         per_position[(h.node_id, h.sku)] = per_position.get((h.node_id, h.sku), 0) + h.qty
     savepoint = await conn.begin_nested()
     driver = (await conn.get_raw_connection()).driver_connection
+    note_written(conn)
     short_positions = set()
     for (node_id, sku), qty in sorted(per_position.items()):
         cur = await driver.execute(_RESERVE_POSITION, dict(n=node_id, s=sku, q=qty, c=channel, t=tier))

@@ -61,3 +61,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class LazyConnection:
+    """A connection checked out of the pool only when a statement runs: a request served from memory (the
+    availability index and the network memo) costs no round trip, not even the pool's pre-ping."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._conn = None
+
+    async def execute(self, *args, **kwargs):
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        return await self._conn.execute(*args, **kwargs)
+
+    async def __aenter__(self) -> "LazyConnection":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # channel views, routing rules, bid prices, carrier closures) this long; stock and capacity are read live.
     # This process's network edits apply at once, other processes' within it. 0: read everything per quote.
     quote_cache_seconds: float = 30.0
+    # Quotes, availability answers and checkout holds read stock from this process's availability index (kept
+    # current by PostgreSQL's announcements) instead of the database; off: they read it live.
+    availability_index: bool = True
     # How often scarce stock is re-priced from the demand forecast (PUT /forecast also re-prices at once).
     bid_price_every: Duration = timedelta(minutes=15)
     # Re-sourcing attempts before a line is declared backordered.

@@ -47,16 +47,17 @@ class RoutingView:
     supply: dict[tuple, list] = field(default_factory=dict)
 
 
-async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0) -> RoutingView:
+async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, index=None) -> RoutingView:
     """``cache_seconds`` > 0 (quotes): the slow-changing network comes from this process's memo
-    (routing.store.memo) and only stock and today's capacity are read."""
+    (routing.store.memo) and only stock and today's capacity are read; with an ``index`` (the availability
+    index: quotes and holds, never an order's reservation) stock comes from memory."""
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
     async with db.engine.connect() as conn:
         coords = {k: v for k, v in (await memo_many(
             conn, "coords", postal, cache_seconds, lambda keys: postal_coordinates(conn, keys), absent=False)).items()
             if v}
         net = await load_network(conn, sorted({l.sku for l in req.lines}), postal, req.at, req.channel, req.hold_id,
-                                 req.customer_tier, cache_seconds)
+                                 req.customer_tier, cache_seconds, index)
         rules_version, rules = await memo(conn, "rules", cache_seconds, lambda: load_rules(conn))
         # Unreliable partners cost more per unit, when the rules say by how much.
         cards = await memo(conn, "scorecards", cache_seconds, lambda: load_scorecards(conn)) \

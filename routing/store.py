@@ -131,11 +131,18 @@ async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dic
     return await memo(conn, "nodes", cache_seconds, load)
 
 
+async def node_rows(conn: AsyncConnection, cache_seconds: float) -> list:
+    """Every node's row, from the memo."""
+    return (await _nodes(conn, cache_seconds))[0]
+
+
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
                        channel: str | None = None, hold_id: str | None = None, tier: str | None = None,
-                       cache_seconds: float = 0.0) -> NetworkView:
+                       cache_seconds: float = 0.0, index: Any = None) -> NetworkView:
     """The nodes, service areas and stock a request can use, as the order's channel sees them; with
-    ``cache_seconds`` (quotes) the slow-changing parts come from the memo and only stock and capacity are read."""
+    ``cache_seconds`` (quotes) the slow-changing parts come from the memo and only stock and capacity are read;
+    with an ``index`` (inventory.index.AvailabilityIndex: quotes, availability, holds) stock comes from memory and
+    today's capacity from a memo of a second, so nothing is read per request."""
     channel_view = await memo(conn, f"channel:{channel}", cache_seconds, lambda: load_channel_view(conn, channel))
     nodes, infos = await _nodes(conn, cache_seconds)
     limited = [r for r in nodes if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None
@@ -143,14 +150,16 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     used, hourly = {}, {}
     if limited:
         utc_day = at.date()
-        used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in (await conn.execute(text(
-            "SELECT node_id, capacity_day, SUM(qty) AS units, COUNT(DISTINCT fulfillment_id) AS orders"
-            " FROM reservations WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed')"
-            " GROUP BY node_id, capacity_day"),
-            dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)))).all()}
-        per_hour = [r.node_id for r in limited if getattr(r, "units_per_hour", None) is not None]
-        if per_hour:
-            hourly = await used_this_hour(conn, per_hour)
+
+        async def capacity_used() -> tuple[dict, dict]:
+            used = {(r.node_id, r.capacity_day): (int(r.units), int(r.orders)) for r in (await conn.execute(text(
+                "SELECT node_id, capacity_day, SUM(qty) AS units, COUNT(DISTINCT fulfillment_id) AS orders"
+                " FROM reservations WHERE capacity_day BETWEEN :a AND :b AND status IN ('held', 'committed')"
+                " GROUP BY node_id, capacity_day"),
+                dict(a=utc_day - timedelta(days=1), b=utc_day + timedelta(days=1)))).all()}
+            per_hour = [r.node_id for r in limited if getattr(r, "units_per_hour", None) is not None]
+            return used, (await used_this_hour(conn, per_hour) if per_hour else {})
+        used, hourly = await memo(conn, f"capacity:{utc_day}", 1.0 if index is not None else 0.0, capacity_used)
     # Only nodes with a daily or hourly limit depend on what today and this hour have used.
     view = NetworkView(nodes=dict(infos))
     for r in limited:
@@ -169,20 +178,24 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
                           if v}
     # One row per SKU (positions as arrays: a thousand rows cost more to ship than to compute), and whether
     # supply is on the way, so a plan that can't fill from stock asks for supply only when there is some.
-    ats = channel_ats_sql(protected="COALESCE(ps.qty, 0)")
-    for r in (await conn.execute(text(
-        "SELECT k.sku, a.nodes, a.ats,"
-        " EXISTS (SELECT 1 FROM incoming_supply s WHERE s.sku = k.sku AND s.qty > 0) AS incoming"
-        " FROM unnest(CAST(:s AS varchar[])) AS k(sku) LEFT JOIN ("
-        f"  SELECT p.sku, array_agg(p.node_id) AS nodes, array_agg({ats}) AS ats FROM inventory_positions p"
-        f"  LEFT JOIN ({protected_for_others_by_position_sql(':s', 'CAST(:tier AS varchar)')}) ps"
-        "   ON ps.node_id = p.node_id AND ps.sku = p.sku WHERE p.sku = ANY(:s) GROUP BY p.sku) a ON a.sku = k.sku"),
-        {"s": skus, "tier": tier, **channel_view.params()},
-    )).all():
-        for node_id, units in zip(r.nodes or (), r.ats or ()):
-            view.available[(node_id, r.sku)] = int(units)
-        if r.incoming:
-            view.incoming.add(r.sku)
+    if index is not None:
+        view.available = index.available(skus, channel_view, tier)
+        view.incoming = {s for s in skus if s in index.incoming}
+    else:
+        ats = channel_ats_sql(protected="COALESCE(ps.qty, 0)")
+        for r in (await conn.execute(text(
+            "SELECT k.sku, a.nodes, a.ats,"
+            " EXISTS (SELECT 1 FROM incoming_supply s WHERE s.sku = k.sku AND s.qty > 0) AS incoming"
+            " FROM unnest(CAST(:s AS varchar[])) AS k(sku) LEFT JOIN ("
+            f"  SELECT p.sku, array_agg(p.node_id) AS nodes, array_agg({ats}) AS ats FROM inventory_positions p"
+            f"  LEFT JOIN ({protected_for_others_by_position_sql(':s', 'CAST(:tier AS varchar)')}) ps"
+            "   ON ps.node_id = p.node_id AND ps.sku = p.sku WHERE p.sku = ANY(:s) GROUP BY p.sku) a ON a.sku = k.sku"),
+            {"s": skus, "tier": tier, **channel_view.params()},
+        )).all():
+            for node_id, units in zip(r.nodes or (), r.ats or ()):
+                view.available[(node_id, r.sku)] = int(units)
+            if r.incoming:
+                view.incoming.add(r.sku)
     if hold_id:
         for r in (await conn.execute(
             text("SELECT node_id, sku, SUM(qty) AS qty FROM reservations WHERE fulfillment_id = :h"

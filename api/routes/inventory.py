@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -19,7 +20,10 @@ from api.schemas import (
 from inventory import service
 from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level_sql
 from inventory.channels import load_channel_view
+from api.index import DATABASE_READ, index_of
 from api.processes import start_feeds
+from api.stock import stock_answer
+from nodal.db import LazyConnection
 from events.feeds import STOCK_CHANNEL, Feed, channel_available
 from nodal.logging import get_logger
 from models.status import NATIONAL_NODE_TYPES, Role
@@ -190,12 +194,24 @@ async def availability(
             raise HTTPException(403, f"this key sees channel {who.channel} only")
         channel = who.channel  # its own channel's view: the buffers that keep it from overselling apply
     tier = who.buying_tier(tier) if who.role in (Role.client, Role.admin, Role.support) else tier
-    async with request.app.state.db.engine.connect() as conn:
-        view = await load_channel_view(conn, channel)
-        body = (await conn.execute(AVAILABILITY[bool(postal_code)], {
-            "skus": wanted, "national": _NATIONAL, "pc": postal_code, "channel": channel, "tier": tier,
-            "excluded": sorted(view.exclude_nodes), "types": sorted(view.node_types),
-            "low": request.app.state.settings.low_stock_threshold, **view.params()})).scalar_one()
+    state = request.app.state
+    index = await index_of(state)
+    now = time.time()
+    if index is not None:
+        fresh = index.freshness()
+        async with LazyConnection(state.db.engine) as conn:
+            body = await stock_answer(conn, index, wanted, postal_code, channel, tier,
+                                      state.settings.low_stock_threshold, state.settings.quote_cache_seconds)
+    else:
+        fresh = DATABASE_READ
+        async with state.db.engine.connect() as conn:
+            view = await load_channel_view(conn, channel)
+            body = (await conn.execute(AVAILABILITY[bool(postal_code)], {
+                "skus": wanted, "national": _NATIONAL, "pc": postal_code, "channel": channel, "tier": tier,
+                "excluded": sorted(view.exclude_nodes), "types": sorted(view.node_types),
+                "low": state.settings.low_stock_threshold, **view.params()})).scalar_one()
+    # The object's closing brace gives way to how fresh it is.
+    body = body[:body.rindex("}")] + ', "freshness": ' + json.dumps(fresh.answer(now)) + "}"
     return Response(body, media_type="application/json")
 
 

@@ -13,6 +13,7 @@ from pydantic import Field
 from sqlalchemy import text
 
 from routing.sourcing import RoutingView, load_view, plan_request
+from api.index import DATABASE_READ, index_of
 import api.answers as A
 from api.routes.ops import REGISTRY
 from api.auth import ADMIN, ANY_ROLE, Principal, require
@@ -117,8 +118,10 @@ async def promise(body: PromiseIn, request: Request, response: Response,
                            requested_delivery_date=body.requested_delivery_date)
 
     started = time.perf_counter()
+    index = await index_of(app)
+    fresh = index.freshness() if index is not None else DATABASE_READ
     # The view is read for the cart's SKUs and destination; its quantities do not matter yet.
-    view = await load_view(app.db, req(ship, [1] * len(body.lines)), app.settings.quote_cache_seconds)
+    view = await load_view(app.db, req(ship, [1] * len(body.lines)), app.settings.quote_cache_seconds, index)
     viewed = time.perf_counter()
     # The catalog and postal codes as the view read them: a quote checks its cart without another query.
     known = {sku: dict(rules.packs) for sku, rules in view.net.skus.items()}
@@ -158,7 +161,8 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     get_logger(channel=body.channel).info("promise.quoted", lines=len(body.lines), plans=len(asks),
                                           options=[o["method"] for o in options], unavailable=sorted(unavailable))
     return {"quoted_at": _z(now), "options": options,
-            "unavailable": [{"method": m, "reason": why} for m, why in unavailable.items() if m not in served]}
+            "unavailable": [{"method": m, "reason": why} for m, why in unavailable.items() if m not in served],
+            "freshness": fresh.answer(now.timestamp())}
 
 
 QUOTE_SECONDS = Histogram("nodal_promise_quote_seconds", "A delivery quote's time in this API process, by part: reading "

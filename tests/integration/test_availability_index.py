@@ -125,3 +125,38 @@ def test_positions_apply_in_any_order():
     assert p.figures("S1", "A") == (4, 0, 0) and p.figures("S1", "B") == (7, 1, 0)
     assert p.figures("S1", "C") == (2, 0, 0) and p.figures("S2", "A") == (1, 0, 0) and p.count == 4 and p.seq == 14
 
+
+
+async def test_answers_from_the_index_equal_answers_from_the_database(api, db, pg_url, temporal_env):
+    """GET /availability and POST /promise from the index answer what the database answers, for channel views,
+    tiers, destinations, supply and unknown SKUs; and say which they came from."""
+    import httpx
+
+    from api.app import create_app
+    from tests.integration.conftest import Api, settings_for
+
+    net = await make_network(api, stock={"DC-N": {"SKU1": 10, "SKU2": 3}, "DC-S": {"SKU1": 10, "SKU3": 10},
+                                         "STORE": {"SKU1": 2, "SKU2": 1}})
+    await api.ok("PUT", f"/channels/{net.channel}", json={"buffer_units": 1, "buffer_pct": 15,
+                                                          "exclude_nodes": [net.node("DC-S")]})
+    await api.ok("PUT", "/protected-stock", json=[{"node_id": net.node("DC-N"), "sku": net.skus[0], "tier": "gold",
+                                                   "qty": 4}])
+    await api.ok("POST", "/inventory/supply", json=[{"supply_id": f"{net.prefix}-PO1", "node_id": net.node("DC-S"),
+                                                     "sku": net.skus[1], "qty": 20, "eta": "2027-01-04T12:00:00Z"}])
+    live_app = create_app(settings_for(pg_url, availability_index=False), db=db, temporal=temporal_env.client)
+    live_app.state.db = db
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live_app), base_url="http://nodal") as client:
+        live = Api(client)
+        skus = ",".join(net.skus + [f"{net.prefix}-NOPE"])
+        for query in (f"skus={skus}", f"skus={skus}&postal_code={net.postal_code}",
+                      f"skus={skus}&channel={net.channel}", f"skus={skus}&channel={net.channel}&tier=gold",
+                      f"skus={skus}&tier=silver&postal_code={net.postal_code}"):
+            got, want = (await api.ok("GET", f"/availability?{query}"), await live.ok("GET", f"/availability?{query}"))
+            assert got.pop("freshness")["source"] == "index" and want.pop("freshness")["source"] == "database"
+            assert got == want, query
+        cart = {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+                "lines": [{"sku": net.skus[0], "qty": 2}, {"sku": net.skus[1], "qty": 5}]}
+        got, want = await api.ok("POST", "/promise", json=cart), await live.ok("POST", "/promise", json=cart)
+        assert got.pop("freshness")["source"] == "index" and want.pop("freshness")["source"] == "database"
+        got.pop("quoted_at"), want.pop("quoted_at")
+        assert got == want
