@@ -300,6 +300,21 @@ class AvailabilityIndex:
                 out[(ids[column], sku)] = units
         return out
 
+    def dense(self, skus: Iterable[str], view: Optional[ChannelView], tier: Optional[str]
+              ) -> tuple[dict[str, int], list[str], dict[str, np.ndarray]]:
+        """(node columns, node ids, sku → available-to-sell per column) for a request's SKUs, as ``available``
+        says it, in vectors the quote engine (routing/fast.py) reads without a loop per node."""
+        positions = self.positions
+        width = len(positions.node_ids)
+        out = {}
+        for sku in skus:
+            vector = np.zeros(width, dtype=np.int64)
+            row = positions.rows.get(sku)
+            if row is not None:
+                vector[row.nodes] = channel_ats(row, view, self.protected_for_others(sku, row, tier))
+            out[sku] = vector
+        return positions.columns, positions.node_ids, out
+
     # ------------------------------------------------------------------ running
     async def start(self, wait: float = 30.0) -> None:
         """Connect, load and follow; waits up to ``wait`` s for the first load (until then readers go to the

@@ -16,11 +16,22 @@ from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequ
 def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: NetworkView, cost: CostModel) -> Optional[str]:
     """The rules that depend on the node and on where and how its parcel goes: the same for every line of a
     delivery group, so the engine asks once per node and group."""
-    method = line.method  # compares equal to its DeliveryMethod member (a StrEnum), unconverted on this hot path
     if req.to_node and node.node_id != req.to_node:
         return f"support asked for {req.to_node}"
     if node.node_id in req.exclude_nodes:
         return "excluded: failed or was excluded for this order"
+    why = static_place_reason(node, line, net, cost)
+    if why is not None:
+        return why
+    if line.method == DeliveryMethod.same_day and not same_day_open(node, req, net):
+        return f"past today's same-day cutoff ({node.same_day_cutoff} local)"
+    return capacity_reason(node)
+
+
+def static_place_reason(node: NodeInfo, line: RouteLine, net: NetworkView, cost: CostModel) -> Optional[str]:
+    """The part of place_reason that holds for every request to this destination by this method and channel,
+    whatever the time and the order (routing/fast.py keeps its answer per destination)."""
+    method = line.method  # compares equal to its DeliveryMethod member (a StrEnum), unconverted on this hot path
     if not node.enabled:
         return "disabled"
     if node.node_id in net.channel_excluded:
@@ -41,10 +52,17 @@ def place_reason(node: NodeInfo, line: RouteLine, req: RouteRequest, net: Networ
             return "destination unknown"
         if haversine_km(node.lat, node.lon, line.lat, line.lon) > cost.same_day_radius_km:
             return f"beyond the {cost.same_day_radius_km:.0f} km same-day radius"
-        if req.at is not None and quote(node, DeliveryMethod.same_day, 0.0, req.at, net.carriers) is None:
-            return f"past today's same-day cutoff ({node.same_day_cutoff} local)"
     elif node.type not in NATIONAL_NODE_TYPES and node.node_id not in net.service_areas.get(line.postal_code or "", {}):
         return f"does not serve {line.postal_code}"
+    return None
+
+
+def same_day_open(node: NodeInfo, req: RouteRequest, net: NetworkView) -> bool:
+    """Whether a same-day order can still be ready today at this node (no time given: yes)."""
+    return req.at is None or quote(node, DeliveryMethod.same_day, 0.0, req.at, net.carriers) is not None
+
+
+def capacity_reason(node: NodeInfo) -> Optional[str]:
     if node.remaining_units is not None and node.remaining_units <= 0:
         return "at unit capacity (per day or per hour)"
     if node.remaining_orders is not None and node.remaining_orders <= 0:

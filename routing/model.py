@@ -90,6 +90,10 @@ class NetworkView:
     handling_node_types: dict[str, frozenset[str]] = field(default_factory=dict)
     carriers: CarrierCalendar = DEFAULT_CALENDAR  # carrier holidays and closures, for dates
     promise_buffer: str = "none"  # delivery days a promise adds against delays (promise.dates.BUFFER_POLICIES)
+    # What the network was read from (an object that lives as long as that read is current) and for which channel:
+    # the quote engine's per-destination tables are kept per both (routing/fast.py). None: not kept.
+    epoch: Optional[object] = None
+    channel: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from promise.dates import COUNTER, PRODUCT_BUFFER, Quote, next_wave
 from routing import CostModel, NetworkView, RouteLine, RouteRequest, plan
 from routing.bidprice import ForecastEntry, network_bid_prices
 from routing.engine import NO_STOCK
+from routing.fast import Tables, quick_plan
 from routing.rules import RoutingRules, apply_rules
 from routing.cost import distance_km, is_transfer, package_cost, quote_line, unit_cost
 
@@ -66,6 +67,25 @@ async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, 
     net = apply_rules(net, rules, cards)
     net.carriers, net.promise_buffer = CarrierCalendar(closures=closures), PRODUCT_BUFFER
     return RoutingView(net, rules_version, coords)
+
+
+# The quote engine's per-destination tables, per network read, rules version and channel (a few reads at a time:
+# a read is current until the network memo lets it go).
+_TABLES: dict[tuple, tuple[object, Tables]] = {}
+
+
+def tables_for(view: RoutingView) -> Tables:
+    net = view.net
+    if net.epoch is None:
+        return Tables()
+    # Partner reliability moves the preferences between reads of the rules: they are part of the key.
+    key = (id(net.epoch), view.rules_version, net.channel, frozenset(net.preference.items()) if net.preference else None)
+    hit = _TABLES.get(key)
+    if hit is None or hit[0] is not net.epoch:
+        if len(_TABLES) > 64:
+            _TABLES.clear()
+        hit = _TABLES[key] = (net.epoch, Tables())
+    return hit[1]
 
 
 def _expedite(node, line: RouteLine, net: NetworkView, at: datetime, dated: Optional[Quote], due,
@@ -110,8 +130,9 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     )
     # A large order's routing is seconds of CPU: off the event loop, so the worker's workflow tasks and other
     # activities keep going meanwhile.
-    result = await asyncio.to_thread(plan, route, net, COSTS) if len(route_lines) > THREAD_LINES else plan(
-        route, net, COSTS)
+    quick = None if explain else quick_plan(route, net, COSTS, tables_for(view))
+    result = quick or (await asyncio.to_thread(plan, route, net, COSTS) if len(route_lines) > THREAD_LINES else plan(
+        route, net, COSTS))
 
     by_line = {l.line_id: l for l in route_lines}
     due = {l.line_id: l.due for l in req.lines}  # a line's own promise (a reroute's), not a B2B requested date

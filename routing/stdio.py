@@ -18,6 +18,7 @@ from typing import IO, Optional
 from routing.bidprice import Demand, ForecastLp
 from routing.cost import unit_cost
 from routing.engine import plan
+from routing.fast import DenseStock, Tables, quick_plan, same_decision
 from routing.geo import haversine_km
 from routing.model import CostModel, NetworkView, NodeInfo, RouteLine, RouteRequest
 
@@ -27,8 +28,10 @@ METHOD = "ship_standard"
 class Session:
     def __init__(self, network: dict, model: CostModel = CostModel(), resolve_every: int = 100,
                  max_splits: int = 2, use_forecast: bool = True, background: bool = True,
-                 budget_ms: Optional[float] = None):
+                 budget_ms: Optional[float] = None, compare: bool = False):
         self.model, self.resolve_every, self.max_splits = model, resolve_every, max_splits
+        # With compare: per order, whether the quote engine decided as the full engine did (None: it declined).
+        self.compare: Optional[list[Optional[str]]] = [] if compare else None
         self.budget_ms = budget_ms
         self.nodes = {n["id"]: NodeInfo(
             node_id=n["id"], type="dc" if n.get("kind", "dc") == "dc" else "store", lat=n["lat"], lon=n["lon"],
@@ -101,7 +104,13 @@ class Session:
         # A lost unit costs what the benchmark charges for it here, so the engine weighs it like any option.
         model = replace(self.model, unfilled_penalty=self.unfilled_unit[region],
                         unfilled_order_fee=2 * self.model.package_cost)
-        result = plan(RouteRequest(lines=lines, max_splits=self.max_splits, budget_ms=self.budget_ms), net, model)
+        req = RouteRequest(lines=lines, max_splits=self.max_splits, budget_ms=self.budget_ms)
+        result = plan(req, net, model)
+        if self.compare is not None:
+            # The quote engine on the same order and stock: it must decide the same (routing/fast.py).
+            quick = quick_plan(req, replace(net, available=DenseStock.from_mapping(
+                {k: v for k, v in self.stock.items() if k[0] in nodes}, {l.sku for l in lines})), model, Tables())
+            self.compare.append(same_decision(result, quick))
         out = []
         for a in result.assignments:
             self.stock[(a.node_id, a.sku)] -= a.qty

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.arithmetic import channel_ats_sql, protected_for_others_by_position_sql
 from inventory.channels import load_channel_view
+from routing.fast import DenseStock
 from routing.model import NetworkView, NodeInfo, SkuRules
 from routing.scorecard import Scorecard
 
@@ -161,7 +162,8 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
             return used, (await used_this_hour(conn, per_hour) if per_hour else {})
         used, hourly = await memo(conn, f"capacity:{utc_day}", 1.0 if index is not None else 0.0, capacity_used)
     # Only nodes with a daily or hourly limit depend on what today and this hour have used.
-    view = NetworkView(nodes=dict(infos))
+    # The network memo's read stands for the network's version: the quote engine keeps per-destination tables by it.
+    view = NetworkView(nodes=dict(infos), epoch=infos, channel=channel)
     for r in limited:
         view.nodes[r.node_id] = node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)),
                                           used_hour=hourly.get(r.node_id, 0))
@@ -179,7 +181,7 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     # One row per SKU (positions as arrays: a thousand rows cost more to ship than to compute), and whether
     # supply is on the way, so a plan that can't fill from stock asks for supply only when there is some.
     if index is not None:
-        view.available = index.available(skus, channel_view, tier)
+        view.available = DenseStock(*index.dense(skus, channel_view, tier))
         view.incoming = {s for s in skus if s in index.incoming}
     else:
         ats = channel_ats_sql(protected="COALESCE(ps.qty, 0)")

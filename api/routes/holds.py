@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
-from routing.sourcing import plan_request
+from routing.sourcing import load_view, plan_request
+from api.index import index_of
 import api.answers as A
 from api import idempotency
 from api.auth import Principal, require
@@ -43,25 +44,36 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
     hold_id = "HOLD-" + secrets.token_hex(8)
     now = datetime.now(timezone.utc)
     expires_at = now + app.settings.hold_ttl
-    plan = await plan_request(app.db, PlanRequest(
+    req = PlanRequest(
         order_id=hold_id, channel=body.channel, at=now, policy=Policy(fill_or_kill=True),
         lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery, pack=pack)
-               for i, l in enumerate(body.lines) for pack in [pack_of(known, l.sku, l.uom)]]))
-    if not plan.feasible:
-        raise HTTPException(409, f"cannot hold this cart: {plan.reason}")
-    holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]
-    async with app.db.engine.begin() as conn:
-        short = await service.reserve(conn, hold_id, holds, now, body.channel, expires_at)
-        if short:
-            await conn.rollback()
-            raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")
-        await conn.execute(text("INSERT INTO checkout_holds (hold_id, channel, expires_at, created_at)"
-                                " VALUES (:h, :c, :x, now())"), dict(h=hold_id, c=body.channel, x=expires_at))
-        answer = {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(),
-                  "status": "active", "order_id": None,
-                  "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
-        await idempotency.record(request, conn, answer)
-    return answer
+               for i, l in enumerate(body.lines) for pack in [pack_of(known, l.sku, l.uom)]])
+    # Planned on the availability index (a checkout is storefront traffic); the reservation below is the
+    # database's conditional update, so a stale index can only cost a second, live, attempt — never an oversell.
+    index = await index_of(app)
+    for attempt in (index, None) if index is not None else (None,):
+        view = await load_view(app.db, req, app.settings.quote_cache_seconds if attempt else 0.0, attempt)
+        plan = await plan_request(app.db, req, view=view, explain=False)
+        if not plan.feasible:
+            if attempt is not None:
+                continue
+            raise HTTPException(409, f"cannot hold this cart: {plan.reason}")
+        holds = [service.Hold(hold_id, l.line_id, a.node_id, l.sku, l.qty) for a in plan.allocations for l in a.lines]
+        async with app.db.engine.begin() as conn:
+            short = await service.reserve(conn, hold_id, holds, now, body.channel, expires_at)
+            if short:
+                await conn.rollback()
+                if attempt is not None:
+                    continue
+                raise HTTPException(409, "cannot hold this cart: stock changed while holding, try again")
+            await conn.execute(text("INSERT INTO checkout_holds (hold_id, channel, expires_at, created_at)"
+                                    " VALUES (:h, :c, :x, now())"), dict(h=hold_id, c=body.channel, x=expires_at))
+            answer = {"hold_id": hold_id, "channel": body.channel, "expires_at": expires_at.isoformat(),
+                      "status": "active", "order_id": None,
+                      "lines": [{"line_id": h.line_id, "sku": h.sku, "qty": h.qty, "node_id": h.node_id} for h in holds]}
+            await idempotency.record(request, conn, answer)
+        return answer
+    raise AssertionError("unreachable: the live attempt answers or refuses")
 
 
 async def hold_view(conn, hold_id: str) -> dict[str, Any] | None:
