@@ -14,7 +14,6 @@ from datetime import date
 from itertools import combinations
 from typing import NamedTuple, Optional
 
-from models.status import DeliveryMethod
 from routing.cost import distance_km, package_cost, quote_line, unit_cost
 from routing.eligibility import line_reason, place_reason, whole_step
 from routing.model import (

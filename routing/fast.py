@@ -31,7 +31,7 @@ import numpy as np
 
 from routing.cost import package_cost, unit_cost
 from routing.eligibility import same_day_open, static_place_reason
-from routing.engine import MAX_CANDIDATES, _area_preference, _Group, _groups, _judge, _Run, _search, _take
+from routing.engine import MAX_CANDIDATES, _area_preference, _groups, _judge, _Run, _search, _take
 from routing.model import CostModel, NetworkView, RouteLine, RouteRequest, RouteResult
 from models.status import DeliveryMethod
 

@@ -8,7 +8,6 @@ Create Date: 2026-12-02
 from typing import Sequence, Union
 
 from alembic import op
-import sqlalchemy as sa
 import sqlmodel  # noqa: F401
 
 
