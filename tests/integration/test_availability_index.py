@@ -160,3 +160,7 @@ async def test_answers_from_the_index_equal_answers_from_the_database(api, db, p
         assert got.pop("freshness")["source"] == "index" and want.pop("freshness")["source"] == "database"
         got.pop("quoted_at"), want.pop("quoted_at")
         assert got == want
+    scrape = (await api.call("GET", "/metrics", key=None)).text
+    for series in ("nodal_availability_index_age_seconds", "nodal_availability_index_seq",
+                   "nodal_availability_index_lag_seconds_bucket", "nodal_availability_index_positions"):
+        assert f"\n{series}" in scrape, series

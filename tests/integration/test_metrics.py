@@ -82,6 +82,6 @@ async def test_the_worker_and_the_api_export_business_and_engine_metrics(tempora
     served = {l.split("{")[0].split(" ")[0] for l in (worker_scrape + api_scrape).splitlines() if l.startswith("nodal_")}
     # Series that show once something happened (a reservation conflict, a subscription): declared in the code.
     root = Path(__file__).parents[2]
-    declared = "".join((root / f).read_text() for f in ("activities/metrics.py", "api/routes/ops.py", "adapters/base.py"))
+    declared = "".join((root / f).read_text() for f in ("activities/metrics.py", "api/routes/ops.py", "adapters/base.py", "api/index.py"))
     missing = [m for m in asked - served if f'"{re.sub(r"_(total|bucket)$", "", m)}"' not in declared]
     assert asked and not missing, missing

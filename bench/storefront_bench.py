@@ -1,0 +1,175 @@
+"""Storefront traffic on the availability index (issue 22): quotes and availability beside a trivial endpoint, in one
+run, with the same client and concurrency; then latency from an open-loop load at half the measured maximum, and how
+long a committed reservation takes to show in the answers under that load.
+
+    python bench/storefront_bench.py [--clients 50] [--workers 2] [--seconds 15] [--positions 1000000]
+
+Data: POST /promise carts of 5 lines to 90 postal codes over 200 nodes × 500 SKUs (bench/promise_bench.py's
+network); GET /availability for 5 SKUs over 500 nodes with ``--positions`` positions (bench/inventory_bench.py's).
+Both networks live in one database, so every API process's index holds all of it (1.1 M positions by default).
+wrk drives the closed loops; the open loop is this script (aiohttp on the same machine), which sends at fixed times
+and counts latency from when a request was due, so a stall is not hidden by the client waiting for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inventory_bench import _wrk, database, libpq, network, onboard, serve  # noqa: E402
+from promise_bench import POSTAL_CODES, build  # noqa: E402
+
+KEY = "bench-admin-R7w2Kx9PqT4mZc8VnL3s"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+async def open_loop(base: str, requests: list[tuple[str, str, str | None]], rate: float, seconds: float,
+                    watch=None) -> list[float]:
+    """Send request i at i / rate; latency from that moment. ``watch``: a coroutine run beside (the freshness
+    probe)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(base, headers=headers, connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def one(due: float, method: str, path: str, body: str | None) -> None:
+            async with http.request(method, path, data=body) as r:
+                await r.read()
+                assert r.status == 200, await r.text()
+            latencies.append(time.perf_counter() - due)
+
+        start = time.perf_counter()
+        tasks, n = [], int(rate * seconds)
+        probe = asyncio.create_task(watch(http)) if watch else None
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            method, path, body = requests[i % len(requests)]
+            tasks.append(asyncio.create_task(one(due, method, path, body)))
+        await asyncio.gather(*tasks)
+        if probe:
+            await probe
+    return [x * 1000 for x in latencies]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--positions", type=int, default=1_000_000)
+    args = ap.parse_args()
+    url = database()
+    stamp = int(time.time())
+    started = time.perf_counter()
+    nodes, skus = build(url, 200, 500, f"p{stamp}-")
+    a_prefix = f"a{stamp}-"
+    with psycopg.connect(libpq(url)) as conn:
+        a_nodes, a_skus = network(conn, 500, args.positions // 500, a_prefix)
+    onboard(url, a_nodes, a_skus, a_prefix)
+    with psycopg.connect(libpq(url)) as conn:
+        stores = [n for i, n in enumerate(a_nodes) if i % 10]
+        with conn.cursor().copy("COPY service_areas (postal_code, node_id, priority) FROM STDIN") as cp:
+            for pc in range(90):
+                for k in range(5):
+                    cp.write_row((f"{a_prefix}{pc:05d}", stores[(pc * 5 + k) % len(stores)], k + 1))
+        conn.execute("ANALYZE")
+        conn.commit()
+    print(f"data loaded in {time.perf_counter() - started:.0f} s")
+    rng = random.Random(11)
+    carts = [json.dumps({"channel": "web", "destination": {"postal_code": f"p{stamp}-{rng.randrange(POSTAL_CODES):05d}"},
+                         "lines": [{"sku": s, "qty": rng.randint(1, 3)} for s in rng.sample(skus, 5)]})
+             for _ in range(500)]
+    avail = [f"/availability?skus={','.join(rng.sample(a_skus, 5))}" for _ in range(500)]
+    import httpx
+
+    with serve(url, KEY, args.workers) as base:
+        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {KEY}",
+                                                               "Content-Type": "application/json"}) as client:
+            quote = client.post("/promise", content=carts[0]).json()
+            assert quote["freshness"]["source"] == "index", quote["freshness"]
+            _wrk(base, KEY, ["/promise"], args.clients, 5, carts)  # warm-up: tables and memo in every worker
+            _wrk(base, KEY, avail, args.clients, 5)
+            single = {}
+            for name, method, paths, bodies in (("POST /promise", "POST", ["/promise"] * 300, carts[:300]),
+                                                ("GET /availability", "GET", avail[:300], [None] * 300),
+                                                ("GET /livez", "GET", ["/livez"] * 300, [None] * 300)):
+                times = []
+                for path, body in zip(paths, bodies):
+                    t = time.perf_counter()
+                    r = client.request(method, path, content=body)
+                    times.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200, r.text
+                single[name] = statistics.median(times)
+        runs = {"POST /promise": _wrk(base, KEY, ["/promise"], args.clients, args.seconds, carts),
+                "GET /availability": _wrk(base, KEY, avail, args.clients, args.seconds),
+                "GET /livez": _wrk(base, KEY, ["/livez"], args.clients, args.seconds)}
+        # Open loop at half of each measured maximum; a reservation probe runs beside the quotes.
+        loops, fresh = {}, []
+        probe_sku = skus[7]
+
+        async def probe(http) -> None:
+            """Commit a hold on one position, then ask availability until an answer shows it; repeat."""
+            await asyncio.sleep(1.0)
+            path = f"/availability?skus={probe_sku}"
+            for i in range(40):
+                with psycopg.connect(libpq(url)) as conn:  # before the hold: what each node has now
+                    before = dict(conn.execute("SELECT node_id, GREATEST(on_hand - reserved - safety_stock, 0)"
+                                               " FROM inventory_positions WHERE sku = %s", (probe_sku,)).fetchall())
+                async with http.post("/holds", data=json.dumps({
+                        "channel": "web", "destination": {"postal_code": f"p{stamp}-00001"},
+                        "lines": [{"sku": probe_sku, "qty": 1}]})) as r:
+                    held = await r.json()
+                    assert r.status == 201, held
+                committed = time.perf_counter()
+                node = held["lines"][0]["node_id"]
+                while True:
+                    async with http.get(path) as r:
+                        body = await r.json()
+                    got = next((n["available"] for n in body["skus"][0]["nodes"] if n["node_id"] == node), None)
+                    if got == before[node] - 1:
+                        fresh.append((time.perf_counter() - committed) * 1000)
+                        break
+                    assert time.perf_counter() - committed < 10, (got, before[node])
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(0.1)
+
+        half = runs["POST /promise"][0] / 2
+        loops["POST /promise"] = asyncio.run(open_loop(base, [("POST", "/promise", c) for c in carts], half,
+                                                       args.seconds, probe))
+        loops["GET /availability"] = asyncio.run(open_loop(base, [("GET", p, None) for p in avail],
+                                                           runs["GET /availability"][0] / 2, args.seconds))
+    print(f"{args.workers} API worker(s); wrk, {args.clients} connections, {args.seconds:.0f} s per line; "
+          f"{len(nodes)} nodes × {len(skus)} SKUs for quotes, {len(a_nodes)} nodes × {len(a_skus)} SKUs for availability")
+    livez = runs["GET /livez"][0]
+    for name, (rps, p50, p99) in runs.items():
+        print(f"  {name:20} {rps:8.0f} req/s ({rps / livez:.3f} × /livez)  closed-loop p50 {p50:6.1f} ms  "
+              f"p99 {p99:6.1f} ms  single client p50 {single[name]:.2f} ms")
+    for name, lat in loops.items():
+        rate = runs[name][0] / 2
+        print(f"  open loop {name} at {rate:.0f}/s: p50 {pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms "
+              f"= {pct(lat, 0.99) / single[name]:.1f} × single-client p50 (goal ≤ 5)")
+    if fresh:
+        print(f"  reservation → availability answer under the quote load: p50 {pct(fresh, 0.5):.1f} ms, "
+              f"p99 {pct(fresh, 0.99):.1f} ms, max {max(fresh):.1f} ms over {len(fresh)} holds (goal p99 ≤ 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
