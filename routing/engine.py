@@ -247,8 +247,9 @@ def _rank(group: _Group, candidates: set[str], run: _Run) -> list[str]:
     return ranked
 
 
-def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostModel,
-            run: _Run) -> tuple[float, tuple[str, ...], _Filled, dict[str, _Filled]]:
+def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostModel, run: _Run,
+            singles: Optional[list[tuple[float, float, bool]]] = None,
+            ) -> tuple[float, tuple[str, ...], _Filled, dict[str, _Filled]]:
     """The cheapest node set of up to max_splits + 1 nodes (one for ship complete), within the time budget.
 
     Losing the sale has a price too: a plan is taken only if it lands for less (stock is never held back from
@@ -271,10 +272,17 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
         if size > 1 and run.deadline is not None and time.perf_counter() > run.deadline:
             run.exact = False
             break
-        for subset in combinations(ranked, size):
+        for i, subset in enumerate(combinations(ranked, size)):
             if size > 1 and run.deadline is not None and time.perf_counter() > run.deadline:
                 run.exact = False
                 break
+            if size == 1 and singles is not None:
+                # Each single node's fill worked out beforehand (routing/fast.py, the same arithmetic): only the
+                # winner is filled again, for its assignments, once the sizes of one are done. No explanations.
+                cost, landed, took = singles[i]
+                if took and landed < lost and (not served or (cost, size, subset) < best[:3]):
+                    best, served = (cost, size, subset, None), True
+                continue
             filled = _fill(subset, group, run.stock, run.capacity, model)
             if len({a.node_id for a in filled.assignments}) < size:
                 continue  # a node in the set took nothing: the smaller set covers it
@@ -285,6 +293,8 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
             if filled.landed < lost and (not served or key < best[:3]):
                 best, served = (filled.cost, size, subset, filled), True
     cost, _, subset, chosen = best
+    if chosen is None:  # a single node chosen from ``singles``
+        chosen = _fill(subset, group, run.stock, run.capacity, model)
     return cost, subset, chosen, best_with
 
 

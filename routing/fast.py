@@ -175,7 +175,7 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
             t.columns = np.array([stock.columns.get(i, 1 << 30) for i in t.ids], dtype=np.int64)
             t.columns_of, t.columns_len = stock.columns, len(stock.columns)
         place = _place(t, req, net)
-        ranked_ok, prices, opportunity = [], [], []
+        ranked_ok, prices, opportunity, stocked = [], [], [], []
         cheapest = np.full(len(t.ids), np.inf)
         for line in group.lines:
             units = stock.vector(line.sku, t.columns)
@@ -189,17 +189,18 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
             price = ((t.unit + later) + t.preference) + t.area
             np.minimum(cheapest, np.where(ok, price, np.inf), out=cheapest)
             ranked_ok.append(ok)
+            stocked.append(units)
             prices.append(price)
             opportunity.append(later)
         candidates = np.flatnonzero(np.isfinite(cheapest))
         ranked = candidates[np.lexsort((t.rank[candidates], cheapest[candidates]))][:MAX_CANDIDATES].tolist()
-        for line, ok, price, later in zip(group.lines, ranked_ok, prices, opportunity):
+        for line, ok, price, later, units in zip(group.lines, ranked_ok, prices, opportunity, stocked):
             group.options[line.line_id] = sorted(
                 (float(price[k]), t.ids[k], float(t.unit[k]), float(later[k])) for k in ranked if ok[k])
             for k in ranked:
                 key = (t.ids[k], line.sku)
-                if key not in run.stock:
-                    run.stock[key] = int(stock.vector(line.sku, t.columns[k:k + 1])[0])
+                if key not in run.stock:  # an earlier group's take stays taken
+                    run.stock[key] = int(units[k])
         for k in ranked:
             node_id = t.ids[k]
             if node_id not in run.capacity:
@@ -208,7 +209,7 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
         names = [t.ids[k] for k in ranked]
         if run.deadline is None and req.budget_ms is not None:
             run.deadline = time.perf_counter() + req.budget_ms / 1000
-        cost, _, chosen, _ = _search(group, names, req, model, run)
+        cost, _, chosen, _ = _search(group, names, req, model, run, _singles(group, names, run, model))
         _take(group, chosen, cost, net, model, run)
     return _judge(req, net, run, digital)
 
@@ -244,3 +245,40 @@ def same_decision(full: RouteResult, quick: Optional[RouteResult]) -> str:
     if sorted(full.assignments, key=repr) != sorted(quick.assignments, key=repr):
         return f"assignments: {full.assignments} vs {quick.assignments}"
     return ""
+
+
+def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple[float, float, bool]]:
+    """(cost, landed, took anything) of filling the group from each ranked node alone: engine._fill for a set of
+    one, on vectors over the candidates, with the same float operations in the same order (so equal to the bit)."""
+    k = len(names)
+    position = {n: j for j, n in enumerate(names)}
+    unlimited = 1 << 62
+    room = np.array([unlimited if run.capacity.get(n) is None else run.capacity[n] for n in names], dtype=np.int64)
+    cost, landed = np.zeros(k), np.zeros(k)
+    taken: dict[str, np.ndarray] = {}
+    took = np.zeros(k, dtype=np.int64)
+    unfilled = np.zeros(k, dtype=bool)
+    for line in group.lines:
+        price, unit = np.zeros(k), np.zeros(k)
+        offered = np.zeros(k, dtype=bool)
+        for p, n, u, _ in group.options[line.line_id]:
+            j = position[n]
+            price[j], unit[j], offered[j] = p, u, True
+        have = np.array([run.stock.get((n, line.sku), 0) for n in names], dtype=np.int64)
+        have -= taken.get(line.sku, 0)
+        take = np.where(offered, np.minimum(np.minimum(line.qty, have), room), 0)
+        take = np.maximum(take, 0)
+        taken[line.sku] = taken.get(line.sku, 0) + take
+        room = np.where(room == unlimited, room, room - take)
+        took += take
+        cost += take * price
+        landed += take * unit
+        left = line.qty - take
+        short = left > 0
+        unfilled |= short
+        cost += np.where(short, left * model.unfilled_penalty, 0.0)
+        landed += np.where(short, left * model.unfilled_penalty, 0.0)
+    packages = took if group.ship_alone else (took > 0).astype(np.int64)
+    fixed = group.package * packages + np.where(unfilled, model.unfilled_order_fee, 0.0)
+    cost, landed = cost + fixed, landed + fixed
+    return [(float(cost[j]), float(landed[j]), bool(took[j] > 0)) for j in range(k)]

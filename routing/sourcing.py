@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Optional
 
 from sqlalchemy import text
-from nodal.db import Database
+from nodal.db import Database, LazyConnection
 from routing.store import (
     load_carrier_closures, load_network, load_scorecards, memo, memo_many, node_info, postal_coordinates,
 )
@@ -53,7 +53,8 @@ async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, 
     (routing.store.memo) and only stock and today's capacity are read; with an ``index`` (the availability
     index: quotes and holds, never an order's reservation) stock comes from memory."""
     postal = sorted({l.delivery.address.postal_code for l in req.lines if l.delivery.address})
-    async with db.engine.connect() as conn:
+    # With the index everything is usually in memory: a connection is checked out only for what is not.
+    async with (LazyConnection(db.engine) if index is not None else db.engine.connect()) as conn:
         coords = {k: v for k, v in (await memo_many(
             conn, "coords", postal, cache_seconds, lambda keys: postal_coordinates(conn, keys), absent=False)).items()
             if v}

@@ -125,10 +125,13 @@ async def memo(conn: AsyncConnection, kind: str, seconds: float, load: Callable[
     return (await memo_many(conn, kind, [None], seconds, one))[None]
 
 
-async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dict[str, NodeInfo]]:
+async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dict[str, NodeInfo], list]:
+    """Every node's row, its NodeInfo, and the rows of nodes with a daily or hourly limit."""
     async def load():
         rows = (await conn.execute(text("SELECT * FROM nodes"))).all()
-        return rows, {r.node_id: node_info(r) for r in rows}
+        limited = [r for r in rows if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None
+                   or getattr(r, "units_per_hour", None) is not None]
+        return rows, {r.node_id: node_info(r) for r in rows}, limited
     return await memo(conn, "nodes", cache_seconds, load)
 
 
@@ -145,9 +148,7 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
     with an ``index`` (inventory.index.AvailabilityIndex: quotes, availability, holds) stock comes from memory and
     today's capacity from a memo of a second, so nothing is read per request."""
     channel_view = await memo(conn, f"channel:{channel}", cache_seconds, lambda: load_channel_view(conn, channel))
-    nodes, infos = await _nodes(conn, cache_seconds)
-    limited = [r for r in nodes if r.units_per_day is not None or getattr(r, "orders_per_day", None) is not None
-               or getattr(r, "units_per_hour", None) is not None]
+    nodes, infos, limited = await _nodes(conn, cache_seconds)
     used, hourly = {}, {}
     if limited:
         utc_day = at.date()
