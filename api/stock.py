@@ -18,7 +18,7 @@ from inventory.arithmetic import stock_level
 from inventory.channels import ChannelView, load_channel_view
 from inventory.index import AvailabilityIndex, channel_ats
 from models.status import NATIONAL_NODE_TYPES
-from routing.store import memo, memo_many, node_rows
+from routing.store import memo, memo_many, node_rows, service_areas
 
 _NATIONAL = frozenset(t.value for t in NATIONAL_NODE_TYPES)
 _FRAGMENTS: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -43,23 +43,13 @@ async def _eligible(conn, view: ChannelView, postal_code: Optional[str], seconds
         rows = await node_rows(conn, seconds)
         mapped: dict = {}
         if postal_code:
-            mapped = (await memo_many(conn, "areas", [postal_code], seconds, _areas(conn)))[postal_code] or {}
+            mapped = (await memo_many(conn, "areas", [postal_code], seconds,
+                                      lambda codes: service_areas(conn, codes)))[postal_code] or {}
         return frozenset(
             r.node_id for r in rows
             if r.enabled and r.node_id not in view.exclude_nodes and (not view.node_types or r.type in view.node_types)
             and (not postal_code or r.type in _NATIONAL or r.node_id in mapped))
     return await memo(conn, f"eligible:{view.channel}:{postal_code}", seconds, load)
-
-
-def _areas(conn):
-    async def load(codes: list) -> dict:
-        found: dict[str, dict[str, int]] = {}
-        for r in (await conn.execute(text(
-                "SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
-                {"p": codes})).all():
-            found.setdefault(r.postal_code, {})[r.node_id] = r.priority
-        return found
-    return load
 
 
 def _mask(index: AvailabilityIndex, eligible: frozenset[str]) -> np.ndarray:
@@ -82,7 +72,7 @@ def _ranks(index: AvailabilityIndex) -> tuple[list[str], np.ndarray]:
         rank = np.empty(len(ids), dtype=np.int64)
         rank[order] = np.arange(len(ids))
         _RANKS.clear()
-        hit = _RANKS[len(ids)] = ([json.dumps(i) for i in ids[:len(rank)]], rank)
+        hit = _RANKS[len(ids)] = ([json.dumps(i) for i in ids[:len(order)]], rank)
     return hit
 
 

@@ -306,14 +306,9 @@ def serve(url: str, key: str, workers: int, port: int = 8765, env: Optional[dict
         server.wait(10)
 
 
-def bench_http(args) -> None:
-    url = database()
-    prefix = f"h{int(time.time())}-"
+def map_postal_codes(url: str, nodes: list[str], prefix: str) -> None:
+    """90 postal codes, each served by 5 stores (the nodes of `network` that are not DCs; DCs ship everywhere)."""
     with psycopg.connect(libpq(url)) as conn:
-        nodes, skus = network(conn, 500, args.positions // 500, prefix)
-    onboard(url, nodes, skus, prefix)
-    with psycopg.connect(libpq(url)) as conn:
-        # Each postal code is served by 5 stores; the 50 DCs ship everywhere.
         stores = [n for i, n in enumerate(nodes) if i % 10]
         with conn.cursor().copy("COPY service_areas (postal_code, node_id, priority) FROM STDIN") as cp:
             for pc in range(90):
@@ -321,6 +316,15 @@ def bench_http(args) -> None:
                     cp.write_row((f"{prefix}{pc:05d}", stores[(pc * 5 + k) % len(stores)], k + 1))
         conn.execute("ANALYZE")
         conn.commit()
+
+
+def bench_http(args) -> None:
+    url = database()
+    prefix = f"h{int(time.time())}-"
+    with psycopg.connect(libpq(url)) as conn:
+        nodes, skus = network(conn, 500, args.positions // 500, prefix)
+    onboard(url, nodes, skus, prefix)
+    map_postal_codes(url, nodes, prefix)
     key = "bench-admin-R7w2Kx9PqT4mZc8VnL3s"
     with serve(url, key, args.workers) as base:
         paths = [f"/availability?skus={','.join(skus[(i * 5 + k) % len(skus)] for k in range(5))}"

@@ -27,7 +27,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inventory_bench import _wrk, database, libpq, network, onboard, serve  # noqa: E402
+from inventory_bench import _wrk, database, libpq, map_postal_codes, network, onboard, serve  # noqa: E402
 from promise_bench import POSTAL_CODES, build  # noqa: E402
 
 KEY = "bench-admin-R7w2Kx9PqT4mZc8VnL3s"
@@ -84,14 +84,7 @@ def main() -> None:
     with psycopg.connect(libpq(url)) as conn:
         a_nodes, a_skus = network(conn, 500, args.positions // 500, a_prefix)
     onboard(url, a_nodes, a_skus, a_prefix)
-    with psycopg.connect(libpq(url)) as conn:
-        stores = [n for i, n in enumerate(a_nodes) if i % 10]
-        with conn.cursor().copy("COPY service_areas (postal_code, node_id, priority) FROM STDIN") as cp:
-            for pc in range(90):
-                for k in range(5):
-                    cp.write_row((f"{a_prefix}{pc:05d}", stores[(pc * 5 + k) % len(stores)], k + 1))
-        conn.execute("ANALYZE")
-        conn.commit()
+    map_postal_codes(url, a_nodes, a_prefix)
     print(f"data loaded in {time.perf_counter() - started:.0f} s")
     rng = random.Random(11)
     carts = [json.dumps({"channel": "web", "destination": {"postal_code": f"p{stamp}-{rng.randrange(POSTAL_CODES):05d}"},

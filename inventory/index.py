@@ -27,6 +27,7 @@ import threading
 import weakref
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Optional
 
 import numpy as np
@@ -198,8 +199,6 @@ class Freshness:
 
     def answer(self, now: float) -> dict:
         """As an API answer carries it; a database read is as of ``now`` (epoch seconds)."""
-        from datetime import datetime, timezone
-
         as_of = self.as_of if self.source == "index" else now
         return {"source": self.source, "seq": self.seq,
                 "as_of": datetime.fromtimestamp(as_of, timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -224,7 +223,6 @@ class AvailabilityIndex:
         self.loaded = asyncio.Event()
         self.as_of = 0.0
         self.resyncs = 0
-        self.applied = 0
         self._ping_channel = f"nodal_index_{os.getpid()}_{secrets.token_hex(4)}"
         self._want_load = self._want_side = self._side_loading = False
         self._last_ping = 0.0
@@ -287,23 +285,11 @@ class AvailabilityIndex:
                     out[at] += qty
         return out
 
-    def available(self, skus: Iterable[str], view: Optional[ChannelView], tier: Optional[str]) -> dict:
-        """(node_id, sku) → available-to-sell as this channel's customer of this tier sees it (positions held)."""
-        out: dict[tuple[str, str], int] = {}
-        ids = self.positions.node_ids
-        for sku in skus:
-            row = self.positions.rows.get(sku)
-            if row is None:
-                continue
-            for column, units in zip(row.nodes.tolist(),
-                                     channel_ats(row, view, self.protected_for_others(sku, row, tier)).tolist()):
-                out[(ids[column], sku)] = units
-        return out
-
     def dense(self, skus: Iterable[str], view: Optional[ChannelView], tier: Optional[str]
               ) -> tuple[dict[str, int], list[str], dict[str, np.ndarray]]:
-        """(node columns, node ids, sku → available-to-sell per column) for a request's SKUs, as ``available``
-        says it, in vectors the quote engine (routing/fast.py) reads without a loop per node."""
+        """(node columns, node ids, sku → available-to-sell per column) for a request's SKUs as this channel's customer
+        of this tier sees them (0 where a node holds none), in vectors the quote engine (routing/fast.py) reads without
+        a loop per node."""
         positions = self.positions
         width = len(positions.node_ids)
         out = {}
@@ -367,7 +353,7 @@ class AvailabilityIndex:
             if self._loading:
                 self._buffer.extend(change["rows"])
             else:
-                self.applied += self.positions.apply(change["rows"])
+                self.positions.apply(change["rows"])
                 if lag > self.resync_after:
                     # Fallen behind (a stalled process, a burst): a fresh load is the quicker way back.
                     self.log.warning("index.behind", lag_s=round(lag, 2))
@@ -417,7 +403,8 @@ class AvailabilityIndex:
         # The load saw every change committed before it started.
         self._advance(sent)
         self.resyncs += 1
-        if not self.ready:
+        if self._want_side:  # protected stock and supply flags before anyone reads (at connect both are due)
+            self._want_side = False
             await self._load_side()
         self.loaded.set()
         self.log.info("index.loaded", positions=positions.count, skus=len(positions.rows), seq=positions.seq,

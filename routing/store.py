@@ -135,6 +135,16 @@ async def _nodes(conn: AsyncConnection, cache_seconds: float) -> tuple[list, dic
     return await memo(conn, "nodes", cache_seconds, load)
 
 
+async def service_areas(conn: AsyncConnection, postal_codes: list[str]) -> dict[str, dict[str, int]]:
+    """The store mapping of these postal codes: postal code → {node_id: priority}."""
+    found: dict[str, dict[str, int]] = {}
+    for r in (await conn.execute(text(
+            "SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
+            {"p": postal_codes})).all():
+        found.setdefault(r.postal_code, {})[r.node_id] = r.priority
+    return found
+
+
 async def node_rows(conn: AsyncConnection, cache_seconds: float) -> list:
     """Every node's row, from the memo."""
     return (await _nodes(conn, cache_seconds))[0]
@@ -169,16 +179,8 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
         view.nodes[r.node_id] = node_info(r, *used.get((r.node_id, local_day(r.timezone, at)), (0, 0)),
                                           used_hour=hourly.get(r.node_id, 0))
 
-    async def areas(codes: list) -> dict:
-        found: dict[str, dict[str, int]] = {}
-        for r in (await conn.execute(text(
-                "SELECT postal_code, node_id, priority FROM service_areas WHERE postal_code = ANY(:p)"),
-                {"p": codes})).all():
-            found.setdefault(r.postal_code, {})[r.node_id] = r.priority
-        return found
-
-    view.service_areas = {k: v for k, v in (await memo_many(conn, "areas", postal_codes, cache_seconds, areas)).items()
-                          if v}
+    view.service_areas = {k: v for k, v in (await memo_many(
+        conn, "areas", postal_codes, cache_seconds, lambda codes: service_areas(conn, codes))).items() if v}
     # One row per SKU (positions as arrays: a thousand rows cost more to ship than to compute), and whether
     # supply is on the way, so a plan that can't fill from stock asks for supply only when there is some.
     if index is not None:

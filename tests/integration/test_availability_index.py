@@ -14,13 +14,14 @@ from sqlalchemy import text
 from inventory import service
 from inventory.channels import load_channel_view
 from inventory.index import AvailabilityIndex, Positions
+from routing.fast import DenseStock
 from tests.integration.conftest import make_network
 
 pytestmark = pytest.mark.integration
 
 
 async def _live(db, skus: list[str], channel=None, tier=None) -> dict:
-    """Available-to-sell per position as the database computes it (the reservation's own rule)."""
+    """Available-to-sell per position as the database computes it (the reservation's own rule), where there is some."""
     from inventory.arithmetic import channel_ats_sql, protected_for_others_sql
 
     async with db.engine.connect() as conn:
@@ -28,13 +29,18 @@ async def _live(db, skus: list[str], channel=None, tier=None) -> dict:
         rows = (await conn.execute(text(
             f"SELECT node_id, sku, {channel_ats_sql(protected=protected_for_others_sql('p.node_id', 'p.sku', 'CAST(:t AS varchar)'))}"
             " AS ats FROM inventory_positions p WHERE p.sku = ANY(:s)"), {"s": skus, "t": tier, **view.params()})).all()
-    return {(r.node_id, r.sku): r.ats for r in rows}
+    return {(r.node_id, r.sku): r.ats for r in rows if r.ats > 0}
+
+
+def _seen(index: AvailabilityIndex, skus, view=None, tier=None) -> dict:
+    """What a quote reads of the index: (node, sku) → units, positions with none left out."""
+    return dict(DenseStock(*index.dense(skus, view, tier)))
 
 
 async def _index_view(db, index: AvailabilityIndex, skus, channel=None, tier=None) -> dict:
     async with db.engine.connect() as conn:
         view = await load_channel_view(conn, channel)
-    return index.available(skus, view, tier)
+    return _seen(index, skus, view, tier)
 
 
 async def test_every_process_index_sees_a_reservation_within_a_bound(api, db, pg_url):
@@ -56,7 +62,7 @@ async def test_every_process_index_sees_a_reservation_within_a_bound(api, db, pg
             committed = time.perf_counter()
             want = 10 - (i + 1)
             for index in (first, second):
-                while index.available([net.skus[0]], None, None)[(dc, net.skus[0])] != want:
+                while _seen(index, [net.skus[0]]).get((dc, net.skus[0])) != want:
                     assert time.perf_counter() - committed < 2.0, "a reservation did not reach an index in 2 s"
                     await asyncio.sleep(0.001)
             seen.append(time.perf_counter() - committed)
@@ -88,7 +94,7 @@ async def test_a_reload_and_late_announcements_keep_the_newest_figures(api, db, 
         async with db.engine.begin() as conn:
             await service.adjust(conn, dc, sku, 5, "cycle_count", f"idx-{net.prefix}", actor="test")
         deadline = time.perf_counter() + 5
-        while index.available([sku], None, None)[(dc, sku)] != 15:
+        while _seen(index, [sku]).get((dc, sku)) != 15:
             assert time.perf_counter() < deadline
             await asyncio.sleep(0.005)
         # An announcement older than what a position holds (a load that overtook it) changes nothing.
