@@ -31,6 +31,7 @@ import numpy as np
 
 from routing.cost import package_cost, unit_cost
 from routing.eligibility import same_day_open, static_place_reason
+from routing.geo import haversine_km
 from routing.engine import MAX_CANDIDATES, _area_preference, _groups, _judge, _Run, _search, _take
 from routing.model import CostModel, NetworkView, RouteLine, RouteRequest, RouteResult
 from models.status import DeliveryMethod
@@ -108,7 +109,19 @@ class Tables:
 
     def __init__(self, limit: int = 20_000):
         self.limit = limit
-        self.tables: dict[tuple, _Table] = {}
+        self.tables: dict[tuple, Any] = {}
+
+    def near(self, capability: str, lat: float, lon: float, radius_km: float, net: NetworkView
+             ) -> list[tuple[str, float]]:
+        """Enabled nodes with this capability within the radius of a place, with their distance (the stores a quote
+        offers pickup or curbside at are chosen among them)."""
+        key = ("near", capability, lat, lon, radius_km)
+        hit = self.tables.get(key)
+        if hit is None:
+            hit = self.tables[key] = [
+                (n.node_id, km) for n in net.nodes.values()
+                if n.enabled and capability in n.capabilities and (km := haversine_km(n.lat, n.lon, lat, lon)) <= radius_km]
+        return hit
 
     def table(self, line: RouteLine, net: NetworkView, model: CostModel) -> _Table:
         key = (line.method, line.postal_code, line.lat, line.lon, line.pickup_node_id)
@@ -248,37 +261,39 @@ def same_decision(full: RouteResult, quick: Optional[RouteResult]) -> str:
 
 
 def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple[float, float, bool]]:
-    """(cost, landed, took anything) of filling the group from each ranked node alone: engine._fill for a set of
-    one, on vectors over the candidates, with the same float operations in the same order (so equal to the bit)."""
-    k = len(names)
-    position = {n: j for j, n in enumerate(names)}
-    unlimited = 1 << 62
-    room = np.array([unlimited if run.capacity.get(n) is None else run.capacity[n] for n in names], dtype=np.int64)
-    cost, landed = np.zeros(k), np.zeros(k)
-    taken: dict[str, np.ndarray] = {}
-    took = np.zeros(k, dtype=np.int64)
-    unfilled = np.zeros(k, dtype=bool)
+    """(cost, landed, took anything) of filling the group from each ranked node alone: engine._fill for a set of one,
+    node by node without the set bookkeeping (a dozen nodes: plain loops beat array calls), the same float operations
+    in the same order, so equal to the bit."""
+    offers: dict[str, list] = {}
     for line in group.lines:
-        price, unit = np.zeros(k), np.zeros(k)
-        offered = np.zeros(k, dtype=bool)
-        for p, n, u, _ in group.options[line.line_id]:
-            j = position[n]
-            price[j], unit[j], offered[j] = p, u, True
-        have = np.array([run.stock.get((n, line.sku), 0) for n in names], dtype=np.int64)
-        have -= taken.get(line.sku, 0)
-        take = np.where(offered, np.minimum(np.minimum(line.qty, have), room), 0)
-        take = np.maximum(take, 0)
-        taken[line.sku] = taken.get(line.sku, 0) + take
-        room = np.where(room == unlimited, room, room - take)
-        took += take
-        cost += take * price
-        landed += take * unit
-        left = line.qty - take
-        short = left > 0
-        unfilled |= short
-        cost += np.where(short, left * model.unfilled_penalty, 0.0)
-        landed += np.where(short, left * model.unfilled_penalty, 0.0)
-    packages = took if group.ship_alone else (took > 0).astype(np.int64)
-    fixed = group.package * packages + np.where(unfilled, model.unfilled_order_fee, 0.0)
-    cost, landed = cost + fixed, landed + fixed
-    return [(float(cost[j]), float(landed[j]), bool(took[j] > 0)) for j in range(k)]
+        for price, n, unit, _ in group.options[line.line_id]:
+            offers.setdefault(n, []).append((line.line_id, price, unit))
+    penalty, out = model.unfilled_penalty, []
+    for n in names:
+        mine = {line_id: (price, unit) for line_id, price, unit in offers.get(n, ())}
+        cap = run.capacity.get(n)
+        used = took = 0
+        taken: dict[str, int] = {}
+        cost = landed = 0.0
+        unfilled = False
+        for line in group.lines:
+            left = line.qty
+            offer = mine.get(line.line_id)
+            if offer is not None:
+                have = run.stock.get((n, line.sku), 0) - taken.get(line.sku, 0)
+                take = min(left, have, left if cap is None else cap - used)
+                if take > 0:
+                    taken[line.sku] = taken.get(line.sku, 0) + take
+                    used += take
+                    left -= take
+                    took += take
+                    cost += take * offer[0]
+                    landed += take * offer[1]
+            if left:
+                unfilled = True
+                cost += left * penalty
+                landed += left * penalty
+        packages = took if group.ship_alone else (1 if took else 0)
+        fixed = group.package * packages + (model.unfilled_order_fee if unfilled else 0.0)
+        out.append((cost + fixed, landed + fixed, took > 0))
+    return out

@@ -46,6 +46,15 @@ class RoutingView:
     coords: dict[str, tuple[float, float]]
     # Incoming supply rows per (SKUs, order) once read for backorder dates, so each method's plan reuses them.
     supply: dict[tuple, list] = field(default_factory=dict)
+    # Address.ship_to per address object of the requests planned over this view (a hash of the address: a quote's
+    # lines and plans share one address).
+    places: dict[int, tuple] = field(default_factory=dict)
+
+    def place(self, address) -> str:
+        hit = self.places.get(id(address))
+        if hit is None or hit[0] is not address:
+            hit = self.places[id(address)] = (address, address.ship_to())
+        return hit[1]
 
 
 async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, index=None) -> RoutingView:
@@ -138,7 +147,7 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
     by_line = {l.line_id: l for l in route_lines}
     due = {l.line_id: l.due for l in req.lines}  # a line's own promise (a reroute's), not a B2B requested date
     # One shipment per node, method and place: two ship-tos in one postal code are two parcels.
-    ship_to = {l.line_id: l.delivery.address.ship_to() if l.delivery.address else None for l in req.lines}
+    ship_to = {l.line_id: view.place(l.delivery.address) if l.delivery.address else None for l in req.lines}
     groups: dict[tuple[str, str, str | None, str | None, str | None], list[LineQty]] = defaultdict(list)
     for a in result.assignments:
         line = by_line[a.line_id]
