@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from contextlib import asynccontextmanager
 from typing import Optional
 
@@ -52,6 +53,10 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
             await ensure_admin_key(app.state.db, settings.admin_key)
         recovery = asyncio.create_task(recovery_loop(app.state.db, app.state.temporal, settings))
         await start_index(app.state)
+        # What is alive now lives as long as the process (the app, the index, the libraries): kept out of the garbage
+        # collector's full passes, which would otherwise walk it all and stall whatever requests are in flight.
+        gc.collect()
+        gc.freeze()
         yield
         recovery.cancel()
         await stop_index(app.state)

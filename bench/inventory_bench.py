@@ -339,9 +339,11 @@ def bench_http(args) -> None:
 
 
 def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float,
-         bodies: list[str] | None = None) -> tuple[float, float, float]:
+         bodies: list[str] | None = None, rate: float | None = None) -> tuple[float, float, float]:
     """Closed-loop load from wrk (a C client, so the load generator is not the bottleneck); with ``bodies``,
-    path i is POSTed body i (JSON)."""
+    path i is POSTed body i (JSON). With ``rate``: paced, each connection waiting clients / rate on average (at random,
+    so connections do not send in step) between requests: the offered load is about ``rate`` per second while answers
+    come well inside that wait (no queue of clients)."""
     import re
     import shutil
     import subprocess
@@ -353,7 +355,9 @@ def _wrk(base: str, key: str, paths: list[str], clients: int, seconds: float,
                       + ("bodies = {" + ",".join(f"[=[{b}]=]" for b in bodies) + "}\n"
                          'wrk.headers["Content-Type"] = "application/json"\n' if bodies else "")
                       + f'wrk.headers["Authorization"] = "Bearer {key}"\n'
-                      "i = 0\nrequest = function()\n  i = i + 1\n"
+                      # Uniform on [0, 2 × the mean wait]: connections that waited alike would send in bursts.
+                      + (f"delay = function()\n  return math.random() * {2000 * clients / rate:.3f}\nend\n" if rate else "")
+                      + "i = 0\nrequest = function()\n  i = i + 1\n"
                       + ("  return wrk.format('POST', paths[(i % #paths) + 1], nil, bodies[(i % #bodies) + 1])\nend\n"
                          if bodies else "  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n"))
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", str(script), base],
