@@ -248,7 +248,7 @@ def _rank(group: _Group, candidates: set[str], run: _Run) -> list[str]:
 
 
 def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostModel, run: _Run,
-            singles: Optional[list[tuple[float, float, bool]]] = None,
+            singles: Optional[list[tuple[float, float, bool, bool]]] = None,
             ) -> tuple[float, tuple[str, ...], _Filled, dict[str, _Filled]]:
     """The cheapest node set of up to max_splits + 1 nodes (one for ship complete), within the time budget.
 
@@ -265,9 +265,14 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
     # fee. (Options were trimmed to the ranked candidates, whose cheapest option is the line's cheapest.)
     run.lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
                            for l in group.lines) + min(group.package, model.unfilled_order_fee)
+    alone, floor = False, None
     for size in range(1, min(max_nodes, len(ranked)) + 1):
         if size * group.package >= (best[0] if served else lost):
             break  # the packages alone cost more (every other term is ≥ 0)
+        if size == 2 and singles is not None and served and alone:
+            floor = _floor_without(group, best[2][0], model)
+        if floor is not None and floor + size * group.package > best[0] * (1 + 1e-9) + 1e-9:
+            break  # no set this size can come near the single node that fills it all (see _floor_without)
         # Single nodes are always priced; beyond them the budget may stop the search (best plan kept).
         if size > 1 and run.deadline is not None and time.perf_counter() > run.deadline:
             run.exact = False
@@ -279,9 +284,10 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
             if size == 1 and singles is not None:
                 # Each single node's fill worked out beforehand (routing/fast.py, the same arithmetic): only the
                 # winner is filled again, for its assignments, once the sizes of one are done. No explanations.
-                cost, landed, took = singles[i]
+                cost, landed, took, complete = singles[i]
                 if took and landed < lost and (not served or (cost, size, subset) < best[:3]):
                     best, served = (cost, size, subset, None), True
+                    alone = complete
                 continue
             filled = _fill(subset, group, run.stock, run.capacity, model)
             if len({a.node_id for a in filled.assignments}) < size:
@@ -296,6 +302,23 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
     if chosen is None:  # a single node chosen from ``singles``
         chosen = _fill(subset, group, run.stock, run.capacity, model)
     return cost, subset, chosen, best_with
+
+
+def _floor_without(group: _Group, winner: str, model: CostModel) -> Optional[float]:
+    """When one node filled the whole group alone and is strictly the cheapest option of every line, a set of
+    several nodes either holds it — then it takes every unit first, the others nothing, and _search skips the set —
+    or not, and pays at least each line's cheapest price among the other nodes (or the lost-sale penalty) per unit:
+    that sum is returned. None: no such proof (a tie, or a line the winner is not the cheapest for)."""
+    floor = 0.0
+    for line in group.lines:
+        options = group.options[line.line_id]
+        if not options or options[0][1] != winner:
+            return None
+        other = options[1][0] if len(options) > 1 else float("inf")
+        if not options[0][0] < other:
+            return None
+        floor += line.qty * min(other, model.unfilled_penalty)
+    return floor
 
 
 def _take(group: _Group, chosen: _Filled, cost: float, net: NetworkView, model: CostModel, run: _Run) -> None:

@@ -260,8 +260,8 @@ def same_decision(full: RouteResult, quick: Optional[RouteResult]) -> str:
     return ""
 
 
-def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple[float, float, bool]]:
-    """(cost, landed, took anything) of filling the group from each ranked node alone: engine._fill for a set of one,
+def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple[float, float, bool, bool]]:
+    """(cost, landed, took anything, filled it all) of filling the group from each ranked node alone: engine._fill for a set of one,
     node by node without the set bookkeeping (a dozen nodes: plain loops beat array calls), the same float operations
     in the same order, so equal to the bit."""
     offers: dict[str, list] = {}
@@ -295,5 +295,5 @@ def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple
                 landed += left * penalty
         packages = took if group.ship_alone else (1 if took else 0)
         fixed = group.package * packages + (model.unfilled_order_fee if unfilled else 0.0)
-        out.append((cost + fixed, landed + fixed, took > 0))
+        out.append((cost + fixed, landed + fixed, took > 0, not unfilled))
     return out
