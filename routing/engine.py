@@ -305,18 +305,16 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
 
 
 def _floor_without(group: _Group, winner: str, model: CostModel) -> Optional[float]:
-    """When one node filled the whole group alone and is strictly the cheapest option of every line, a set of
-    several nodes either holds it — then it takes every unit first, the others nothing, and _search skips the set —
-    or not, and pays at least each line's cheapest price among the other nodes (or the lost-sale penalty) per unit:
-    that sum is returned. None: no such proof (a tie, or a line the winner is not the cheapest for)."""
+    """When one node filled the whole group alone and comes first in every line's options (the order _fill takes
+    them in), a set of several nodes either holds it — then it takes every unit first, the others nothing, and
+    _search skips the set — or not, and pays at least each line's next price (or the lost-sale penalty) per unit:
+    that sum is returned. None: no such proof (a line the winner does not come first for)."""
     floor = 0.0
     for line in group.lines:
         options = group.options[line.line_id]
         if not options or options[0][1] != winner:
             return None
         other = options[1][0] if len(options) > 1 else float("inf")
-        if not options[0][0] < other:
-            return None
         floor += line.qty * min(other, model.unfilled_penalty)
     return floor
 
