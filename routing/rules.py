@@ -101,10 +101,9 @@ def apply_rules(net: NetworkView, rules: RoutingRules,
                 scorecards: Optional[dict[str, Scorecard]] = None) -> NetworkView:
     """The network as the rules shape it: surcharges in each node's handling cost, priority groups and
     partner reliability as a per-unit preference cost, and the minimum stock per node type."""
-    nodes = {}
-    for node_id, node in net.nodes.items():
-        extra = float(rules.pick_surcharge.get(node.type, 0))
-        nodes[node_id] = replace(node, handling_cost=node.handling_cost + extra) if extra else node
+    surcharge = {str(t): float(v) for t, v in rules.pick_surcharge.items() if v}
+    nodes = {node_id: replace(node, handling_cost=node.handling_cost + surcharge[node.type])
+             if node.type in surcharge else node for node_id, node in net.nodes.items()} if surcharge else net.nodes
     preference = {node_id: float(rules.priority_step) * rules.group_of(node.type)
                   for node_id, node in net.nodes.items() if rules.priority_groups}
     for node_id, card in (scorecards or {}).items():

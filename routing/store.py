@@ -90,6 +90,17 @@ def _nothing_written(conn) -> None:
     conn.info.pop("network_written", None)
 
 
+_DB_KEYS: dict[int, tuple[Any, str]] = {}
+
+
+def _db_key(engine) -> str:
+    """The memo's name for a database: its URL, rendered once per engine (rendering is microseconds, per lookup)."""
+    hit = _DB_KEYS.get(id(engine))
+    if hit is None or hit[0] is not engine:
+        hit = _DB_KEYS[id(engine)] = (engine, str(engine.url))
+    return hit[1]
+
+
 async def memo_many(conn: AsyncConnection, kind: str, keys: Iterable[Hashable], seconds: float,
                     load: Callable[[list], Awaitable[dict]], absent: bool = True) -> dict:
     """Values for ``keys`` (None for an absent one), the missing or expired ones loaded in one call of
@@ -99,7 +110,7 @@ async def memo_many(conn: AsyncConnection, kind: str, keys: Iterable[Hashable], 
     if seconds <= 0:
         found = await load(keys)
         return {k: found.get(k) for k in keys}
-    db, now = str(conn.engine.url), time.monotonic()
+    db, now = _db_key(conn.engine), time.monotonic()
     out, missing = {}, []
     for k in keys:
         hit = _MEMO.get((db, kind, k))

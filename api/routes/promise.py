@@ -109,12 +109,14 @@ async def promise(body: PromiseIn, request: Request, response: Response,
         # Dated from the remorse window's end, as the order placed from this quote will be.
         # Built from values already validated (the body, the settings): constructed, not validated again, as a
         # quote asks for up to nine plans.
+        # Every field given: constructing then fills in no defaults.
         return PlanRequest.model_construct(
             order_id="promise", channel=body.channel, customer_tier=tier,
             lines=[PlanLine.model_construct(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery,
-                                            pack=pack) for i, (l, pack) in enumerate(zip(body.lines, packs))],
-            policy=body.policy, at=now, release_at=now + app.settings.remorse_window,
-            requested_delivery_date=body.requested_delivery_date)
+                                            exclude_nodes=[], due=None, pack=pack, complete=False)
+                   for i, (l, pack) in enumerate(zip(body.lines, packs))],
+            policy=body.policy, exclude_nodes=[], to_node=None, at=now, hold_id=None,
+            release_at=now + app.settings.remorse_window, requested_delivery_date=body.requested_delivery_date)
 
     started = time.perf_counter()
     index = await index_of(app)
