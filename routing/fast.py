@@ -75,14 +75,14 @@ class DenseStock(Mapping):
     def __len__(self) -> int:
         return sum(int(np.count_nonzero(v > 0)) for v in self.dense.values())
 
-    def vector(self, sku: str, columns: np.ndarray) -> np.ndarray:
-        """The SKU's units at these node columns (0 where a node is not a column)."""
-        v = self.dense.get(sku)
-        if v is None:
-            return np.zeros(len(columns), dtype=np.int64)
-        padded = columns < len(v)
-        out = np.zeros(len(columns), dtype=np.int64)
-        out[padded] = v[columns[padded]]
+    def matrix(self, skus: list[str], columns: np.ndarray) -> np.ndarray:
+        """The SKUs' units (a row each) at these node columns (0 where a node is not a column)."""
+        width = len(next(iter(self.dense.values()))) if self.dense else 0  # one width: read at one instant
+        zero = np.zeros(width, dtype=np.int64)
+        rows = np.stack([self.dense.get(s, zero) for s in skus])
+        inside = columns < width
+        out = np.zeros((len(skus), len(columns)), dtype=np.int64)
+        out[:, inside] = rows[:, columns[inside]]
         return out
 
 
@@ -188,32 +188,28 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
             t.columns = np.array([stock.columns.get(i, 1 << 30) for i in t.ids], dtype=np.int64)
             t.columns_of, t.columns_len = stock.columns, len(stock.columns)
         place = _place(t, req, net)
-        ranked_ok, prices, opportunity, stocked = [], [], [], []
-        cheapest = np.full(len(t.ids), np.inf)
-        for line in group.lines:
-            units = stock.vector(line.sku, t.columns)
-            allowed, minimum = _sku_ok(t, line.sku, net)
-            ok = place & allowed & (units > 0) & (units >= minimum)
+        # One row per line, one column per node of the table.
+        units = stock.matrix([l.sku for l in group.lines], t.columns)
+        rules = [_sku_ok(t, l.sku, net) for l in group.lines]
+        ok = place & np.stack([a for a, _ in rules]) & (units > 0) & (units >= np.stack([m for _, m in rules]))
+        for row, line in enumerate(group.lines):
             if line.exclude_nodes:
-                ok &= np.array([i not in line.exclude_nodes for i in t.ids], dtype=bool)
-            later = (np.array([net.opportunity.get((i, line.sku), 0.0) for i in t.ids], dtype=np.float64)
-                     if net.opportunity else np.zeros(len(t.ids)))
-            # The engine's sum, term by term: ((unit + opportunity) + preference) + area.
-            price = ((t.unit + later) + t.preference) + t.area
-            np.minimum(cheapest, np.where(ok, price, np.inf), out=cheapest)
-            ranked_ok.append(ok)
-            stocked.append(units)
-            prices.append(price)
-            opportunity.append(later)
+                ok[row] &= np.array([i not in line.exclude_nodes for i in t.ids], dtype=bool)
+        later = (np.array([[net.opportunity.get((i, l.sku), 0.0) for i in t.ids] for l in group.lines],
+                          dtype=np.float64) if net.opportunity else np.zeros(units.shape))
+        # The engine's sum, term by term: ((unit + opportunity) + preference) + area.
+        price = ((t.unit + later) + t.preference) + t.area
+        cheapest = np.where(ok, price, np.inf).min(axis=0)
         candidates = np.flatnonzero(np.isfinite(cheapest))
         ranked = candidates[np.lexsort((t.rank[candidates], cheapest[candidates]))][:MAX_CANDIDATES].tolist()
-        for line, ok, price, later, units in zip(group.lines, ranked_ok, prices, opportunity, stocked):
+        for row, line in enumerate(group.lines):
+            line_ok, line_price, line_later, line_units = ok[row], price[row], later[row], units[row]
             group.options[line.line_id] = sorted(
-                (float(price[k]), t.ids[k], float(t.unit[k]), float(later[k])) for k in ranked if ok[k])
+                (float(line_price[k]), t.ids[k], float(t.unit[k]), float(line_later[k])) for k in ranked if line_ok[k])
             for k in ranked:
                 key = (t.ids[k], line.sku)
                 if key not in run.stock:  # an earlier group's take stays taken
-                    run.stock[key] = int(units[k])
+                    run.stock[key] = int(line_units[k])
         for k in ranked:
             node_id = t.ids[k]
             if node_id not in run.capacity:
