@@ -16,7 +16,10 @@ def pg_url(tmp_path_factory):
     from nodal.db import embedded_postgres
     from nodal.migrate import upgrade
 
-    server = embedded_postgres(Path(os.environ["NODAL_TEST_PG"]) if os.environ.get("NODAL_TEST_PG") else tmp_path_factory.mktemp("pg"), keep_running=False)
+    # One database per test process (pytest-xdist's gw0, gw1, ...).
+    fixed = os.environ.get("NODAL_TEST_PG")
+    where = Path(fixed) / os.environ.get("PYTEST_XDIST_WORKER", "main") if fixed else tmp_path_factory.mktemp("pg")
+    server = embedded_postgres(where, keep_running=False)
     url = server.get_uri()
     upgrade(url)
     yield url
