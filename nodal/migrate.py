@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,9 @@ from alembic.config import Config
 from nodal.db import sqlalchemy_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic keeps the running migration's context in a module global: two upgrades at once in one process (stacks
+# started side by side in threads, as the chaos harness does) would run on each other's connections.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def alembic_config(url: str) -> Config:
@@ -20,4 +24,5 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with _ONE_AT_A_TIME:
+        command.upgrade(alembic_config(url), revision)

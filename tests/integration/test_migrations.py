@@ -44,3 +44,46 @@ def test_feed_events_already_applied_move_into_their_nodes_namespace(pg_url):
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_upgrades_side_by_side_in_one_process_each_reach_head(pg_url):
+    """Stacks started side by side in threads (the chaos harness) migrate at once: Alembic's context is a module
+    global, and two upgrades at once ran on each other's connections and hung or failed."""
+    import threading
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from nodal.migrate import upgrade
+
+    names = [f"mig_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"CREATE DATABASE {name}")
+    urls = [make_url(pg_url).set(database=n).render_as_string(hide_password=False) for n in names]
+    failures: list[str] = []
+
+    def run(url: str) -> None:
+        try:
+            upgrade(url)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            failures.append(repr(e))
+    try:
+        threads = [threading.Thread(target=run, args=(u,), daemon=True) for u in urls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert not any(t.is_alive() for t in threads), "an upgrade hung"
+        assert not failures, failures
+        heads = set()
+        for url in urls:
+            with psycopg.connect(url) as conn:
+                heads.add(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+        from alembic.script import ScriptDirectory
+        assert heads == {ScriptDirectory.from_config(alembic_config(pg_url)).get_current_head()}
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
