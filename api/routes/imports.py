@@ -68,7 +68,15 @@ def _address(postal_code: str, line1: str, **more: str) -> dict[str, Any]:
 
 
 def csv_drafts(text: str, default_channel: Optional[str]) -> list[Draft]:
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": the csv module reads line ends itself (\r\n, \r, or \n inside a quoted field).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _csv_drafts(reader, default_channel)
+    except csv.Error as e:  # a field over the size limit, a NUL byte: the file cannot be read as a whole
+        raise HTTPException(422, f"the CSV cannot be read at row {reader.line_num}: {e}")
+
+
+def _csv_drafts(reader: csv.DictReader, default_channel: Optional[str]) -> list[Draft]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     if missing := sorted(CSV_REQUIRED - set(header)):
         raise HTTPException(422, f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(CSV_COLUMNS)})")

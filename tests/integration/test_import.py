@@ -66,6 +66,14 @@ async def test_a_csv_places_each_order_on_its_own(api: Api):
     # Whole-file faults place nothing.
     await post_file(api, net.client_key, "external_id,sku\nX,Y\n", "text/csv", expect=422)
     await post_file(api, net.client_key, "{}", "application/json", expect=415)
+    # A bare carriage return inside a row (the fuzzer's find) and a NUL byte: unreadable, a 422 that says where.
+    for broken in ("\U000b2b48H\u00a7\x1b4\r\U00104e1bY", "external_id,sku\nX\x00,Y\n"):
+        answer = await post_file(api, net.client_key, broken, "text/csv", expect=422)
+        assert "the CSV" in answer["detail"], answer
+    # The same orders with old Mac line ends (\r) and Windows ones (\r\n) are read as the same rows.
+    for end in ("\r", "\r\n"):
+        again = await post_file(api, net.client_key, end.join(rows) + end, "text/csv")
+        assert {o["external_id"]: o["status"] for o in again["orders"]}[f"A-{po}"] == "existing"
     other = await api.key("client", channel=f"{net.channel}-other")
     refused = await post_file(api, other, "\n".join(rows[:2]) + "\n", "text/csv")
     assert refused["orders"][0]["errors"][0]["reason"].startswith("this key places orders for channel")
