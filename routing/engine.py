@@ -87,7 +87,8 @@ def _fill(
     for line in group.lines:
         left = line.qty
         steps = group.steps.get(line.line_id)
-        for price, n, unit, later in group.options[line.line_id]:
+        # The empty set (what losing the sale costs, priced once per group) takes from no option.
+        for price, n, unit, later in group.options[line.line_id] if members else ():
             if left == 0:
                 break
             if n not in members:
@@ -263,8 +264,9 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
     best_with: dict[str, _Filled] = {}
     # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the lost-sale
     # fee. (Options were trimmed to the ranked candidates, whose cheapest option is the line's cheapest.)
-    run.lower_bound += sum(l.qty * min([o[0] for o in group.options[l.line_id]] + [model.unfilled_penalty])
-                           for l in group.lines) + min(group.package, model.unfilled_order_fee)
+    # A line's options are cheapest first: the first is its cheapest unit.
+    run.lower_bound += sum(l.qty * (min(options[0][0], model.unfilled_penalty) if (options := group.options[
+        l.line_id]) else model.unfilled_penalty) for l in group.lines) + min(group.package, model.unfilled_order_fee)
     alone, floor = False, None
     for size in range(1, min(max_nodes, len(ranked)) + 1):
         if size * group.package >= (best[0] if served else lost):

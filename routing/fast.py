@@ -202,20 +202,22 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
         cheapest = np.where(ok, price, np.inf).min(axis=0)
         candidates = np.flatnonzero(np.isfinite(cheapest))
         ranked = candidates[np.lexsort((t.rank[candidates], cheapest[candidates]))][:MAX_CANDIDATES].tolist()
-        for row, line in enumerate(group.lines):
-            line_ok, line_price, line_later, line_units = ok[row], price[row], later[row], units[row]
+        # The ranked columns as Python numbers (indexing an array element by element costs more than the copy).
+        ids, unit = [t.ids[k] for k in ranked], t.unit[ranked].tolist()
+        for line, line_ok, line_price, line_later, line_units in zip(
+                group.lines, ok[:, ranked].tolist(), price[:, ranked].tolist(), later[:, ranked].tolist(),
+                units[:, ranked].tolist()):
             group.options[line.line_id] = sorted(
-                (float(line_price[k]), t.ids[k], float(t.unit[k]), float(line_later[k])) for k in ranked if line_ok[k])
-            for k in ranked:
-                key = (t.ids[k], line.sku)
+                (line_price[j], ids[j], unit[j], line_later[j]) for j in range(len(ids)) if line_ok[j])
+            for node_id, units_there in zip(ids, line_units):
+                key = (node_id, line.sku)
                 if key not in run.stock:  # an earlier group's take stays taken
-                    run.stock[key] = int(line_units[k])
-        for k in ranked:
-            node_id = t.ids[k]
+                    run.stock[key] = units_there
+        for node_id in ids:
             if node_id not in run.capacity:
                 run.capacity[node_id] = net.nodes[node_id].remaining_units
         group.package = package_cost(line0, model)
-        names = [t.ids[k] for k in ranked]
+        names = ids
         if run.deadline is None and req.budget_ms is not None:
             run.deadline = time.perf_counter() + req.budget_ms / 1000
         cost, _, chosen, _ = _search(group, names, req, model, run, _singles(group, names, run, model))
@@ -260,13 +262,16 @@ def _singles(group, names: list[str], run: _Run, model: CostModel) -> list[tuple
     """(cost, landed, took anything, filled it all) of filling the group from each ranked node alone: engine._fill for a set of one,
     node by node without the set bookkeeping (a dozen nodes: plain loops beat array calls), the same float operations
     in the same order, so equal to the bit."""
-    offers: dict[str, list] = {}
+    offers: dict[str, dict[str, tuple[float, float]]] = {}  # node → line_id → (price, landed unit)
     for line in group.lines:
         for price, n, unit, _ in group.options[line.line_id]:
-            offers.setdefault(n, []).append((line.line_id, price, unit))
-    penalty, out = model.unfilled_penalty, []
+            mine = offers.get(n)
+            if mine is None:
+                mine = offers[n] = {}
+            mine[line.line_id] = (price, unit)
+    penalty, out, none = model.unfilled_penalty, [], {}
     for n in names:
-        mine = {line_id: (price, unit) for line_id, price, unit in offers.get(n, ())}
+        mine = offers.get(n, none)
         cap = run.capacity.get(n)
         used = took = 0
         taken: dict[str, int] = {}

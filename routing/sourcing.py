@@ -171,7 +171,8 @@ async def plan_request(db: Database, req: PlanRequest, budget_ms: float | None =
         faster = _expedite(node, line, net, start_at, dated, due.get(line.line_id), req.policy.expedite, hold_until)
         if faster is not None:
             m, dated = DeliveryMethod.ship_express, faster
-        priced = {q.line_id: replace(by_line[q.line_id], method=m.value) for q in lines}
+        priced = {q.line_id: by_line[q.line_id] if m.value == method else replace(by_line[q.line_id], method=m.value)
+                  for q in lines}
         allocations.append(Allocation(
             node_id=node_id, method=m, postal_code=postal_code, ship_to=place, lines=lines, distance_km=round(km, 1),
             cost=Decimal(str(round(package_cost(priced[line.line_id], COSTS) + sum(
