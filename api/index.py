@@ -68,6 +68,13 @@ async def stop_index(state) -> None:
         await index.stop()
 
 
+def memo_seconds(settings, index: Optional[AvailabilityIndex]) -> float:
+    """How long a read of the network may serve (routing.store.memo): long with the index's feed, which announces every
+    edit; the quote TTL without it."""
+    return max(settings.network_memo_seconds, settings.quote_cache_seconds) if index is not None \
+        else settings.quote_cache_seconds
+
+
 async def index_of(state) -> Optional[AvailabilityIndex]:
     """The index when it is loaded and has every position write this process committed; None: read the database."""
     index = getattr(state, "index", None)

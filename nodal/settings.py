@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # channel views, routing rules, bid prices, carrier closures) this long; stock and capacity are read live.
     # This process's network edits apply at once, other processes' within it. 0: read everything per quote.
     quote_cache_seconds: float = 30.0
+    # The same memo while this process's availability index follows PostgreSQL's announcements: every network edit
+    # is announced (and clears it at once, in every process), so its age limit is only a backstop. Expiring it
+    # every 30 s rebuilt every destination's quote tables at once, the quotes' and availability's slowest 1%.
+    network_memo_seconds: float = 600.0
     # Quotes, availability answers and checkout holds read stock from this process's availability index (kept
     # current by PostgreSQL's announcements) instead of the database; off: they read it live.
     availability_index: bool = True

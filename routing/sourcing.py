@@ -33,6 +33,7 @@ from routing.rules import RoutingRules, apply_rules
 from routing.cost import distance_km, is_transfer, package_cost, quote_line, unit_cost
 
 COSTS = CostModel()
+UNANNOUNCED_SECONDS = 30.0  # reads derived from tables no trigger announces (scorecards) are at most this old
 THREAD_LINES = 200
 
 
@@ -71,7 +72,8 @@ async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, 
                                  req.customer_tier, cache_seconds, index)
         rules_version, rules = await memo(conn, "rules", cache_seconds, lambda: load_rules(conn))
         # Unreliable partners cost more per unit, when the rules say by how much.
-        cards = await memo(conn, "scorecards", cache_seconds, lambda: load_scorecards(conn)) \
+        # Scorecards follow fulfillments, which nothing announces: never older than the quote TTL.
+        cards = await memo(conn, "scorecards", min(cache_seconds, UNANNOUNCED_SECONDS), lambda: load_scorecards(conn)) \
             if rules.partner_penalty else None
         closures = await memo(conn, "closures", cache_seconds, lambda: load_carrier_closures(conn))
     net = apply_rules(net, rules, cards)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import text
 
 from routing.sourcing import load_view, plan_request
-from api.index import index_of
+from api.index import index_of, memo_seconds
 import api.answers as A
 from api import idempotency
 from api.auth import Principal, require
@@ -52,7 +52,7 @@ async def create_hold(body: HoldCreate, request: Request, who: Principal = Depen
     # database's conditional update, so a stale index can only cost a second, live, attempt — never an oversell.
     index = await index_of(app)
     for attempt in (index, None) if index is not None else (None,):
-        view = await load_view(app.db, req, app.settings.quote_cache_seconds if attempt else 0.0, attempt)
+        view = await load_view(app.db, req, memo_seconds(app.settings, attempt) if attempt else 0.0, attempt)
         plan = await plan_request(app.db, req, view=view, explain=False)
         if not plan.feasible:
             if attempt is not None:

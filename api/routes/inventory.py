@@ -20,7 +20,7 @@ from api.schemas import (
 from inventory import service
 from inventory.arithmetic import ATS_SQL, channel_ats_sql, protected_for_others_sql, stock_level_sql
 from inventory.channels import load_channel_view
-from api.index import DATABASE_READ, index_of
+from api.index import DATABASE_READ, index_of, memo_seconds
 from api.processes import start_feeds
 from api.stock import stock_answer
 from nodal.db import LazyConnection
@@ -201,7 +201,7 @@ async def availability(
         fresh = index.freshness()
         async with LazyConnection(state.db.engine) as conn:
             body = await stock_answer(conn, index, wanted, postal_code, channel, tier,
-                                      state.settings.low_stock_threshold, state.settings.quote_cache_seconds)
+                                      state.settings.low_stock_threshold, memo_seconds(state.settings, index))
     else:
         fresh = DATABASE_READ
         async with state.db.engine.connect() as conn:

@@ -13,7 +13,7 @@ from pydantic import Field
 from sqlalchemy import text
 
 from routing.sourcing import RoutingView, load_view, plan_request, tables_for
-from api.index import DATABASE_READ, index_of
+from api.index import DATABASE_READ, index_of, memo_seconds
 import api.answers as A
 from api.routes.ops import REGISTRY
 from api.auth import ADMIN, ANY_ROLE, Principal, require
@@ -121,7 +121,7 @@ async def promise(body: PromiseIn, request: Request, response: Response,
     index = await index_of(app)
     fresh = index.freshness() if index is not None else DATABASE_READ
     # The view is read for the cart's SKUs and destination; its quantities do not matter yet.
-    view = await load_view(app.db, req(ship, [1] * len(body.lines)), app.settings.quote_cache_seconds, index)
+    view = await load_view(app.db, req(ship, [1] * len(body.lines)), memo_seconds(app.settings, index), index)
     viewed = time.perf_counter()
     # The catalog and postal codes as the view read them: a quote checks its cart without another query.
     known = {sku: dict(rules.packs) for sku, rules in view.net.skus.items()}

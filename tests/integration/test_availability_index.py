@@ -170,3 +170,25 @@ async def test_answers_from_the_index_equal_answers_from_the_database(api, db, p
     for series in ("nodal_availability_index_age_seconds", "nodal_availability_index_seq",
                    "nodal_availability_index_lag_seconds_bucket", "nodal_availability_index_positions"):
         assert f"\n{series}" in scrape, series
+
+
+async def test_a_network_edit_no_process_here_made_reaches_quotes_at_once(api, db, pg_url):
+    """With the index, quotes keep their network read for up to ten minutes (network_memo_seconds): only because every
+    network edit is announced. An edit made outside this process (raw SQL, as another API process or an operator
+    would) changes the next quotes within a second."""
+    from api.index import memo_seconds
+
+    assert memo_seconds(api.client._transport.app.state.settings, object()) >= 600
+    net = await make_network(api)
+    cart = {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+            "lines": [{"sku": net.skus[0], "qty": 1}], "methods": ["ship_standard"]}
+
+    async def source() -> list[str]:
+        return (await api.ok("POST", "/promise", json=cart))["options"][0]["nodes"]
+    assert await source() == [net.node("DC-N")]  # the near DC; the network is now in the memo
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE nodes SET enabled = false WHERE node_id = %s", (net.node("DC-N"),))
+    started = time.perf_counter()
+    while (nodes := await source()) != [net.node("DC-S")]:
+        assert time.perf_counter() - started < 1.0, nodes
+        await asyncio.sleep(0.01)
