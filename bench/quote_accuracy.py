@@ -1,12 +1,14 @@
 """Quotes against orders on scarce stock: does the date an order gets equal the date quoted just before, and is
 anything ever oversold?
 
-    python bench/quote_accuracy.py [--shoppers 12] [--browsers 4] [--orders 300]
+    python bench/quote_accuracy.py [--shoppers 12] [--browsers 4] [--orders 300] [--checkout direct|hold]
 
 A whole stack (bench/stack.py: PostgreSQL, the Temporal dev server, a worker, the API). A national network of 12
 nodes holds 30 SKUs, 0 to --max-units units each, topped up now and then, so orders compete for the last units. Shoppers each
 quote a cart (POST /promise, ship standard) and, when the quote offers all of it, order it at once and wait for
-the order's promise; browsers only quote, all the time, as product pages do. Reported: the share of orders whose
+the order's promise (``--checkout hold``: as a storefront's checkout does, they hold the cart first, POST /holds,
+and order with the hold; a hold refused because the stock moved sends the shopper back to quoting, as a checkout
+would); browsers only quote, all the time, as product pages do. Reported: the share of orders whose
 promised date equals the quote's (goal ≥ 99.5%), why the others differ, and positions sold beyond their stock
 (goal: none).
 """
@@ -44,9 +46,10 @@ def when(text: str | None) -> datetime | None:
 
 
 class Run:
-    def __init__(self, stack: Stack, shoppers: int, browsers: int, orders: int, max_units: int):
+    def __init__(self, stack: Stack, shoppers: int, browsers: int, orders: int, max_units: int, checkout: str = "direct"):
         self.stack, self.shoppers, self.browsers, self.target = stack, shoppers, browsers, orders
-        self.max_units = max_units
+        self.max_units, self.checkout = max_units, checkout
+        self.refused_holds = 0
         self.prefix = "q" + uuid.uuid4().hex[:6]
         self.outcomes: Counter = Counter()
         self.misses: list[tuple] = []
@@ -102,9 +105,19 @@ class Run:
             if option is None:
                 await asyncio.sleep(0.05)
                 continue
-            self.placed += 1
             quoted_at = datetime.now(timezone.utc)
+            hold_id = None
+            if self.checkout == "hold":
+                r = await http.post("/holds", headers={"Authorization": f"Bearer {self.key}"}, json={
+                    "channel": self.channel, "destination": {"postal_code": postal}, "lines": lines})
+                if r.status_code == 409:  # the stock went between the quote and the checkout: quote again
+                    self.refused_holds += 1
+                    continue
+                assert r.status_code == 201, r.text
+                hold_id = r.json()["hold_id"]
+            self.placed += 1
             r = await http.post("/orders", headers={"Authorization": f"Bearer {self.key}"}, json={
+                **({"hold_id": hold_id} if hold_id else {}),
                 "external_id": f"{self.prefix}-{c}-{self.placed}", "channel": self.channel,
                 "customer": {"id": f"c{c}"},
                 "lines": [{"line_id": f"L{k + 1}", "sku": l["sku"], "qty": l["qty"], "unit_price": "10.00",
@@ -128,7 +141,7 @@ class Run:
             else:
                 why = ("later" if got and got > quoted else "earlier" if got else order["status"])
                 self.outcomes[f"differs: {why}"] += 1
-                self.misses.append((order_id, quoted_at, [l["sku"] for l in lines],
+                self.misses.append((order_id, hold_id or order_id, quoted_at, [l["sku"] for l in lines],
                                     f"{order_id}: quoted {option['promised_by']} from {option['nodes']}, got "
                                     f"{order.get('promised_by')} from {sorted({f['node_id'] for f in order.get('fulfillments') or []})}"
                                     f" ({order['status']})"))
@@ -153,7 +166,7 @@ async def run(args) -> None:
     stack = Stack(Path(tempfile.mkdtemp(prefix="nodal-accuracy-")), env=ENV)
     with stack:
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
-            r = Run(stack, args.shoppers, args.browsers, args.orders, args.max_units)
+            r = Run(stack, args.shoppers, args.browsers, args.orders, args.max_units, args.checkout)
             await r.setup(http)
             started = time.monotonic()
             await asyncio.gather(*(r.shopper(http, c) for c in range(args.shoppers)),
@@ -163,19 +176,21 @@ async def run(args) -> None:
             # A miss is a race when the cart's stock moved anywhere (another order's reservation, a receipt) between
             # the quote and this order's own reservation: the quote was right when given. Otherwise it was wrong.
             raced = set()
-            for order_id, quoted_at, skus, _ in r.misses:
+            # With a checkout hold the cart's stock was reserved by the hold.
+            for order_id, reserved_by, quoted_at, skus, _ in r.misses:
                 if conn.execute(
-                        "SELECT EXISTS (SELECT 1 FROM inventory_ledger l WHERE l.order_id IS DISTINCT FROM %s"
+                        "SELECT EXISTS (SELECT 1 FROM inventory_ledger l WHERE (l.order_id IS NULL OR l.order_id <> ALL(%s))"
                         " AND l.sku = ANY(%s) AND l.at >= %s - interval '50 milliseconds' AND l.at <= COALESCE("
                         "  (SELECT max(m.at) FROM inventory_ledger m WHERE m.order_id = %s AND m.reason = 'reserve'),"
-                        "  now()))", (order_id, skus, quoted_at, order_id)).fetchone()[0]:
+                        "  now()))", ([order_id, reserved_by], skus, quoted_at, reserved_by)).fetchone()[0]:
                     raced.add(order_id)
             oversold = conn.execute("SELECT count(*) FROM inventory_positions WHERE node_id LIKE %s"
                                     " AND on_hand - reserved - safety_stock < 0", (f"{r.prefix}-%",)).fetchone()[0]
     total = sum(r.outcomes.values())
     same = r.outcomes["same date"]
     print(f"{total} orders placed right after their quote ({args.shoppers} shoppers, {args.browsers} quoting browsers,"
-          f" {r.quotes} quotes in {seconds:.0f} s, 12 nodes × 30 SKUs of 0-{args.max_units} units)")
+          f" {r.quotes} quotes in {seconds:.0f} s, 12 nodes × 30 SKUs of 0-{args.max_units} units; checkout:"
+          f" {args.checkout}{f', {r.refused_holds} holds refused as the stock moved' if args.checkout == 'hold' else ''})")
     print(f"  promised date = quoted date: {same} ({same / max(total, 1):.2%}; goal ≥ 99.5%)")
     for outcome, n in sorted(r.outcomes.items()):
         if outcome != "same date":
@@ -193,6 +208,8 @@ def main() -> None:
     ap.add_argument("--browsers", type=int, default=4)
     ap.add_argument("--orders", type=int, default=300)
     ap.add_argument("--max-units", type=int, default=3, help="each position starts with 0 to this many units")
+    ap.add_argument("--checkout", choices=("direct", "hold"), default="direct",
+                    help="order straight after the quote, or hold the cart first (POST /holds) and order with the hold")
     asyncio.run(run(ap.parse_args()))
 
 
