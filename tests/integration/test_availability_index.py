@@ -192,3 +192,31 @@ async def test_a_network_edit_no_process_here_made_reaches_quotes_at_once(api, d
     while (nodes := await source()) != [net.node("DC-S")]:
         assert time.perf_counter() - started < 1.0, nodes
         await asyncio.sleep(0.01)
+
+
+async def test_a_cart_of_a_hundred_lines_is_quoted_as_the_database_quotes_it(api, db, pg_url, temporal_env):
+    """The largest cart a quote takes (100 lines, stock spread so no node has it all): the index and the quote engine
+    answer what the database and the full engine answer."""
+    import httpx
+
+    from api.app import create_app
+    from tests.integration.conftest import Api, settings_for
+
+    net = await make_network(api, stock={})
+    skus = [f"{net.prefix}-BIG{i:03d}" for i in range(100)]
+    for s in skus:
+        await api.ok("PUT", f"/skus/{s}", json={"name": s, "weight_kg": 0.5})
+    for k, name in enumerate(("DC-N", "DC-S", "STORE")):
+        await api.ok("PUT", f"/inventory/{net.node(name)}", json={"as_of": "2026-01-01T00:00:00Z", "items": [
+            {"sku": s, "on_hand": (i + k) % 4} for i, s in enumerate(skus)]})
+    cart = {"channel": net.channel, "destination": {"postal_code": net.postal_code},
+            "lines": [{"sku": s, "qty": 1 + i % 3} for i, s in enumerate(skus)]}
+    live_app = create_app(settings_for(pg_url, availability_index=False), db=db, temporal=temporal_env.client)
+    live_app.state.db = db
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live_app), base_url="http://nodal") as client:
+        got, want = await api.ok("POST", "/promise", json=cart), await Api(client).ok("POST", "/promise", json=cart)
+    assert got.pop("freshness")["source"] == "index" and want.pop("freshness")["source"] == "database"
+    got.pop("quoted_at"), want.pop("quoted_at")
+    assert got == want
+    ship = next(o for o in got["options"] if o["method"] == "ship_standard")
+    assert len(ship["nodes"]) > 1 and len(ship["lines_available"]) > 50  # split over nodes, most lines served
