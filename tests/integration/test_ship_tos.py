@@ -19,7 +19,12 @@ async def test_two_ship_tos_in_one_postal_code_are_two_shipments(api: Api, tempo
     for l, site in zip(body["lines"], (site_a, site_a, site_b)):
         l["delivery"] = {"method": "ship_standard", "address": site}
     oid = (await api.ok("POST", "/orders", key=await b2b_key(api, net), json=body, expect=201))["order_id"]
-    order = await release(api, temporal_env, oid, settings)
+    await release(api, temporal_env, oid, settings)
+
+    async def both_recorded():  # the read model records each fulfillment on its own: wait for the second
+        o = await api.ok("GET", f"/orders/{oid}")
+        return o if len(o["fulfillments"]) >= 2 and len(o["ship_tos"]) >= 2 else None
+    order = await eventually(both_recorded, what="both shipments in the read model")
     shipments = sorted(sorted(l["line_id"] for l in f["lines"]) for f in order["fulfillments"])
     assert shipments == [["L1", "L2"], ["L3"]]  # one node, two places: two parcels
 
