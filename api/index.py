@@ -4,6 +4,7 @@ that wants it when the app runs without its lifespan (tests on an ASGI transport
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Optional
 
 from prometheus_client import Histogram
@@ -68,11 +69,16 @@ async def stop_index(state) -> None:
         await index.stop()
 
 
+# The feed pings itself 5 times a second: a ping older than this and its announcements may not be arriving.
+FEED_CURRENT_SECONDS = 2.0
+
+
 def memo_seconds(settings, index: Optional[AvailabilityIndex]) -> float:
-    """How long a read of the network may serve (routing.store.memo): long with the index's feed, which announces every
-    edit; the quote TTL without it."""
-    return max(settings.network_memo_seconds, settings.quote_cache_seconds) if index is not None \
-        else settings.quote_cache_seconds
+    """How long a read of the network may serve (routing.store.memo): long while the index's feed, which announces
+    every edit, is current; the quote TTL without it or while it lags (a connection gone quiet)."""
+    if index is not None and time.time() - index.as_of < FEED_CURRENT_SECONDS:
+        return max(settings.network_memo_seconds, settings.quote_cache_seconds)
+    return settings.quote_cache_seconds
 
 
 async def index_of(state) -> Optional[AvailabilityIndex]:

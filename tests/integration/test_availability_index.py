@@ -176,10 +176,16 @@ async def test_a_network_edit_no_process_here_made_reaches_quotes_at_once(api, d
     """With the index, quotes keep their network read for up to ten minutes (network_memo_seconds): only because every
     network edit is announced. An edit made outside this process (raw SQL, as another API process or an operator
     would) changes the next quotes within a second."""
-    from api.index import memo_seconds
+    from api.index import index_of, memo_seconds
 
-    assert memo_seconds(api.client._transport.app.state.settings, object()) >= 600
     net = await make_network(api)
+    state = api.client._transport.app.state
+    index = await index_of(state)
+    assert memo_seconds(state.settings, index) >= 600
+    # A feed gone quiet (no ping for seconds): the memo falls back to the quote TTL.
+    current, index.as_of = index.as_of, index.as_of - 60
+    assert memo_seconds(state.settings, index) == state.settings.quote_cache_seconds == 30
+    index.as_of = current
     cart = {"channel": net.channel, "destination": {"postal_code": net.postal_code},
             "lines": [{"sku": net.skus[0], "qty": 1}], "methods": ["ship_standard"]}
 
