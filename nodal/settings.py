@@ -104,11 +104,12 @@ class Settings(BaseSettings):
     pickup_options: int = 3
     # Quotes reuse what they read of the slow-changing network (nodes, service areas, postal codes, SKUs,
     # channel views, routing rules, bid prices, carrier closures) this long; stock and capacity are read live.
-    # This process's network edits apply at once, other processes' within it. 0: read everything per quote.
+    # This process's network edits apply at once, other processes' within it (without a current availability index
+    # feed, below). 0: read everything per quote.
     quote_cache_seconds: float = 30.0
-    # The same memo while this process's availability index follows PostgreSQL's announcements: every network edit
-    # is announced (and clears it at once, in every process), so its age limit is only a backstop. Expiring it
-    # every 30 s rebuilt every destination's quote tables at once, the quotes' and availability's slowest 1%.
+    # The same memo while this process's availability index follows PostgreSQL's announcements (its self-ping under
+    # 2 s old): every network edit is announced and clears it at once in every process, so its age limit is only a
+    # backstop. Expiring it every 30 s rebuilt every destination's quote tables at once, the slowest 1% of quotes.
     network_memo_seconds: float = 600.0
     # Quotes, availability answers and checkout holds read stock from this process's availability index (kept
     # current by PostgreSQL's announcements) instead of the database; off: they read it live.

@@ -265,8 +265,9 @@ def _search(group: _Group, ranked: list[str], req: RouteRequest, model: CostMode
     # Every unit costs at least its cheapest option (or being lost); every plan pays a package or the lost-sale
     # fee. (Options were trimmed to the ranked candidates, whose cheapest option is the line's cheapest.)
     # A line's options are cheapest first: the first is its cheapest unit.
-    run.lower_bound += sum(l.qty * (min(options[0][0], model.unfilled_penalty) if (options := group.options[
-        l.line_id]) else model.unfilled_penalty) for l in group.lines) + min(group.package, model.unfilled_order_fee)
+    penalty = model.unfilled_penalty
+    run.lower_bound += sum(l.qty * (min(o[0][0], penalty) if (o := group.options[l.line_id]) else penalty)
+                           for l in group.lines) + min(group.package, model.unfilled_order_fee)
     alone, floor = False, None
     for size in range(1, min(max_nodes, len(ranked)) + 1):
         if size * group.package >= (best[0] if served else lost):

@@ -217,10 +217,9 @@ def quick_plan(req: RouteRequest, net: NetworkView, model: CostModel, tables: Ta
             if node_id not in run.capacity:
                 run.capacity[node_id] = net.nodes[node_id].remaining_units
         group.package = package_cost(line0, model)
-        names = ids
         if run.deadline is None and req.budget_ms is not None:
             run.deadline = time.perf_counter() + req.budget_ms / 1000
-        cost, _, chosen, _ = _search(group, names, req, model, run, _singles(group, names, run, model))
+        cost, _, chosen, _ = _search(group, ids, req, model, run, _singles(group, ids, run, model))
         _take(group, chosen, cost, net, model, run)
     return _judge(req, net, run, digital)
 

@@ -72,7 +72,7 @@ async def load_view(db: Database, req: PlanRequest, cache_seconds: float = 0.0, 
                                  req.customer_tier, cache_seconds, index)
         rules_version, rules = await memo(conn, "rules", cache_seconds, lambda: load_rules(conn))
         # Unreliable partners cost more per unit, when the rules say by how much.
-        # Scorecards follow fulfillments, which nothing announces: never older than the quote TTL.
+        # Scorecards follow fulfillments, which nothing announces: at most UNANNOUNCED_SECONDS old, whatever the memo's.
         cards = await memo(conn, "scorecards", min(cache_seconds, UNANNOUNCED_SECONDS), lambda: load_scorecards(conn)) \
             if rules.partner_penalty else None
         closures = await memo(conn, "closures", cache_seconds, lambda: load_carrier_closures(conn))

@@ -161,25 +161,6 @@ async def node_rows(conn: AsyncConnection, cache_seconds: float) -> list:
     return (await _nodes(conn, cache_seconds))[0]
 
 
-# Per network read and channel view (both memo objects, kept while they are current): which nodes the channel may not
-# sell from. A node's type and id are all it depends on, and a daily capacity changes neither.
-_EXCLUDED: dict[tuple[int, int], tuple[object, object, dict[str, str]]] = {}
-
-
-def _channel_excluded(nodes: dict, infos: object, channel_view: Any, cache_seconds: float) -> dict[str, str]:
-    """node_id → why the channel may not sell from it."""
-    key = (id(infos), id(channel_view))
-    hit = _EXCLUDED.get(key) if cache_seconds > 0 else None
-    if hit is not None and hit[0] is infos and hit[1] is channel_view:
-        return hit[2]
-    excluded = {n.node_id: why for n in nodes.values() if (why := channel_view.excludes(n.node_id, n.type))}
-    if cache_seconds > 0:
-        if len(_EXCLUDED) > 64:
-            _EXCLUDED.clear()
-        _EXCLUDED[key] = (infos, channel_view, excluded)
-    return excluded
-
-
 async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: list[str], at: datetime,
                        channel: str | None = None, hold_id: str | None = None, tier: str | None = None,
                        cache_seconds: float = 0.0, index: Any = None) -> NetworkView:
@@ -237,7 +218,10 @@ async def load_network(conn: AsyncConnection, skus: list[str], postal_codes: lis
                  " AND status = 'held' GROUP BY node_id, sku"), {"h": hold_id},
         )).all():
             view.available[(r.node_id, r.sku)] = view.available.get((r.node_id, r.sku), 0) + int(r.qty)
-    view.channel_excluded = _channel_excluded(view.nodes, infos, channel_view, cache_seconds)
+    for node in view.nodes.values():
+        why = channel_view.excludes(node.node_id, node.type)
+        if why:
+            view.channel_excluded[node.node_id] = why
 
     # What the demand forecast says taking a unit now costs later orders (refreshed by a schedule).
     async def prices(keys: list) -> dict:

@@ -112,7 +112,7 @@ async def promise(body: PromiseIn, request: Request, response: Response,
         return PlanRequest(
             order_id="promise", channel=body.channel, customer_tier=tier,
             lines=[PlanLine(line_id=str(i + 1), sku=l.sku, qty=l.qty * pack, delivery=delivery,
-                                            exclude_nodes=[], due=None, pack=pack, complete=False)
+                            exclude_nodes=[], due=None, pack=pack, complete=False)
                    for i, (l, pack) in enumerate(zip(body.lines, packs))],
             policy=body.policy, exclude_nodes=[], to_node=None, at=now, hold_id=None,
             release_at=now + app.settings.remorse_window, requested_delivery_date=body.requested_delivery_date)

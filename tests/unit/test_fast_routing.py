@@ -78,7 +78,8 @@ def test_random_carts_get_the_same_decisions():
                                 41 + rng.random() * 0.2, -87 + rng.random() * 0.2, pickup_node_id=pickup,
                                 exclude_nodes=frozenset(rng.sample(sorted(net.nodes), 3)) if rng.random() < 0.2
                                 else frozenset())
-                      for k, sku in enumerate(rng.sample(sorted(net.skus), rng.randint(1, 6) if i % 10 else rng.randint(20, 40))))
+                      for k, sku in enumerate(rng.sample(sorted(net.skus),
+                                                         rng.randint(1, 6) if i % 10 else rng.randint(20, 40))))
         req = RouteRequest(lines=lines, at=at, max_splits=rng.choice([0, 1, 2]), ship_complete=rng.random() < 0.1,
                            fill_or_kill=rng.random() < 0.1, min_fill_rate=rng.choice([0.0, 0.0, 0.5]),
                            exclude_nodes=frozenset(rng.sample(sorted(net.nodes), 4)) if rng.random() < 0.2
