@@ -81,17 +81,36 @@ async def own_stack(temporal_env, db, pg_url: str, queue: str, interceptors=(), 
     a Temporal client of the test's own (a runtime, interceptors) instead of the environment's."""
     settings = settings_for(pg_url, task_queue=queue, **over)
     client = client or temporal_env.client
-    worker = build_worker(client, settings, db, interceptors=list(interceptors))
-    running = asyncio.create_task(worker.run())
+    running: list = []
+
+    async def start() -> None:
+        worker = build_worker(client, settings, db, interceptors=list(interceptors))
+        running[:] = [worker, asyncio.create_task(worker.run())]
+
+    async def stop() -> None:
+        await running[0].shutdown()
+        await asyncio.gather(running[1], return_exceptions=True)
+
+    @asynccontextmanager
+    async def worker_down() -> AsyncIterator[None]:
+        """No worker on the queue inside: what is sent meanwhile waits for the next one's first workflow task."""
+        await stop()
+        try:
+            yield
+        finally:
+            await start()
+
+    await start()
     app = create_app(settings, db=db, temporal=client)
     app.state.db, app.state.temporal = db, client
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://nodal",
-                                     timeout=60) as client:
-            yield Api(client, settings)
+                                     timeout=60) as http:
+            api = Api(http, settings)
+            api.worker_down = worker_down
+            yield api
     finally:
-        await worker.shutdown()
-        await asyncio.gather(running, return_exceptions=True)
+        await stop()
 
 
 class Api:
@@ -99,6 +118,8 @@ class Api:
 
     def __init__(self, client: httpx.AsyncClient, settings: Optional[Settings] = None):
         self.client, self.settings = client, settings
+        # own_stack's: a context in which its worker is down.
+        self.worker_down: Optional[Callable[[], Any]] = None
 
     async def call(self, method: str, path: str, key: Optional[str] = ADMIN_KEY, **kw) -> httpx.Response:
         headers = kw.pop("headers", {})

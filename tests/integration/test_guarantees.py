@@ -16,7 +16,8 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from api.routes.orders import order_id_for
 from inventory import service
-from models.messages import ReceiveIn, ReceiveLineIn, ReturnIn, ReturnLineIn
+from models.messages import FulfillmentEvent, ReceiveIn, ReceiveLineIn, ReturnIn, ReturnLineIn
+from models.status import FulfillmentStatus
 from tests.integration.conftest import NODES, Api, eventually, make_network, order_body, own_stack
 from tests.integration.flow import b2b_key, fulfillment, order_status, place, release, released_to, walk
 from tests.integration.test_replay import decline_authorization
@@ -195,6 +196,34 @@ async def test_a_return_that_cannot_land_fails_fast_and_frees_the_order(api: Api
     refunded = await api.ok("POST", f"/returns/{good['return_id']}/receive",
                             json={"lines": [{"line_id": "L1", "qty": 1, "disposition": "sellable"}]})
     assert refunded["status"] == "refunded"
+
+
+async def test_a_return_that_comes_with_the_delivery_is_judged_after_it(temporal_env, db, pg_url):
+    """A worker can mirror a delivery into the read model and then have its workflow task retried (a signal came
+    meanwhile); the customer, told "delivered", asks for a return that lands in the same task as the delivery's
+    event. The Update is judged after the event, not refused with "nothing has been delivered yet"."""
+    async with own_stack(temporal_env, db, pg_url, "nodal-with-delivery") as api:
+        net = await make_network(api)
+        oid, f = await released_to(api, temporal_env, api.settings, net, [("SKU1", 2)])
+        await walk(api, f, await api.key("partner", node_id=net.node("DC-N")), upto="ship")
+        await order_status(api, oid, "shipped")
+        async with api.worker_down():
+            await temporal_env.client.get_workflow_handle(oid).signal("fulfillment_event", FulfillmentEvent(
+                fulfillment_id=f["fulfillment_id"], node_id=f["node_id"], status=FulfillmentStatus.delivered,
+                at=datetime.now(timezone.utc), seq=1_000))
+            asked = asyncio.create_task(api.call("POST", f"/orders/{oid}/returns", key=net.client_key,
+                                                 json={"lines": [{"line_id": "L1", "qty": 1}], "reason": "x"}))
+            # Judged by its handler too, a bad request in that task is still refused and changes nothing.
+            too_many = asyncio.create_task(api.call("POST", f"/orders/{oid}/returns", key=net.client_key,
+                                                    json={"lines": [{"line_id": "L1", "qty": 3}], "reason": "x"}))
+            await asyncio.sleep(1)  # the Updates wait on the server for the next worker, beside the signal
+            assert not asked.done() and not too_many.done()
+        answer, refused = await asyncio.wait_for(asyncio.gather(asked, too_many), timeout=30)
+        assert answer.status_code == 201, answer.text
+        assert refused.status_code in (409, 422) and "L1" in refused.json()["detail"], refused.text
+        order = await order_status(api, oid, "delivered")
+        assert [r["return_id"] for r in order["returns"]] == [answer.json()["return_id"]]
+        assert [(l["line_id"], l["qty"]) for l in order["returns"][0]["lines"]] == [("L1", 1)]
 
 
 # ---------------------------------------------------------------- authorizations expire

@@ -342,6 +342,17 @@ class OrderWorkflow:
         info = workflow.current_update_info()
         return self.book.applied.get(info.id) if info else None
 
+    def judged_now(self) -> bool:
+        """Whether a validator judges this Update on the book as it is. Not when fulfillment events wait to be
+        applied: they came in this workflow task, the read model may already show them (its mirror ran in an
+        attempt of the task that was retried), and the caller acts on that. The handler judges after them."""
+        return self.applied_before() is None and not self.book.events
+
+    async def caught_up(self) -> None:
+        """Apply the fulfillment events that came with an Update before acting on it (under the lock)."""
+        if self.book.events and workflow.patched("updates-apply-pending-events"):
+            await events.apply_all(self.book)
+
     def remember(self, made: str = "") -> None:
         info = workflow.current_update_info()
         if info and info.id.startswith(IDEMPOTENT_UPDATE):
@@ -354,13 +365,14 @@ class OrderWorkflow:
     async def modify(self, body: Input) -> PlacedOrder:
         async with self.lock:
             if self.applied_before() is None:
+                await self.caught_up()
                 await changes.modify(self.book, parse(ModifyIn, body, "modify"))
                 self.remember()
             return placed(self.book)
 
     @modify.validator
     def _v_modify(self, body: Input) -> None:
-        if self.applied_before() is None:
+        if self.judged_now():
             rules.check_modify(self.book, parse(ModifyIn, body, "modify"))
 
     @workflow.update(description='Cancel the order or some lines, e.g. {"reason": "customer called"} or {"lines": '
@@ -368,6 +380,7 @@ class OrderWorkflow:
     async def cancel(self, body: Input) -> OrderState:
         async with self.lock:
             if self.applied_before() is None:
+                await self.caught_up()
                 await changes.cancel(self.book, parse(CancelIn, body, "cancel"))
                 self.remember()
                 if self.book.order.exchange_of and self.book.phase == OS.cancelled:
@@ -376,7 +389,7 @@ class OrderWorkflow:
 
     @cancel.validator
     def _v_cancel(self, body: Input) -> None:
-        if self.applied_before() is None:
+        if self.judged_now():
             rules.check_cancellable(self.book, parse(CancelIn, body, "cancel"))
 
     @workflow.update(description='Approve an order awaiting approval, e.g. {"note": "PO 4711 ok"} (as POST '
@@ -415,13 +428,14 @@ class OrderWorkflow:
     async def reorchestrate(self, body: Input) -> OrderState:
         async with self.lock:
             if self.applied_before() is None:
+                await self.caught_up()
                 await changes.reorchestrate(self.book, parse(ReorchestrateIn, body, "reorchestrate"))
                 self.remember()
             return header(self.book)
 
     @reorchestrate.validator
     def _v_reorchestrate(self, body: Input) -> None:
-        if self.applied_before() is None:
+        if self.judged_now():
             rules.check_reorchestrate(self.book, parse(ReorchestrateIn, body, "reorchestrate"))
 
     @workflow.update
@@ -429,13 +443,14 @@ class OrderWorkflow:
         async with self.lock:
             if (made := self.applied_before()) is not None:
                 return returns.result(self.book, made)
+            await self.caught_up()
             result = await returns.request(self.book, body)
             self.remember(result.return_id)
             return result
 
     @request_return.validator
     def _v_request_return(self, body: ReturnIn) -> None:
-        if self.applied_before() is None:
+        if self.judged_now():
             rules.check_return(self.book, body, workflow.now())
 
     @workflow.update(description='Exchange delivered units for others, e.g. {"lines": [{"line_id": "L1", "qty": 1, '
@@ -447,13 +462,14 @@ class OrderWorkflow:
                 return ExchangeResult(exchange_id=x.exchange_id, return_id=x.return_id,
                                       replacement_order_id=x.replacement_order_id,
                                       label=self.book.returns[x.return_id].label)
+            await self.caught_up()
             result = await exchanges.request(self.book, body)
             self.remember(result.exchange_id)
             return result
 
     @request_exchange.validator
     def _v_request_exchange(self, body: ExchangeIn) -> None:
-        if self.applied_before() is None:
+        if self.judged_now():
             rules.check_exchange(self.book, body, workflow.now())
 
     @workflow.update
