@@ -10,7 +10,8 @@ Both networks live in one database, so every API process's index holds all of it
 wrk drives every line. The latency lines pace it (each connection waits clients / rate on average, at random, between requests: a fixed
 offered rate, no queue of clients while answers come well within the wait; wrk2's corrected open loop is not
 packaged here, so a stall longer than the wait is under-counted, as in any paced loop). The freshness probe is
-aiohttp in a thread, a few requests at a time.
+aiohttp in a thread, a few requests at a time. Two control lines pace /livez, at half its own maximum and at the
+quotes' rate: what this machine's queueing alone makes of a p99.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def main() -> None:
         probe.join()
         loops["GET /availability"] = _wrk(base, KEY, avail, args.clients, args.seconds,
                                           rate=runs["GET /availability"][0] / 2)
+        # The controls: the trivial endpoint paced at half its own maximum (the goal's load, for a request that does
+        # nothing: what queueing on these shared cores alone makes of a p99), and at the quotes' rate (no probe).
+        controls = {"at half its maximum": _wrk(base, KEY, ["/livez"], args.clients, args.seconds,
+                                                 rate=runs["GET /livez"][0] / 2),
+                    "at the quotes' rate": _wrk(base, KEY, ["/livez"], args.clients, args.seconds,
+                                                 rate=runs["POST /promise"][0] / 2)}
     print(f"{args.workers} API worker(s); wrk, {args.clients} connections, {args.seconds:.0f} s per line; "
           f"{len(nodes)} nodes × {len(skus)} SKUs for quotes, {len(a_nodes)} nodes × {len(a_skus)} SKUs for availability")
     livez = runs["GET /livez"][0]
@@ -135,6 +142,9 @@ def main() -> None:
     for name, (rps, p50, p99) in loops.items():
         print(f"  paced {name} at {rps:.0f}/s (half the maximum): p50 {p50:.2f} ms, p99 {p99:.2f} ms "
               f"= {p99 / single[name]:.1f} × single-client p50 (goal ≤ 5)")
+    for name, (rps, p50, p99) in controls.items():
+        print(f"  control: paced GET /livez {name}, {rps:.0f}/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+              f"= {p99 / single['GET /livez']:.1f} × its single-client p50")
     if fresh:
         print(f"  reservation → availability answer under the quote load: p50 {pct(fresh, 0.5):.1f} ms, "
               f"p99 {pct(fresh, 0.99):.1f} ms, max {max(fresh):.1f} ms over {len(fresh)} holds (goal p99 ≤ 100 ms)")
