@@ -37,6 +37,9 @@ POLL_EVERY = 1.0
 GATHER = 0.1  # after a wake with nothing to do, this long for the rest of the burst (and of the next ones)
 COUNT_EVERY = 2.0  # the subscription's counters (delivered, failed) are written this often
 PURGE_EVERY = 60.0
+# The API starts a subscription's process before it commits the subscription: a process that has never seen its
+# row waits this long for the commit before it takes the row's absence for a deletion.
+NEW_GRACE = 30.0
 
 # Per subscription row ``w``: its undelivered events and when the oldest was written (GET /webhooks, /metrics).
 PENDING_SQL = ("LEFT JOIN LATERAL (SELECT COUNT(*) AS pending, MIN(d.created_at) AS oldest FROM webhook_deliveries d"
@@ -169,7 +172,7 @@ class Dispatcher:
     async def _loop(self, session, inflight: dict[asyncio.Task, str], run_for: float) -> bool:
         loop = asyncio.get_running_loop()
         end = loop.time() + run_for
-        target, reload_at, purge_at = await self._load(), loop.time() + RELOAD_EVERY, loop.time()
+        target, reload_at, purge_at = await self._first_load(), loop.time() + RELOAD_EVERY, loop.time()
         look, polled, saturated = True, True, False
         retry_at = float("inf")  # when a delivery that failed here is due again
         count_at = loop.time() + COUNT_EVERY
@@ -230,8 +233,23 @@ class Dispatcher:
             look = polled or bool(finished) and (saturated or any(
                 len(t.result()) == RUN_LENGTH and t.result()[-1][1] for t in finished))
 
+    async def _first_load(self) -> Optional[Target]:
+        """The subscription as its process first finds it; a row not there yet is the creating transaction's, still
+        open (up to NEW_GRACE), not a deletion: ending now would leave the subscription without its process."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + NEW_GRACE
+        while (row := await self._row()) is None and loop.time() < give_up:
+            self.heartbeat()
+            await asyncio.sleep(0.1)
+        return self._target(row)
+
+    async def _row(self):
+        return await (await self.conn.execute(_LOAD, {"w": self.name})).fetchone()
+
     async def _load(self) -> Optional[Target]:
-        row = await (await self.conn.execute(_LOAD, {"w": self.name})).fetchone()
+        return self._target(await self._row())
+
+    def _target(self, row) -> Optional[Target]:
         if row is None or row.generation != self.generation:
             return None
         secrets = [row.secret] + ([row.previous_secret] if row.previous_secret and row.previous_valid else [])
@@ -271,6 +289,7 @@ class Dispatcher:
         except aiohttp.ClientError as e:
             error = f"{type(e).__name__}: {str(e)[:200]}"
         return row.id, False, self.policy.delay(row.attempts + 1, self.rng), code, error
+
     async def _record(self, results: list[tuple]) -> None:
         ids, ok, delay, code, error = (list(c) for c in zip(*results))
         # The deliveries alone: the subscription's counters go in their own statement now and then (never both

@@ -285,3 +285,31 @@ async def test_deliveries_given_up_are_listed_as_failed_and_replayed(temporal_en
         await api.ok("DELETE", f"/webhooks/{hook['name']}")
     ok = [r.id for r in receiver.got if r.id in want]
     assert ok[-len(want):] == want  # the replay in order, under the same ids
+
+
+async def test_a_new_subscriptions_process_waits_for_its_commit(db, monkeypatch):
+    """PUT /webhooks starts the delivery process before it commits the subscription. Under load the process can
+    read before the commit: it must wait for the row, not end as if the subscription were deleted (which left a new
+    subscription with no process: nothing was ever delivered to it)."""
+    from events import delivery
+
+    name = f"t-new-{uuid.uuid4().hex[:8]}"
+    running = asyncio.create_task(delivery.Dispatcher(db.url, name, "g1", delivery.Policy(timeout=1)).run(2.0))
+    await asyncio.sleep(0.5)
+    assert not running.done(), "the process ended before its subscription was committed"
+    async with db.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO webhooks (name, generation, url, events, secret, owner_key_id, created_at, updated_at)"
+            " VALUES (:n, 'g1', 'http://127.0.0.1:9/hook', ARRAY['*'], :s, 'test', now(), now())"),
+            {"n": name, "s": "whsec_" + "A" * 32})
+    assert await asyncio.wait_for(running, 30) is delivery.DONE
+    # A subscription that never comes (its transaction failed) ends its process once the grace is over; one
+    # deleted later ends it at the next look (the process has seen it).
+    monkeypatch.setattr(delivery, "NEW_GRACE", 0.3)
+    assert await asyncio.wait_for(delivery.Dispatcher(db.url, f"{name}-never", "g1", delivery.Policy()).run(60), 10) \
+        is delivery.GONE
+    later = asyncio.create_task(delivery.Dispatcher(db.url, name, "g1", delivery.Policy()).run(60))
+    await asyncio.sleep(0.5)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM webhooks WHERE name = :n"), {"n": name})
+    assert await asyncio.wait_for(later, 30) is delivery.GONE
