@@ -143,8 +143,8 @@ async def put_webhook(body: WebhookIn, request: Request, response: Response,
                 " created_at, updated_at) VALUES (:n, :g, :u, :e, :c, :nd, :s, :k, now(), now())"),
                 {"n": name, "g": generation, "u": body.url, "e": body.events, "c": channel, "nd": node_id, "s": secret,
                  "k": who.key_id})
-        # Started before the commit: a subscription never exists without its delivery process (a start that
-        # outlives a failed commit finds no subscription and ends).
+        # Started before the commit: a subscription never exists without its delivery process (which waits for
+        # the commit; after a failed one it finds no subscription and ends, events/delivery.py NEW_GRACE).
         try:
             await start_webhook(request.app.state.temporal, request.app.state.settings, name, generation)
         except (RPCError, RuntimeError) as e:
