@@ -15,14 +15,19 @@ from tests.integration.flow import order_status, release, released_to, walk
 pytestmark = pytest.mark.integration
 
 
-async def runs_of(client, order_id: str) -> int:
-    n, run_id = 0, None
+async def histories_of(client, order_id: str) -> list:
+    """The histories of the order's runs, the current run's first."""
+    out, run_id = [], None
     while True:
         history = await client.get_workflow_handle(order_id, run_id=run_id).fetch_history()
-        n += 1
+        out.append(history)
         run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
         if not run_id:
-            return n
+            return out
+
+
+async def runs_of(client, order_id: str) -> int:
+    return len(await histories_of(client, order_id))
 
 
 async def test_a_backorder_that_keeps_changing_continues_as_new_and_finishes(temporal_env, db, pg_url):
@@ -99,18 +104,10 @@ async def _waiting_on_a_timer(client, order_id: str) -> bool:
 
 async def _update_left_behind(client, order_id: str, update: str) -> bool:
     """Whether an earlier run of the order accepted an Update of this name and the current run has none."""
-    run_id, latest = None, True
-    while True:
-        history = await client.get_workflow_handle(order_id, run_id=run_id).fetch_history()
-        took = any(e.HasField("workflow_execution_update_accepted_event_attributes")
-                   and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == update
-                   for e in history.events)
-        if took:
-            return not latest
-        latest = False
-        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
-        if not run_id:
-            return False
+    took = [any(e.HasField("workflow_execution_update_accepted_event_attributes")
+                and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == update
+                for e in history.events) for history in await histories_of(client, order_id)]
+    return not took[0] and any(took[1:])
 
 
 async def _woken(api, order_id: str, times: int):
