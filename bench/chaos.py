@@ -82,13 +82,17 @@ class Figures:
 
 
 class Client:
-    """The API as a patient client: a 5xx, a timeout or a refused connection is tried again."""
+    """The API as a patient client: a 5xx, a timeout or a refused connection is tried again, a POST under one
+    Idempotency-Key, so a retry whose first answer was lost is the same request (a cancel that closed the order
+    answers again instead of 'nothing left to cancel')."""
 
     def __init__(self, http: httpx.AsyncClient, figures: Figures, deadline: float):
         self.http, self.figures, self.deadline = http, figures, deadline
 
     async def call(self, method: str, path: str, key: str, ok: tuple = (200, 201), **kw) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}", **kw.pop("headers", {})}
+        if method == "POST":
+            headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
         while True:
             try:
                 r = await self.http.request(method, path, headers=headers, **kw)
@@ -171,6 +175,9 @@ class Run:
                 r = await api.call("POST", f"/orders/{oid}/cancel", self.client_key, json={"reason": "changed my mind"})
                 if r.status_code == 200 or "cancelled" in r.text:
                     break
+                if time.monotonic() > self.deadline:
+                    self.figures.problems.append(f"{oid}: cancel refused until the run's deadline: {r.status_code} {r.text[:120]}")
+                    return
                 await asyncio.sleep(0.5)  # not promised yet
         returned = False
         acted: set[tuple[str, str]] = set()
@@ -189,7 +196,8 @@ class Run:
             if order["status"] == "delivered" and plan == "return" and not returned:
                 returned = await self.give_back(api, oid, order)
             await asyncio.sleep(0.3)
-        self.figures.problems.append(f"{oid} still {order['status']} at the run's deadline")
+        self.figures.problems.append(f"{oid} still {order['status']} at the run's deadline; fulfillments: "
+                                     + ", ".join(f"{f['fulfillment_id']} {f['status']}" for f in order["fulfillments"]))
 
     async def partner(self, api: Client, rng: random.Random, oid: str, f: dict) -> None:
         fid, status, node = f["fulfillment_id"], f["status"], f["node_id"]

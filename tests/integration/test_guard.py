@@ -15,7 +15,7 @@ from api.app import create_app
 from tests.integration.conftest import (
     ADMIN_KEY, Api, make_network, order_body, retry_after_crash, send_and_crash, settings_for, tables_holding,
 )
-from tests.integration.flow import order_status, released_to, walk
+from tests.integration.flow import order_status, place, released_to, walk
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,24 @@ async def test_a_crash_between_a_return_and_its_record_never_opens_a_second(api:
     assert again.json()["return_id"] == first.json()["return_id"]
     order = await api.ok("GET", f"/orders/{oid}")
     assert [r["return_id"] for r in order["returns"]] == [first.json()["return_id"]]
+
+
+async def test_a_cancel_retried_after_a_crash_answers_as_the_first_though_the_order_has_closed(
+        api: Api, db, monkeypatch, temporal_env):
+    """Cancelling everything closes the order's workflow; the retry of a cancel whose answer was lost is the same
+    Update, which Temporal answers from the closed workflow: the first answer again, not 'the order is closed'."""
+    net = await make_network(api)
+    oid = (await place(api, net, [("SKU1", 2)]))["order_id"]  # in its remorse window
+    body = {"reason": "changed my mind"}
+    idem, first = await send_and_crash(api, monkeypatch, "POST", f"/orders/{oid}/cancel", body, net.client_key)
+    assert first.status_code == 200 and first.json()["status"] == "cancelled", first.text
+    await temporal_env.client.get_workflow_handle(oid).result()  # closed
+    again = await retry_after_crash(api, db, idem, "POST", f"/orders/{oid}/cancel", body, net.client_key)
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "cancelled"
+    # Without the key, a second cancel is a new request, and there is nothing left to cancel.
+    other = await api.call("POST", f"/orders/{oid}/cancel", key=net.client_key, json=body)
+    assert other.status_code == 409 and "closed" in other.json()["detail"], other.text
 
 
 async def test_a_run_that_lost_its_key_to_a_retry_undoes_its_work(api: Api, db, monkeypatch):
