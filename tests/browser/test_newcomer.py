@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
+from launcher.skipping import temporal_binary
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, local_only, screenshots
 
 pytestmark = pytest.mark.integration
@@ -75,9 +76,9 @@ async def test_support_reads_an_orders_story_in_the_temporal_ui(dev_stack):
             await page.screenshot(path=str(shots / "order-list.png"))
         finally:
             await browser.close()
-    # The same story from the CLI.
+    # The same story from the CLI (the package's binary, as `temporal` on the PATH of the README's venv).
     proc = await asyncio.create_subprocess_exec(
-        "temporal", "workflow", "metadata", "--workflow-id", oid, "--address", dev_stack.temporal, "-o", "json",
+        temporal_binary(), "workflow", "metadata", "--workflow-id", oid, "--address", dev_stack.temporal, "-o", "json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out = json.loads((await proc.communicate())[0])
     assert out["queryResult"][0]["currentDetails"].startswith("**Awaiting release** · 2 unit(s) in 1 line(s)")
