@@ -301,7 +301,12 @@ async def _update(request: Request, order_id: str, update: Any, arg: Any, closed
         # Under an Idempotency-Key the Update's id is the request's: a retry is the same Update, applied once.
         return await run_update(lambda: handle.execute_update(update, arg, id=idempotency.update_id(request)))
     except WorkflowClosed:
-        raise HTTPException(409, closed_message)
+        # Say how it ended: a client whose first answer was lost (a retry without an Idempotency-Key) sees that
+        # its cancel took effect.
+        async with request.app.state.db.engine.connect() as conn:
+            status = (await conn.execute(text("SELECT status FROM orders WHERE order_id = :o"),
+                                         {"o": order_id})).scalar()
+        raise HTTPException(409, f"{closed_message} (the order is {status})" if status else closed_message)
 
 
 async def _order_for_change(request: Request, order_id: str, who: Principal) -> dict[str, Any]:
