@@ -1,7 +1,10 @@
 """read_model.* and order.capture: mirror workflow state into Postgres for the API and reports.
 
 Writes are idempotent and ordered by a version the workflow increments, so a retried or late
-snapshot never overwrites a newer one. Timeline entries are keyed and written once.
+snapshot never overwrites a newer one. Timeline entries are keyed and written once. An order's snapshots
+are ordered first by the attempt that wrote them (workflows/order/mirror.py stamp): local activities run
+inside a workflow task, and a task Temporal runs again may decide otherwise than its discarded attempt,
+whose writes are then replaced, not kept because they came first.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
@@ -30,12 +33,12 @@ from nodal.intake import ORDER_WORKFLOW, record_intake, start_options
 from nodal.logging import get_logger
 
 
-async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry]) -> list[dict]:
+async def _timeline(conn: AsyncConnection, order_id: str, entries: list[TimelineEntry], stamp: int = 0) -> list[dict]:
     """Write the entries once (by key); returns those new here (a retried write finds the others), as written."""
     if not entries:
         return []
-    rows = [dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"])
-            for e in entries]
+    rows = [dict(order_id=order_id, key=e.key, at=e.at, event=e.event, detail=e.model_dump(mode="json")["detail"],
+                 stamp=stamp) for e in entries]
     new: set[str] = set()
     table = TimelineEvent.__table__
     for i in range(0, len(rows), LINE_BATCH):
@@ -45,12 +48,15 @@ async def _timeline(conn: AsyncConnection, order_id: str, entries: list[Timeline
 
 
 class _Entry:
-    """A timeline row as the event catalogue reads it."""
+    """A timeline row as the event catalogue reads it; an entry written over a discarded attempt's under the same
+    key is another event (``again``: the stamp that tells them apart)."""
 
     __slots__ = ("key", "at", "event", "detail")
 
-    def __init__(self, row: dict):
+    def __init__(self, row: dict, again: Optional[int] = None):
         self.key, self.at, self.event, self.detail = row["key"], row["at"], row["event"], row["detail"]
+        if again is not None:
+            self.key = f"{self.key}@{again}"
 
 
 LINE_BATCH = 2000
@@ -99,14 +105,15 @@ def _line_arrays(order_id: str, lines) -> dict:
             "digital": [l.digital for l in lines], "uom": [l.uom for l in lines], "pack": [l.pack for l in lines]}
 
 
-def _upsert(table, rows: list[dict], keys: list[str], guard: str | None = None, first: tuple[str, ...] = ()):
-    """Insert or update; ``first``: columns that keep the first value they were given."""
+def _upsert(table, rows: list[dict], keys: list[str], guard: tuple[str, ...] = (), first: tuple[str, ...] = ()):
+    """Insert or update unless the row is newer by the ``guard`` columns (compared in order); ``first``: columns
+    that keep the first value they were given."""
     stmt = insert(table).values(rows)
     update = {c: func.coalesce(table.c[c], stmt.excluded[c]) if c in first else stmt.excluded[c]
               for c in rows[0] if c not in keys}
     where = None
     if guard:
-        where = table.c[guard] <= stmt.excluded[guard]
+        where = tuple_(*(table.c[c] for c in guard)) <= tuple_(*(stmt.excluded[c] for c in guard))
     return stmt.on_conflict_do_update(index_elements=keys, set_=update, where=where)
 
 
@@ -147,28 +154,38 @@ class ReadModelActivities:
             pass
 
     @activity.defn(name="read_model.record_order")
-    async def record_order(self, snap: OrderSnapshot) -> None:
+    async def record_order(self, snap: OrderSnapshot) -> bool:
+        """Write the snapshot unless a newer one is there. True when the row was last written by an attempt of a
+        workflow task that Temporal discarded (stamped after the order's last snapshot, before this one): its
+        timeline entries are taken back here, and the order sends its lines and returns again, complete."""
         s = snap.state
         order_row = dict(
             order_id=s.order_id, external_id=s.external_id, channel=s.channel, customer_id=s.customer_id,
             customer_tier=s.customer_tier, customer_email=snap.customer_email, status=s.status.value,
             currency=s.currency, total=snap.total, policy=s.policy.model_dump(mode="json"),
             requested_delivery_date=s.requested_delivery_date, promised_by=s.promised_by,
-            delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version, at_risk=s.at_risk,
-            created_at=snap.created_at, updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at,
-            first_promised_by=s.promised_by,
+            delivered_at=s.delivered_at, return_deadline=s.return_deadline, version=s.version, stamp=snap.stamp,
+            at_risk=s.at_risk, created_at=snap.created_at,
+            updated_at=snap.timeline[-1].at if snap.timeline else snap.created_at, first_promised_by=s.promised_by,
             cancel_cause=metrics.cause(s.reason) if s.status.value == "cancelled" else None,
         )
         table, before = Order.__table__, Order.__table__.alias("before")
         async with self.deps.db.engine.begin() as conn:
             # The API may have written the intake row first; the version guard keeps the newest state. The status
             # it had comes back too (a subquery in RETURNING reads the row as it was before this statement).
-            res = (await conn.execute(_upsert(table, [order_row], ["order_id"], guard="version",
+            was = lambda column: select(column).where(before.c.order_id == s.order_id).scalar_subquery()  # noqa: E731
+            res = (await conn.execute(_upsert(table, [order_row], ["order_id"], guard=("stamp", "version"),
                                               first=("first_promised_by",)).returning(
-                table.c.order_id, select(before.c.status).where(before.c.order_id == s.order_id).scalar_subquery()
-            ))).first()
+                table.c.order_id, was(before.c.status), was(before.c.stamp)))).first()
             if res is None:
-                return  # a newer snapshot is already there
+                return False  # a newer snapshot is already there
+            overwritten = res[2] is not None and snap.after < res[2] < snap.stamp
+            again: dict[str, int] = {}
+            if overwritten:
+                # The discarded attempt's entries go; those of this attempt under the same keys are new events.
+                again = {k: snap.stamp for k in (await conn.execute(text(
+                    "DELETE FROM timeline_events WHERE order_id = :o AND stamp > :a AND stamp < :s RETURNING key"),
+                    {"o": s.order_id, "a": snap.after, "s": snap.stamp})).scalars()}
             if s.lines:
                 await conn.execute(_LINES, _line_arrays(s.order_id, s.lines))
             if snap.line_updates is not None and snap.line_updates.line_id:
@@ -188,14 +205,20 @@ class ReadModelActivities:
                          label=r.label.model_dump(mode="json") if r.label else None, refund_amount=r.refund_amount)
                     for r in s.returns
                 ], ["return_id"]))
-            written = await _timeline(conn, s.order_id, snap.timeline)
+            written = await _timeline(conn, s.order_id, snap.timeline, snap.stamp)
             at = snap.timeline[-1].at if snap.timeline else snap.created_at
-            new = await outbox.write(conn, from_timeline(s.order_id, map(_Entry, written)) + from_status(
+            new = await outbox.write(conn, from_timeline(s.order_id, [
+                _Entry(r, again.get(r["key"])) for r in written]) + from_status(
                 s.order_id, s.version, res[1], s.status, at, promised_by=s.promised_by and s.promised_by.isoformat(),
-                reason=s.reason if s.status.value in ("cancelled", "rejected") else None))
+                reason=s.reason if s.status.value in ("cancelled", "rejected") else None,
+                again=snap.stamp if overwritten else None))
         metrics.events((e.type, e.channel, e.node_id, e.data) for e in new)
         metrics.reroutes(r["detail"].get("reason", "") for r in written if r["event"] == "routing_decision"
                          and r["detail"].get("attempt", 1) == 1)
+        if overwritten:
+            get_logger(order_id=s.order_id).warning("read_model.attempt_overwritten", stamp=snap.stamp,
+                                                    discarded=res[2], entries_taken_back=len(again))
+        return overwritten
 
     @activity.defn(name="read_model.record_fulfillment")
     async def record_fulfillment(self, snap: FulfillmentSnapshot) -> None:
@@ -212,7 +235,7 @@ class ReadModelActivities:
         )
         table = Fulfillment.__table__
         if snap.lines_changed:
-            write = _upsert(table, [row], ["fulfillment_id"], guard="version")
+            write = _upsert(table, [row], ["fulfillment_id"], guard=("version",))
         else:
             # Lines as last written (a first write always carries them). An UPDATE: an INSERT without the
             # NOT NULL lines would fail even on conflict.

@@ -132,12 +132,15 @@ def from_timeline(order_id: str, entries: Iterable[Any]) -> list[NewEvent]:
 
 
 def from_status(order_id: str, version: int, before: Optional[str], after: OrderStatus, at: datetime,
-                **detail: Any) -> list[NewEvent]:
-    """The event of an order entering a status, if the catalogue has one for it."""
+                again: Optional[int] = None, **detail: Any) -> list[NewEvent]:
+    """The event of an order entering a status, if the catalogue has one for it; ``again``: the version was
+    written before by a discarded attempt (read_model), so this event needs an id of its own."""
     if before == after.value:
         return []
     kind = FROM_STATUS.get(after)
     if kind is None or (kind == "order.promised" and before not in (None, OrderStatus.received.value)):
         return []
     data = {"status": after.value, "previous_status": before, **{k: v for k, v in detail.items() if v is not None}}
-    return [NewEvent(id=f"{order_id}.v{version}", type=kind, stream=order_id, at=at, data=data, order_id=order_id)]
+    suffix = f"@{again}" if again is not None else ""
+    return [NewEvent(id=f"{order_id}.v{version}{suffix}", type=kind, stream=order_id, at=at, data=data,
+                     order_id=order_id)]

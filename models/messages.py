@@ -817,6 +817,10 @@ class OrderSnapshot(Msg):
     created_at: datetime
     removed_lines: Optional[list[str]] = None
     line_updates: Optional[LineUpdates] = None
+    # The workflow attempt writing (workflows/order/mirror.py stamp), and the one that wrote the order's last
+    # snapshot: a row stamped in between was written by an attempt Temporal discarded.
+    stamp: int = 0
+    after: int = 0
 
 
 class FulfillmentSnapshot(Msg):

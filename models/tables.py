@@ -312,6 +312,9 @@ class Order(SQLModel, table=True):
     intake: dict[str, Any] = Field(default_factory=dict, sa_column=Column(
         JSONType, nullable=False, server_default=text("'{}'::jsonb")))
     version: int = 0
+    # Which attempt of the order's workflow wrote the row (workflows/order/mirror.py stamp): a workflow task that
+    # Temporal ran again writes over what its discarded attempt wrote.
+    stamp: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
     at_risk: bool = Field(default=False, sa_column_kwargs={"server_default": "false"}, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -425,6 +428,7 @@ class TimelineEvent(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     event: str
     detail: dict[str, Any] = _json({})
+    stamp: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))  # as Order.stamp
 
     __table_args__ = (
         UniqueConstraint("order_id", "key", name="uq_timeline_order_key"),

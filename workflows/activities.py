@@ -151,10 +151,12 @@ async def notify(n: Notification) -> None:
 
 
 # ---------------------------------------------------------------- read model
-async def mirror_order(m: OrderSnapshot) -> None:
+async def mirror_order(m: OrderSnapshot) -> Optional[bool]:
+    """True: the read model held what a discarded attempt of a workflow task wrote (the order then writes a
+    complete snapshot). Histories recorded before it answered hold None."""
     lines = len(m.state.lines) + (len(m.line_updates.line_id) if m.line_updates else 0)
-    await _by_size(lines, "read_model.record_order", m, None, f"read model v{m.state.version}",
-                   timeout=timedelta(minutes=2))
+    return await _by_size(lines, "read_model.record_order", m, Optional[bool], f"read model v{m.state.version}",
+                          timeout=timedelta(minutes=2))
 
 
 async def mirror_fulfillment(s: FulfillmentSnapshot) -> None:

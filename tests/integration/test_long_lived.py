@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 from sqlalchemy import text
+from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from tests.integration.conftest import eventually, make_network, own_stack, retry_after_crash, send_and_crash
 from tests.integration.flow import order_status, release, released_to, walk
@@ -35,16 +37,8 @@ async def test_a_backorder_that_keeps_changing_continues_as_new_and_finishes(tem
     """A small history limit (60 events) stands for a backorder that waited weeks: every change of its purchase
     order re-promises it, the history grows, the order continues as new with its whole book, and still finishes."""
     async with own_stack(temporal_env, db, pg_url, "nodal-long", order_history_limit=60) as api:
-        net = await make_network(api, stock={"DC-N": {}, "DC-S": {}})
-        node, sku = net.node("DC-N"), net.skus[0]
-        # Nothing on hand, a purchase order a month out: taken as a backorder dated from it.
-        supply = {"supply_id": f"{net.prefix}-PO1", "node_id": node, "sku": sku, "qty": 10}
-        eta = datetime.now(timezone.utc) + timedelta(days=30)
-        await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": eta.isoformat()}])
-        oid = (await api.ok("POST", "/orders", key=net.client_key, expect=201, json=await _body(net, 3)))["order_id"]
-        handle = temporal_env.client.get_workflow_handle(oid)
-        await temporal_env.fast_forward(handle, api.settings.remorse_window)
-        before = await order_status(api, oid, "backordered")
+        net, supply, eta, handle, before = await _backordered_from_supply(api, temporal_env)
+        oid, node, sku = handle.id, supply["node_id"], supply["sku"]
         promised = before["lines"][0]["promised_by"]
         for day in range(1, 16):  # the supplier moves its date, again and again
             due = eta + timedelta(weeks=day)
@@ -71,6 +65,69 @@ async def test_a_backorder_that_keeps_changing_continues_as_new_and_finishes(tem
         for f in await eventually(sourced, what="the backorder sourced after continue-as-new"):
             await walk(api, f, key)
         await order_status(api, oid, "delivered")
+
+
+class SupplierMovesMidTask(Interceptor):
+    """The supplier moves its date again while the workflow task that re-promised the order from the last move is
+    still running: once the task's mirror has written, before the task completes (continuing as new, history limit
+    1). Temporal refuses a completion that closes the run while a signal waits, and runs the task again: the
+    retry re-promises from the new date, after the read model took the first attempt's."""
+
+    def __init__(self) -> None:
+        self.move: Optional[Callable[[], Awaitable[None]]] = None
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        hook = self
+
+        class Run(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                out = await self.next.execute_activity(input)
+                if activity.info().activity_type == "read_model.record_order" and hook.move and any(
+                        t.event == "routing_decision" and t.detail.get("reason") == "supply_changed"
+                        for t in input.args[0].timeline):
+                    move, hook.move = hook.move, None
+                    await move()
+                return out
+
+        return Run(next)
+
+
+async def test_a_re_promise_that_temporal_ran_again_reaches_the_read_model_as_the_retry_made_it(temporal_env, db,
+                                                                                                pg_url):
+    hook = SupplierMovesMidTask()
+    async with own_stack(temporal_env, db, pg_url, "nodal-long-retried", interceptors=[hook],
+                         order_history_limit=1) as api:
+        net, supply, eta, handle, before = await _backordered_from_supply(api, temporal_env)
+        oid = handle.id
+        last = eta + timedelta(weeks=2)
+
+        async def move_again() -> None:
+            await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": last.isoformat()}])
+            await handle.signal("supply_changed")  # as the API does, were the order not woken a moment ago
+
+        hook.move = move_again
+        await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": (eta + timedelta(weeks=1)).isoformat()}])
+        await eventually(lambda: _repromised(api, oid, last, before["lines"][0]["promised_by"]), timeout=20,
+                         what="the read model's line promised from the last date")
+        assert hook.move is None, "the supplier never moved mid-task"
+        retried = [e for h in await histories_of(temporal_env.client, oid) for e in h.events
+                   if e.HasField("workflow_task_failed_event_attributes")]
+        assert retried, "Temporal did not run the task again"
+        # The read model is the workflow's own account: header, line and timeline as the retry made them.
+        state = await eventually(lambda: _query(handle), what="the order to answer")
+        order = await api.ok("GET", f"/orders/{oid}")
+        at = datetime.fromisoformat
+        assert at(order["promised_by"]) == at(state["promised_by"]) == at(order["lines"][0]["promised_by"])
+        # Every move of the promise on the timeline starts where the one before ended: none the retry undid.
+        moves = [(t["detail"]["old"], t["detail"]["new"]) for t in order["timeline"] if t["event"] == "repromised"]
+        assert len(moves) > 1 and all(at(old) == at(was) for (old, _), (_, was) in zip(moves[1:], moves)), moves
+        assert at(moves[-1][1]) == at(state["promised_by"]), moves
+        # Subscribers heard the discarded attempt's move, and then the retry's under an id of its own: the last
+        # order.repromised event they get is the promise the order keeps.
+        async with db.engine.connect() as conn:
+            told = (await conn.execute(text("SELECT id, data->>'new' FROM events WHERE order_id = :o"
+                                            " AND type = 'order.repromised' ORDER BY seq"), {"o": oid})).all()
+        assert at(told[-1][1]) == at(state["promised_by"]), told
 
 
 async def test_a_retried_return_is_the_same_return_after_the_order_continued_as_new(temporal_env, db, pg_url,
@@ -147,6 +204,19 @@ async def test_a_burst_of_stock_changes_wakes_a_backorder_once(api, temporal_env
     woken = [t for t in order["timeline"] if t["event"] == "routing_decision" and t["detail"]["reason"] == "supply_changed"]
     assert len(woken) == 1 and decisions and woken[0]["detail"]["feasible"], woken
     assert sorted(sum(l["qty"] for l in f["lines"]) for f in order["fulfillments"]) == [1, 2]
+
+
+async def _backordered_from_supply(api, temporal_env) -> tuple:
+    """Nothing on hand, a purchase order a month out: an order of 3 taken as a backorder dated from it, past its
+    remorse window. Returns the network, the purchase order, its ETA, the order's handle and the order."""
+    net = await make_network(api, stock={"DC-N": {}, "DC-S": {}})
+    supply = {"supply_id": f"{net.prefix}-PO1", "node_id": net.node("DC-N"), "sku": net.skus[0], "qty": 10}
+    eta = datetime.now(timezone.utc) + timedelta(days=30)
+    await api.ok("POST", "/inventory/supply", json=[{**supply, "eta": eta.isoformat()}])
+    oid = (await api.ok("POST", "/orders", key=net.client_key, expect=201, json=await _body(net, 3)))["order_id"]
+    handle = temporal_env.client.get_workflow_handle(oid)
+    await temporal_env.fast_forward(handle, api.settings.remorse_window)
+    return net, supply, eta, handle, await order_status(api, oid, "backordered")
 
 
 async def _body(net, qty: int) -> dict:

@@ -123,6 +123,8 @@ class Ids:
     cancel: int = 0
     timeline: int = 0
     version: int = 0
+    runs: int = 0  # runs before this one (continue-as-new)
+    stamp: int = 0  # the attempt stamp of the last snapshot mirrored (workflows/order/mirror.py)
 
 
 # ------------------------------------------------------------------ the lines as they travel

@@ -2,7 +2,8 @@
 (story.py), notifications, the query.
 
 The read model gets a snapshot after every step: the header, only the lines and returns that changed since
-the last one, and the timeline entries not yet written; idempotent by version (activities/read_model.py).
+the last one, and the timeline entries not yet written; idempotent by version, and by the attempt that wrote
+(``stamp``): what a discarded attempt of a workflow task wrote gives way to the retry (activities/read_model.py).
 """
 
 from __future__ import annotations
@@ -29,20 +30,37 @@ def iso(value: Any) -> Optional[str]:
     return value.isoformat() if value is not None else None
 
 
-async def publish(book: Book) -> None:
-    """Mirror what changed into the read model, and the search attributes support filters on."""
+def stamp(book: Book) -> int:
+    """Which attempt of which workflow task is writing, as a number that only grows: the run, then the history's
+    length when the task started. A task Temporal runs again (it refused the completion because a signal came,
+    or the worker died) starts on a longer history than its discarded attempt, whose local activities may
+    already have written; the read model keeps the higher stamp."""
+    return (book.ids.runs << 20) | workflow.info().get_current_history_length()  # a history stays under 2**20 events
+
+
+async def publish(book: Book, complete: bool = False) -> None:
+    """Mirror what changed into the read model (everything when ``complete``), and the search attributes
+    support filters on."""
     book.ids.version += 1
     state = header(book)
+    if complete:
+        book.dirty, book.fresh, book.dirty_returns = set(book.lines), set(book.lines), set(book.returns)
     dirty = [book.lines[l] for l in sorted(book.dirty) if l in book.lines]
     state.lines = [book.line_state(l) for l in dirty if l.line_id in book.fresh]
     known = [l for l in dirty if l.line_id not in book.fresh]
     state.returns = [book.returns[r] for r in sorted(book.dirty_returns)]
     timeline, removed = book.timeline, sorted(book.removed)
     book.timeline, book.dirty, book.fresh, book.removed, book.dirty_returns = [], set(), set(), set(), set()
-    await activities.mirror_order(OrderSnapshot(
+    now, after = stamp(book), book.ids.stamp
+    book.ids.stamp = now
+    overwritten = await activities.mirror_order(OrderSnapshot(
         state=state, customer_email=book.order.customer.email, total=book.total_amount(), timeline=timeline,
-        created_at=book.created_at or workflow.now(), removed_lines=removed,
-        line_updates=book.line_updates(known) if known else None))
+        created_at=book.created_at or workflow.now(), removed_lines=None if complete else removed,
+        line_updates=book.line_updates(known) if known else None, stamp=now, after=after))
+    if overwritten:
+        # A discarded attempt wrote lines and returns this snapshot does not carry: write them all as they are.
+        await publish(book, complete=True)
+        return
     _search_attributes(book, state)
     workflow.set_current_details(story.details(book, workflow.now()))  # the order's story in the Temporal UI
 

@@ -326,6 +326,7 @@ class OrderWorkflow:
         b.note("continued_as_new", {"history_events": info.get_current_history_length()})
         async with self.lock:
             await publish(b)
+        b.ids.runs += 1
         workflow.continue_as_new(args=[b.order, carried(b)])
 
     # ================================================================== Updates, signals, query
