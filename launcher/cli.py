@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import atexit
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -202,5 +203,25 @@ def inventory_import(path: Path = typer.Argument(..., exists=True, dir_okay=Fals
     typer.echo(f"imported {result.rows} positions ({result.created} new, {result.changed} changed on hand)")
 
 
+def main() -> None:
+    """The `nodal` command, ended without the interpreter's teardown: a process that made a Temporal client can be
+    aborted there by the runtime's own threads ("PyGILState_Release ... finalizing", temporalio/sdk-python#300),
+    turning a finished command into exit 134. Exit handlers (the embedded PostgreSQL's cleanup, logging) still
+    run first."""
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()
