@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from launcher.dev import port_open, temporal_command  # noqa: E402
+from nodal.ports import free_port  # noqa: E402,F401 (bench scripts take it from here)
 from nodal.settings import Settings  # noqa: E402
 
 ADMIN_KEY = "stack-admin-Hy6rQ2vN8sXe4LmB9tWd"
@@ -33,12 +32,6 @@ ADMIN_KEY = "stack-admin-Hy6rQ2vN8sXe4LmB9tWd"
 # pgserver's process lock is not safe across threads of one process: stacks started side by side (the chaos
 # suite runs two) take turns with their PostgreSQL.
 _PG = threading.Lock()
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, timeout: float, what: str) -> None:

@@ -8,7 +8,6 @@ import pty
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from nodal.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("NODAL_CHROMIUM", "/usr/bin/chromium")
@@ -41,12 +42,6 @@ def local_only(refused: list[str]):
             refused.append(r.request.url)
             await r.abort()
     return route
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -103,7 +98,7 @@ def browser_ready() -> str:
 def dev_stack(tmp_path_factory, browser_ready):
     """`nodal dev` on free ports in a pseudo-terminal of 120 columns, stopped with Ctrl-C at the end."""
     work = tmp_path_factory.mktemp("newcomer")
-    api_port, temporal_port, ui_port = _free_port(), _free_port(), _free_port()
+    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
     env = {**os.environ, "NODAL_HOME": str(work / ".nodal"), "NODAL_API_PORT": str(api_port),
            "NODAL_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "NODAL_UI_PORT": str(ui_port),
            "COLUMNS": "120", "LINES": "50", "TERM": "xterm-256color"}

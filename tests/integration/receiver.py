@@ -4,13 +4,14 @@ and answers as the test says (a status, after a delay)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import uvicorn
+
+from nodal.ports import free_port  # noqa: F401 (tests take it from here)
 
 
 @dataclass
@@ -72,12 +73,6 @@ class Receiver:
         for r in self.got:
             out.setdefault(r.id, r)
         return out
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @asynccontextmanager

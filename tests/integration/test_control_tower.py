@@ -6,7 +6,6 @@ checks each page against WCAG 2 A and AA."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from nodal.ports import free_port
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, local_only, browser_ready, screenshots  # noqa: F401 (a fixture)
 from tests.integration.conftest import ADMIN_KEY, Api, eventually, make_network
 from tests.integration.flow import released_to, walk
@@ -82,17 +82,11 @@ async def _axe_problems(page, name: str) -> list[str]:
             for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def served(temporal_env, db, settings, worker):
     """The API over real HTTP (uvicorn) on the test stack, for the browser."""
     app = create_app(settings, db=db, temporal=temporal_env.client)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:

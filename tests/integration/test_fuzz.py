@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
+from nodal.ports import free_port
 from api.auth import ensure_admin_key
 from launcher.seed import DEMO_AREAS, demo_skus, seed_demo
 from launcher.worker import build_worker
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("NODAL_FUZZ_EXAMPLES", "6"))
 CHANNEL = "fuzz-web"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _keys(api: Api) -> list[tuple[str, str]]:
@@ -73,7 +67,7 @@ async def test_no_generated_request_or_sequence_gets_a_5xx_and_every_4xx_says_wh
     working = asyncio.create_task(worker.run())
     app = create_app(settings, db=db, temporal=temporal_env.client)
     app.state.db, app.state.temporal = db, temporal_env.client
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:
