@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from launcher.dev import port_open, temporal_command  # noqa: E402
-from nodal.ports import free_port  # noqa: E402,F401 (bench scripts take it from here)
+from nodal.ports import free_port  # noqa: E402
 from nodal.settings import Settings  # noqa: E402
 
 ADMIN_KEY = "stack-admin-Hy6rQ2vN8sXe4LmB9tWd"

@@ -34,7 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.load_bench import ENV, Load  # noqa: E402
-from bench.stack import ADMIN_KEY, ROOT, Stack, free_port, wait_for  # noqa: E402
+from bench.stack import ADMIN_KEY, ROOT, Stack, wait_for  # noqa: E402
+from nodal.ports import free_port  # noqa: E402
 
 H = {"Authorization": f"Bearer {ADMIN_KEY}"}
 BODY = json.dumps({"type": "order.shipped", "timestamp": "2026-12-07T14:03:11.402Z", "data": {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import sys
 from datetime import timedelta
@@ -204,10 +203,7 @@ def inventory_import(path: Path = typer.Argument(..., exists=True, dir_okay=Fals
 
 
 def main() -> None:
-    """The `nodal` command, ended without the interpreter's teardown: a process that made a Temporal client can be
-    aborted there by the runtime's own threads ("PyGILState_Release ... finalizing", temporalio/sdk-python#300),
-    turning a finished command into exit 134. Exit handlers (the embedded PostgreSQL's cleanup, logging) still
-    run first."""
+    """The `nodal` command, ended without the interpreter's teardown (nodal/client.py exit_without_teardown)."""
     try:
         app()
         code = 0
@@ -217,10 +213,8 @@ def main() -> None:
         else:
             print(e.code, file=sys.stderr)
             code = 1
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    from nodal.client import exit_without_teardown
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import asyncio
 import base64
 import dataclasses
 import json
-import os
-import sys
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
@@ -78,9 +76,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The verdict is printed: skip the interpreter's teardown, where the Temporal runtime's own threads can abort
-    # the process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300; seen under load as exit -6).
-    os._exit(code)
+    from nodal.client import exit_without_teardown
+    exit_without_teardown(main())  # the verdict is printed (an abort at teardown was seen under load as exit -6)

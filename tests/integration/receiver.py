@@ -7,11 +7,11 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Optional
+from typing import AsyncIterator, Awaitable, Callable
 
 import uvicorn
 
-from nodal.ports import free_port  # noqa: F401 (tests take it from here)
+from nodal.ports import free_port
 
 
 @dataclass

@@ -12,7 +12,8 @@ import pytest
 from nodal.client import metrics_runtime
 from tests.integration.conftest import make_network, own_stack
 from tests.integration.flow import place, release, fulfillment
-from tests.integration.receiver import free_port, until
+from nodal.ports import free_port
+from tests.integration.receiver import until
 
 pytestmark = pytest.mark.integration
 

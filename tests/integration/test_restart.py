@@ -20,7 +20,8 @@ from sqlalchemy import text
 
 from tests.integration.conftest import ADMIN_KEY, Api, make_network
 from tests.integration.flow import fulfillment, order_status, place, release
-from tests.integration.receiver import free_port, serving, until
+from nodal.ports import free_port
+from tests.integration.receiver import serving, until
 
 pytestmark = pytest.mark.integration
 QUEUE = "nodal-restart-test"
